@@ -1,0 +1,463 @@
+// Causal phase recovery: see phase_recovery.hpp for the algorithm and the contract.
+//
+// Implementation notes
+// - Everything per channel works on structure-of-arrays scratch (separate real and imaginary
+//   float arrays, one row of F bins per stem) so that the inner loops over bins vectorise.
+// - Phases are carried as unit phasors, never as angles: the PU step ∠Ŝ(t-1) + 2π·hop·ν is a
+//   complex multiplication of the previous output's phasor by e^{i2π·hop·ν}. The advance of a
+//   bin's own centre frequency is a table; a peak's advance is the table entry of its bin times
+//   e^{i2π·hop·δ/n_fft} for its QIFFT offset δ, i.e. one sin/cos per peak and none per bin.
+// - Sanitising: non-finite X bins become 0, non-finite or negative V values become 0 (counted);
+//   finite values are clamped to ±1e15 so that V² and sums of J of them stay finite in float.
+#include "phase_recovery.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "bessel.hpp"
+
+#if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define LD_HAVE_MXCSR 1
+#endif
+
+namespace livedemix {
+
+namespace {
+
+constexpr float kMaxAbs = 1e15f;
+constexpr float kTiny2 = 1e-36f;  // squared magnitudes at or below this count as zero
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+
+// Flush denormals to zero (FTZ + DAZ) for the duration of a process call, restoring the
+// caller's floating-point state afterwards.
+struct DenormalGuard {
+#ifdef LD_HAVE_MXCSR
+  unsigned int saved;
+  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+#endif
+};
+
+inline float clamp_abs(float x) { return std::min(std::max(x, -kMaxAbs), kMaxAbs); }
+
+}  // namespace
+
+PhaseMode parse_phase_mode(const std::string& name) {
+  if (name == "wiener") return PhaseMode::Wiener;
+  if (name == "pu-iter" || name == "pu_iter" || name == "puiter") return PhaseMode::PUIter;
+  if (name == "anisotropic" || name == "aw") return PhaseMode::Anisotropic;
+  throw std::invalid_argument("unknown phase recovery mode '" + name +
+                              "'; use one of 'wiener', 'pu-iter', 'anisotropic'");
+}
+
+std::string phase_mode_name(PhaseMode m) {
+  switch (m) {
+    case PhaseMode::Wiener: return "wiener";
+    case PhaseMode::PUIter: return "pu-iter";
+    case PhaseMode::Anisotropic: return "anisotropic";
+  }
+  return "pu-iter";
+}
+
+PhaseRecovery::PhaseRecovery(int n_stems, int channels, int n_fft, int hop,
+                             const PhaseRecoveryOptions& opts) {
+  set_options(opts);
+  prepare(n_stems, channels, n_fft, hop);
+}
+
+void PhaseRecovery::set_options(const PhaseRecoveryOptions& opts) {
+  if (!(opts.onset_smoothing >= 0.f && opts.onset_smoothing <= 1.f))
+    throw std::invalid_argument("onset_smoothing must lie in [0, 1]");
+  if (!std::isfinite(opts.peak_db) || !std::isfinite(opts.onset_floor) || !std::isfinite(opts.onset_ratio))
+    throw std::invalid_argument("peak_db, onset_floor and onset_ratio must be finite numbers");
+  opts_ = opts;
+  set_n_iter(opts.n_iter);
+  set_kappa(opts.kappa);
+}
+
+void PhaseRecovery::set_n_iter(int n) { opts_.n_iter = std::min(std::max(n, 1), 1000); }
+
+void PhaseRecovery::set_kappa(float kappa) {
+  if (!std::isfinite(kappa) || kappa < 0.f) kappa = 0.f;
+  kappa = std::min(kappa, 1e6f);
+  opts_.kappa = kappa;
+  const BesselRatios r = bessel_ratios(kappa);
+  aw_lambda_ = static_cast<float>(r.r1);
+  aw_rho_ = static_cast<float>(r.r2 - r.r1 * r.r1);
+}
+
+void PhaseRecovery::prepare(int n_stems, int channels, int n_fft, int hop) {
+  if (n_stems < 1) throw std::invalid_argument("n_stems must be at least 1");
+  if (channels < 1) throw std::invalid_argument("channels must be at least 1");
+  if (n_fft < 4 || n_fft % 2 != 0) throw std::invalid_argument("n_fft must be an even number >= 4");
+  if (hop < 1 || hop > n_fft) throw std::invalid_argument("hop must lie in [1, n_fft]");
+  J_ = n_stems;
+  C_ = channels;
+  n_fft_ = n_fft;
+  hop_ = hop;
+  F_ = n_fft / 2 + 1;
+  const size_t F = static_cast<size_t>(F_), JC = static_cast<size_t>(J_) * C_, JF = F * J_;
+  prev_ur_.assign(JC * F, 1.f);
+  prev_ui_.assign(JC * F, 0.f);
+  prev_v_.assign(JC * F, 0.f);
+  flux_mean_.assign(JC, 0.f);
+  started_.assign(JC, 0);
+  bin_adv_r_.resize(F);
+  bin_adv_i_.resize(F);
+  for (size_t f = 0; f < F; ++f) {
+    // 2π·hop·f/n_fft reduced modulo 2π exactly in integers first.
+    const long long num = (static_cast<long long>(hop) * static_cast<long long>(f)) % n_fft;
+    const double a = kTwoPi * static_cast<double>(num) / n_fft;
+    bin_adv_r_[f] = static_cast<float>(std::cos(a));
+    bin_adv_i_[f] = static_cast<float>(std::sin(a));
+  }
+  for (auto* v : {&xr_, &xi_, &xinv_, &er_, &ei_, &ar_, &ai_, &br_, &bi_, &g_, &peak_amp_,
+                  &peak_adv_r_, &peak_adv_i_})
+    v->assign(F, 0.f);
+  for (auto* v : {&v_, &lam_, &pr_, &pi_, &sr_, &si_}) v->assign(JF, 0.f);
+  peak_bin_.assign(F, 0);
+  reset();
+}
+
+void PhaseRecovery::reset() {
+  std::fill(prev_ur_.begin(), prev_ur_.end(), 1.f);
+  std::fill(prev_ui_.begin(), prev_ui_.end(), 0.f);
+  std::fill(prev_v_.begin(), prev_v_.end(), 0.f);
+  std::fill(flux_mean_.begin(), flux_mean_.end(), 0.f);
+  std::fill(started_.begin(), started_.end(), 0);
+  stats_ = PhaseRecoveryStats();
+}
+
+void PhaseRecovery::process_frames(const cfloat* X, const float* V, cfloat* out, int n_frames) {
+  const size_t xs = static_cast<size_t>(C_) * F_, vs = xs * J_;
+  for (int t = 0; t < n_frames; ++t) process(X + t * xs, V + t * vs, out + t * vs);
+}
+
+void PhaseRecovery::process(const cfloat* X, const float* V, cfloat* out) {
+  if (J_ == 0) return;  // not prepared
+  DenormalGuard guard;
+  for (int c = 0; c < C_; ++c) process_channel(X, V, out, c);
+  ++stats_.frames;
+}
+
+bool PhaseRecovery::detect_onset(int j, int c, const float* v) {
+  const size_t jc = static_cast<size_t>(j) * C_ + c;
+  float* pv = prev_v_.data() + jc * F_;
+  double sum = 0.0, flux = 0.0;
+  for (int f = 0; f < F_; ++f) {
+    sum += v[f];
+    const float d = v[f] - pv[f];
+    flux += d > 0.f ? d : 0.f;
+    pv[f] = v[f];
+  }
+  if (!started_[jc]) {
+    started_[jc] = 1;
+    flux_mean_[jc] = 0.f;
+    return true;
+  }
+  const float d = sum > 0.0 ? static_cast<float>(flux / sum) : 0.f;  // in [0, 1]
+  const bool onset = d > opts_.onset_floor && d > opts_.onset_ratio * flux_mean_[jc];
+  flux_mean_[jc] += opts_.onset_smoothing * (d - flux_mean_[jc]);
+  return onset;
+}
+
+void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
+  const int F = F_;
+  float* pr = pr_.data() + static_cast<size_t>(j) * F;
+  float* pi = pi_.data() + static_cast<size_t>(j) * F;
+  if (onset) {  // the mixture's phase (or 0 where X = 0)
+    for (int f = 0; f < F; ++f) {
+      const bool z = xinv_[f] == 0.f;
+      pr[f] = z ? 1.f : xr_[f] * xinv_[f];
+      pi[f] = z ? 0.f : xi_[f] * xinv_[f];
+    }
+    return;
+  }
+  const float* v = v_.data() + static_cast<size_t>(j) * F;
+  const size_t off = (static_cast<size_t>(j) * C_ + c) * F;
+  const float* ur = prev_ur_.data() + off;
+  const float* ui = prev_ui_.data() + off;
+
+  // 1. Peaks above peak_db of the frame maximum, refined by QIFFT on the log magnitude.
+  float vmax = 0.f;
+  for (int f = 0; f < F; ++f) vmax = std::max(vmax, v[f]);
+  const float thr = vmax * std::pow(10.f, opts_.peak_db / 20.f);
+  int P = 0;
+  if (vmax > 0.f) {
+    const double hop_over_n = static_cast<double>(hop_) / n_fft_;
+    for (int k = 1; k + 1 < F; ++k) {
+      const float b = v[k];
+      if (!(b > thr && b > v[k - 1] && b >= v[k + 1])) continue;
+      constexpr float floor = 1e-30f;
+      const float la = std::log(v[k - 1] + floor), lb = std::log(b + floor), lc = std::log(v[k + 1] + floor);
+      const float den = la - 2.f * lb + lc;
+      float delta = den < -1e-12f ? 0.5f * (la - lc) / den : 0.f;
+      delta = std::min(std::max(delta, -0.5f), 0.5f);
+      // e^{i2π·hop·(k+δ)/n_fft} = table[k] · e^{i2π·hop·δ/n_fft}
+      const float psi = static_cast<float>(kTwoPi * hop_over_n * delta);
+      const float cr = std::cos(psi), ci = std::sin(psi);
+      peak_bin_[P] = k;
+      peak_amp_[P] = b;
+      peak_adv_r_[P] = bin_adv_r_[k] * cr - bin_adv_i_[k] * ci;
+      peak_adv_i_[P] = bin_adv_r_[k] * ci + bin_adv_i_[k] * cr;
+      ++P;
+    }
+  }
+  // 2. PU: previous phasor times the advance of the bin's region (or of its own centre).
+  if (P == 0) {
+    for (int f = 0; f < F; ++f) {
+      pr[f] = ur[f] * bin_adv_r_[f] - ui[f] * bin_adv_i_[f];
+      pi[f] = ur[f] * bin_adv_i_[f] + ui[f] * bin_adv_r_[f];
+    }
+    return;
+  }
+  int p = 0;
+  for (int f = 0; f < F; ++f) {
+    // Bin f belongs to peak p+1 once it lies past the boundary
+    //   b = (A_{p+1} k_p + A_p k_{p+1}) / (A_p + A_{p+1}),
+    // tested without the division: A_{p+1} (f - k_p) > A_p (k_{p+1} - f).
+    while (p + 1 < P && peak_amp_[p + 1] * static_cast<float>(f - peak_bin_[p]) >
+                            peak_amp_[p] * static_cast<float>(peak_bin_[p + 1] - f))
+      ++p;
+    const float ar = peak_adv_r_[p], ai = peak_adv_i_[p];
+    pr[f] = ur[f] * ar - ui[f] * ai;
+    pi[f] = ur[f] * ai + ui[f] * ar;
+  }
+}
+
+void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out, int c) {
+  const int F = F_, J = J_;
+  // Sanitised mixture and 1/|X|.
+  const cfloat* xc = X + static_cast<size_t>(c) * F;
+  for (int f = 0; f < F; ++f) {
+    float re = xc[f].real(), im = xc[f].imag();
+    if (!std::isfinite(re) || !std::isfinite(im)) {
+      re = im = 0.f;
+      ++stats_.nonfinite_mixture;
+    }
+    re = clamp_abs(re);
+    im = clamp_abs(im);
+    xr_[f] = re;
+    xi_[f] = im;
+    const float m2 = re * re + im * im;
+    xinv_[f] = m2 > kTiny2 ? 1.f / std::sqrt(m2) : 0.f;
+  }
+  // Sanitised magnitudes and the sum of squares (into er_).
+  std::fill(er_.begin(), er_.end(), 0.f);
+  for (int j = 0; j < J; ++j) {
+    const float* vin = V + (static_cast<size_t>(j) * C_ + c) * F;
+    float* v = v_.data() + static_cast<size_t>(j) * F;
+    for (int f = 0; f < F; ++f) {
+      float x = vin[f];
+      if (!std::isfinite(x)) {
+        x = 0.f;
+        ++stats_.nonfinite_magnitude;
+      } else if (x < 0.f) {
+        x = 0.f;
+        ++stats_.negative_magnitude;
+      }
+      x = std::min(x, kMaxAbs);
+      v[f] = x;
+      er_[f] += x * x;
+    }
+  }
+  // Wiener weights λ_j = V_j² / Σ V²; an all-zero bin is shared equally (1/J) so Σ λ = 1.
+  const float equal = 1.f / static_cast<float>(J);
+  // (A true division, not a product with 1/Σ: a lone active stem then gets exactly λ = 1.)
+  for (int j = 0; j < J; ++j) {
+    const float* v = v_.data() + static_cast<size_t>(j) * F;
+    float* lam = lam_.data() + static_cast<size_t>(j) * F;
+    for (int f = 0; f < F; ++f) {
+      const bool nz = er_[f] > 0.f;
+      lam[f] = nz ? (v[f] * v[f]) / (nz ? er_[f] : 1.f) : equal;
+    }
+  }
+  // Onsets (always tracked, so that the mode can change between frames) and phase estimates.
+  const PhaseMode mode = opts_.mode;
+  for (int j = 0; j < J; ++j) {
+    const bool onset = detect_onset(j, c, v_.data() + static_cast<size_t>(j) * F);
+    if (onset) ++stats_.onsets;
+    if (mode != PhaseMode::Wiener) estimate_phase(j, c, onset);
+  }
+
+  auto out_row = [&](int j) {
+    return reinterpret_cast<float*>(out + (static_cast<size_t>(j) * C_ + c) * F);
+  };
+  auto state_off = [&](int j) { return (static_cast<size_t>(j) * C_ + c) * F; };
+
+  if (mode == PhaseMode::Wiener) {
+    // Y_j = λ_j X: consistent by construction since Σ_j λ_j = 1.
+    for (int j = 0; j < J; ++j) {
+      const float* lam = lam_.data() + static_cast<size_t>(j) * F;
+      float* o = out_row(j);
+      float* ur = prev_ur_.data() + state_off(j);
+      float* ui = prev_ui_.data() + state_off(j);
+      for (int f = 0; f < F; ++f) {
+        o[2 * f] = lam[f] * xr_[f];
+        o[2 * f + 1] = lam[f] * xi_[f];
+        const bool z = xinv_[f] == 0.f;
+        ur[f] = z ? ur[f] : xr_[f] * xinv_[f];
+        ui[f] = z ? ui[f] : xi_[f] * xinv_[f];
+      }
+    }
+    return;
+  }
+
+  if (mode == PhaseMode::PUIter) {
+    for (int j = 0; j < J; ++j) {
+      const size_t o = static_cast<size_t>(j) * F;
+      for (int f = 0; f < F; ++f) {
+        sr_[o + f] = v_[o + f] * pr_[o + f];
+        si_[o + f] = v_[o + f] * pi_[o + f];
+      }
+    }
+    const int n_iter = opts_.n_iter;
+    for (int it = 0; it < n_iter; ++it) {
+      const bool last = it + 1 == n_iter;
+      // E = X - Σ_k S_k
+      std::copy(xr_.begin(), xr_.end(), er_.begin());
+      std::copy(xi_.begin(), xi_.end(), ei_.begin());
+      for (int j = 0; j < J; ++j) {
+        const float* sr = sr_.data() + static_cast<size_t>(j) * F;
+        const float* si = si_.data() + static_cast<size_t>(j) * F;
+        for (int f = 0; f < F; ++f) {
+          er_[f] -= sr[f];
+          ei_[f] -= si[f];
+        }
+      }
+      for (int j = 0; j < J; ++j) {
+        const size_t oj = static_cast<size_t>(j) * F;
+        float* sr = sr_.data() + oj;
+        float* si = si_.data() + oj;
+        const float* v = v_.data() + oj;
+        const float* lam = lam_.data() + oj;
+        const float* pr = pr_.data() + oj;
+        const float* pi = pi_.data() + oj;
+        if (!last) {
+          for (int f = 0; f < F; ++f) {
+            const float yr = sr[f] + lam[f] * er_[f], yi = si[f] + lam[f] * ei_[f];
+            const float m2 = yr * yr + yi * yi;
+            const bool nz = m2 > kTiny2;
+            const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
+            // S_j = V_j Y_j/|Y_j| (where Y_j = 0, keep the phase estimate)
+            sr[f] = v[f] * (nz ? yr * inv : pr[f]);
+            si[f] = v[f] * (nz ? yi * inv : pi[f]);
+          }
+        } else {
+          // Hand out Y_j (not S_j): Σ_j Y_j = Σ_j S_j + E Σ_j λ_j = X.
+          float* o = out_row(j);
+          float* ur = prev_ur_.data() + state_off(j);
+          float* ui = prev_ui_.data() + state_off(j);
+          for (int f = 0; f < F; ++f) {
+            const float yr = sr[f] + lam[f] * er_[f], yi = si[f] + lam[f] * ei_[f];
+            const float m2 = yr * yr + yi * yi;
+            const bool nz = m2 > kTiny2;
+            const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
+            o[2 * f] = yr;
+            o[2 * f + 1] = yi;
+            ur[f] = nz ? yr * inv : pr[f];
+            ui[f] = nz ? yi * inv : pi[f];
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // Anisotropic Wiener. With v_j = V_j², the prior of stem j is m_j = λκ V_j e^{iμ_j},
+  // γ_j = (1-λκ²) v_j, c_j = ρ v_j e^{2iμ_j}. The posterior mean
+  //   Ŝ_j = m_j + [(γ_j γ_X - c_j c̄_X)(X - m_X) + (c_j γ_X - γ_j c_X) conj(X - m_X)] / (γ_X² - |c_X|²)
+  // is invariant to scaling all v_j by one factor, so we divide them by Σ_k v_k, i.e. use the
+  // Wiener weights λ_j in place of v_j: γ_X becomes g = 1 - λκ² and nothing overflows.
+  // Σ_j Ŝ_j = m_X + (X - m_X) = X holds by construction; float rounding (and the guarded
+  // fallback) can leave a tiny residual, which is added back by the Wiener weights at the end.
+  const float lk = aw_lambda_, rho = aw_rho_;
+  const float g = 1.f - lk * lk;
+  // m_X into (ar_, ai_), c_X/ρ into (br_, bi_)
+  std::fill(ar_.begin(), ar_.end(), 0.f);
+  std::fill(ai_.begin(), ai_.end(), 0.f);
+  std::fill(br_.begin(), br_.end(), 0.f);
+  std::fill(bi_.begin(), bi_.end(), 0.f);
+  for (int j = 0; j < J; ++j) {
+    const size_t oj = static_cast<size_t>(j) * F;
+    for (int f = 0; f < F; ++f) {
+      const float p_r = pr_[oj + f], p_i = pi_[oj + f], l = lam_[oj + f];
+      ar_[f] += lk * v_[oj + f] * p_r;
+      ai_[f] += lk * v_[oj + f] * p_i;
+      br_[f] += l * (p_r * p_r - p_i * p_i);
+      bi_[f] += l * (2.f * p_r * p_i);
+    }
+  }
+  // Z = X - m_X into (er_, ei_); 1/D into g_ (0 where the system is degenerate).
+  const float g2 = g * g;
+  for (int f = 0; f < F; ++f) {
+    er_[f] = xr_[f] - ar_[f];
+    ei_[f] = xi_[f] - ai_[f];
+    br_[f] *= rho;
+    bi_[f] *= rho;
+    const float D = g2 - (br_[f] * br_[f] + bi_[f] * bi_[f]);
+    g_[f] = (g > 1e-6f && D > 1e-6f * g2) ? 1.f / D : 0.f;
+  }
+  for (int j = 0; j < J; ++j) {
+    const size_t oj = static_cast<size_t>(j) * F;
+    float* sr = sr_.data() + oj;
+    float* si = si_.data() + oj;
+    for (int f = 0; f < F; ++f) {
+      const float l = lam_[oj + f], p_r = pr_[oj + f], p_i = pi_[oj + f];
+      const float mr = lk * v_[oj + f] * p_r, mi = lk * v_[oj + f] * p_i;
+      const float zr = er_[f], zi = ei_[f];
+      float ur, ui;
+      if (g_[f] != 0.f) {
+        // c_j / λ_j = ρ e^{2iμ_j}
+        const float qr = rho * (p_r * p_r - p_i * p_i), qi = rho * (2.f * p_r * p_i);
+        // a = γ_j γ_X - c_j c̄_X  →  λ_j (g² - q c̄_X)
+        const float ar = g2 - (qr * br_[f] + qi * bi_[f]);
+        const float ai = -(qi * br_[f] - qr * bi_[f]);
+        // b = c_j γ_X - γ_j c_X  →  λ_j (q g - g c_X)
+        const float brr = g * (qr - br_[f]), bii = g * (qi - bi_[f]);
+        // a Z + b conj(Z)
+        const float nr = (ar * zr - ai * zi) + (brr * zr + bii * zi);
+        const float ni = (ar * zi + ai * zr) + (bii * zr - brr * zi);
+        const float s = l * g_[f];
+        ur = nr * s;
+        ui = ni * s;
+      } else {
+        ur = l * zr;  // degenerate: share X - m_X by the Wiener weights
+        ui = l * zi;
+      }
+      sr[f] = mr + ur;
+      si[f] = mi + ui;
+    }
+  }
+  // Residual X - Σ Ŝ (rounding only) shared by the Wiener weights; output; phase state.
+  std::copy(xr_.begin(), xr_.end(), er_.begin());
+  std::copy(xi_.begin(), xi_.end(), ei_.begin());
+  for (int j = 0; j < J; ++j) {
+    const size_t oj = static_cast<size_t>(j) * F;
+    for (int f = 0; f < F; ++f) {
+      er_[f] -= sr_[oj + f];
+      ei_[f] -= si_[oj + f];
+    }
+  }
+  for (int j = 0; j < J; ++j) {
+    const size_t oj = static_cast<size_t>(j) * F;
+    float* o = out_row(j);
+    float* ur = prev_ur_.data() + state_off(j);
+    float* ui = prev_ui_.data() + state_off(j);
+    for (int f = 0; f < F; ++f) {
+      const float yr = sr_[oj + f] + lam_[oj + f] * er_[f];
+      const float yi = si_[oj + f] + lam_[oj + f] * ei_[f];
+      const float m2 = yr * yr + yi * yi;
+      const bool nz = m2 > kTiny2;
+      const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
+      o[2 * f] = yr;
+      o[2 * f + 1] = yi;
+      ur[f] = nz ? yr * inv : pr_[oj + f];
+      ui[f] = nz ? yi * inv : pi_[oj + f];
+    }
+  }
+}
+
+}  // namespace livedemix
