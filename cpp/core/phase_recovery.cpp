@@ -17,9 +17,13 @@
 
 #include "bessel.hpp"
 
-#if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)
+#include <cstring>
+
+#if defined(__SSE2__) || defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
 #include <xmmintrin.h>
 #define LD_HAVE_MXCSR 1
+#define LD_HAVE_SSE2 1
 #endif
 
 namespace livedemix {
@@ -41,6 +45,39 @@ struct DenormalGuard {
 };
 
 inline float clamp_abs(float x) { return std::min(std::max(x, -kMaxAbs), kMaxAbs); }
+
+// Natural log of a positive normal float, |error| < 1e-9 (computed in double): exponent plus
+// atanh series of the mantissa reduced to [sqrt(1/2), sqrt(2)). Cheaper than logf and exact
+// enough for the QIFFT (only differences of logs of neighbouring bins are used).
+inline double fast_log(float x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  int e = static_cast<int>((bits >> 23) & 0xffu) - 127;
+  bits = (bits & 0x7fffffu) | 0x3f800000u;
+  float mf;
+  std::memcpy(&mf, &bits, sizeof mf);
+  double m = mf;
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    ++e;
+  }
+  const double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+  const double series = 1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 / 11))));
+  return e * 0.6931471805599453 + 2.0 * t * series;
+}
+
+// cos and sin of a small angle (|a| <= 0.8: Taylor to order 12/13, error < 1e-11); larger
+// angles (hop > n_fft/4) fall back to the library.
+inline void small_sincos(double a, float& c, float& s) {
+  if (std::fabs(a) > 0.8) {
+    c = static_cast<float>(std::cos(a));
+    s = static_cast<float>(std::sin(a));
+    return;
+  }
+  const double a2 = a * a;
+  c = static_cast<float>(1.0 - a2 / 2 * (1.0 - a2 / 12 * (1.0 - a2 / 30 * (1.0 - a2 / 56 * (1.0 - a2 / 90 * (1.0 - a2 / 132))))));
+  s = static_cast<float>(a * (1.0 - a2 / 6 * (1.0 - a2 / 20 * (1.0 - a2 / 42 * (1.0 - a2 / 72 * (1.0 - a2 / 110 * (1.0 - a2 / 156)))))));
+}
 
 }  // namespace
 
@@ -138,8 +175,20 @@ void PhaseRecovery::process_frames(const cfloat* X, const float* V, cfloat* out,
 void PhaseRecovery::process(const cfloat* X, const float* V, cfloat* out) {
   if (J_ == 0) return;  // not prepared
   DenormalGuard guard;
-  for (int c = 0; c < C_; ++c) process_channel(X, V, out, c);
+  for (int c = 0; c < C_; ++c) process_channel(X, V, out, c, false);
   ++stats_.frames;
+}
+
+void PhaseRecovery::unwrap(const cfloat* X, const float* V, cfloat* out) {
+  if (J_ == 0) return;
+  DenormalGuard guard;
+  for (int c = 0; c < C_; ++c) process_channel(X, V, out, c, true);
+  ++stats_.frames;
+}
+
+void PhaseRecovery::unwrap_frames(const cfloat* X, const float* V, cfloat* out, int n_frames) {
+  const size_t xs = static_cast<size_t>(C_) * F_, vs = xs * J_;
+  for (int t = 0; t < n_frames; ++t) unwrap(X + t * xs, V + t * vs, out + t * vs);
 }
 
 bool PhaseRecovery::detect_onset(int j, int c, const float* v) {
@@ -191,13 +240,13 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
       const float b = v[k];
       if (!(b > thr && b > v[k - 1] && b >= v[k + 1])) continue;
       constexpr float floor = 1e-30f;
-      const float la = std::log(v[k - 1] + floor), lb = std::log(b + floor), lc = std::log(v[k + 1] + floor);
-      const float den = la - 2.f * lb + lc;
-      float delta = den < -1e-12f ? 0.5f * (la - lc) / den : 0.f;
-      delta = std::min(std::max(delta, -0.5f), 0.5f);
+      const double la = fast_log(v[k - 1] + floor), lb = fast_log(b + floor), lc = fast_log(v[k + 1] + floor);
+      const double den = la - 2.0 * lb + lc;
+      double delta = den < -1e-12 ? 0.5 * (la - lc) / den : 0.0;
+      delta = std::min(std::max(delta, -0.5), 0.5);
       // e^{i2π·hop·(k+δ)/n_fft} = table[k] · e^{i2π·hop·δ/n_fft}
-      const float psi = static_cast<float>(kTwoPi * hop_over_n * delta);
-      const float cr = std::cos(psi), ci = std::sin(psi);
+      float cr, ci;
+      small_sincos(kTwoPi * hop_over_n * delta, cr, ci);
       peak_bin_[P] = k;
       peak_amp_[P] = b;
       peak_adv_r_[P] = bin_adv_r_[k] * cr - bin_adv_i_[k] * ci;
@@ -227,7 +276,7 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
   }
 }
 
-void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out, int c) {
+void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out, int c, bool unwrap_only) {
   const int F = F_, J = J_;
   // Sanitised mixture and 1/|X|.
   const cfloat* xc = X + static_cast<size_t>(c) * F;
@@ -279,13 +328,29 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
   for (int j = 0; j < J; ++j) {
     const bool onset = detect_onset(j, c, v_.data() + static_cast<size_t>(j) * F);
     if (onset) ++stats_.onsets;
-    if (mode != PhaseMode::Wiener) estimate_phase(j, c, onset);
+    if (mode != PhaseMode::Wiener || unwrap_only) estimate_phase(j, c, onset);
   }
 
   auto out_row = [&](int j) {
     return reinterpret_cast<float*>(out + (static_cast<size_t>(j) * C_ + c) * F);
   };
   auto state_off = [&](int j) { return (static_cast<size_t>(j) * C_ + c) * F; };
+
+  if (unwrap_only) {  // S_j = V_j e^{iφ_j}, no mixture consistency (phase retrieval)
+    for (int j = 0; j < J; ++j) {
+      const size_t oj = static_cast<size_t>(j) * F;
+      float* o = out_row(j);
+      float* ur = prev_ur_.data() + state_off(j);
+      float* ui = prev_ui_.data() + state_off(j);
+      for (int f = 0; f < F; ++f) {
+        o[2 * f] = v_[oj + f] * pr_[oj + f];
+        o[2 * f + 1] = v_[oj + f] * pi_[oj + f];
+        ur[f] = pr_[oj + f];
+        ui[f] = pi_[oj + f];
+      }
+    }
+    return;
+  }
 
   if (mode == PhaseMode::Wiener) {
     // Y_j = λ_j X: consistent by construction since Σ_j λ_j = 1.
@@ -306,59 +371,88 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
   }
 
   if (mode == PhaseMode::PUIter) {
-    for (int j = 0; j < J; ++j) {
-      const size_t o = static_cast<size_t>(j) * F;
-      for (int f = 0; f < F; ++f) {
-        sr_[o + f] = v_[o + f] * pr_[o + f];
-        si_[o + f] = v_[o + f] * pi_[o + f];
-      }
-    }
+    // Every bin is independent within a frame, so all n_iter iterations of a block of bins
+    // run back to back while the block is in registers / L1 (4 bins per SSE vector).
     const int n_iter = opts_.n_iter;
-    for (int it = 0; it < n_iter; ++it) {
-      const bool last = it + 1 == n_iter;
-      // E = X - Σ_k S_k
-      std::copy(xr_.begin(), xr_.end(), er_.begin());
-      std::copy(xi_.begin(), xi_.end(), ei_.begin());
+    int f0 = 0;
+#ifdef LD_HAVE_SSE2
+    const __m128 tiny = _mm_set1_ps(kTiny2), half = _mm_set1_ps(0.5f), three_halves = _mm_set1_ps(1.5f);
+    for (; f0 + 4 <= F; f0 += 4) {
       for (int j = 0; j < J; ++j) {
-        const float* sr = sr_.data() + static_cast<size_t>(j) * F;
-        const float* si = si_.data() + static_cast<size_t>(j) * F;
-        for (int f = 0; f < F; ++f) {
-          er_[f] -= sr[f];
-          ei_[f] -= si[f];
+        const size_t o = static_cast<size_t>(j) * F + f0;
+        const __m128 v = _mm_loadu_ps(&v_[o]);
+        _mm_storeu_ps(&sr_[o], _mm_mul_ps(v, _mm_loadu_ps(&pr_[o])));
+        _mm_storeu_ps(&si_[o], _mm_mul_ps(v, _mm_loadu_ps(&pi_[o])));
+      }
+      const __m128 xr = _mm_loadu_ps(&xr_[f0]), xi = _mm_loadu_ps(&xi_[f0]);
+      for (int it = 0; it < n_iter; ++it) {
+        __m128 er = xr, ei = xi;  // E = X - Σ_k S_k
+        for (int j = 0; j < J; ++j) {
+          const size_t o = static_cast<size_t>(j) * F + f0;
+          er = _mm_sub_ps(er, _mm_loadu_ps(&sr_[o]));
+          ei = _mm_sub_ps(ei, _mm_loadu_ps(&si_[o]));
+        }
+        const bool last = it + 1 == n_iter;
+        for (int j = 0; j < J; ++j) {
+          const size_t o = static_cast<size_t>(j) * F + f0;
+          const __m128 lam = _mm_loadu_ps(&lam_[o]);
+          const __m128 yr = _mm_add_ps(_mm_loadu_ps(&sr_[o]), _mm_mul_ps(lam, er));
+          const __m128 yi = _mm_add_ps(_mm_loadu_ps(&si_[o]), _mm_mul_ps(lam, ei));
+          const __m128 m2 = _mm_add_ps(_mm_mul_ps(yr, yr), _mm_mul_ps(yi, yi));
+          const __m128 nz = _mm_cmpgt_ps(m2, tiny);
+          // 1/|Y| by rsqrt and one Newton step (relative error ~1e-7); masked where Y = 0.
+          __m128 r = _mm_rsqrt_ps(_mm_max_ps(m2, tiny));
+          r = _mm_mul_ps(r, _mm_sub_ps(three_halves, _mm_mul_ps(_mm_mul_ps(half, m2), _mm_mul_ps(r, r))));
+          const __m128 pr = _mm_loadu_ps(&pr_[o]), pi = _mm_loadu_ps(&pi_[o]);
+          // unit phasor of Y (the phase estimate where Y = 0)
+          const __m128 ur = _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yr, r)), _mm_andnot_ps(nz, pr));
+          const __m128 ui = _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yi, r)), _mm_andnot_ps(nz, pi));
+          if (!last) {
+            const __m128 v = _mm_loadu_ps(&v_[o]);  // S_j = V_j Y_j/|Y_j|
+            _mm_storeu_ps(&sr_[o], _mm_mul_ps(v, ur));
+            _mm_storeu_ps(&si_[o], _mm_mul_ps(v, ui));
+          } else {
+            // Hand out Y_j (not S_j): Σ_j Y_j = Σ_j S_j + E Σ_j λ_j = X.
+            float* out_f = out_row(j) + 2 * f0;
+            _mm_storeu_ps(out_f, _mm_unpacklo_ps(yr, yi));
+            _mm_storeu_ps(out_f + 4, _mm_unpackhi_ps(yr, yi));
+            const size_t so = state_off(j) + f0;
+            _mm_storeu_ps(&prev_ur_[so], ur);
+            _mm_storeu_ps(&prev_ui_[so], ui);
+          }
         }
       }
+    }
+#endif
+    for (int f = f0; f < F; ++f) {  // remaining bins (all bins without SSE2)
       for (int j = 0; j < J; ++j) {
-        const size_t oj = static_cast<size_t>(j) * F;
-        float* sr = sr_.data() + oj;
-        float* si = si_.data() + oj;
-        const float* v = v_.data() + oj;
-        const float* lam = lam_.data() + oj;
-        const float* pr = pr_.data() + oj;
-        const float* pi = pi_.data() + oj;
-        if (!last) {
-          for (int f = 0; f < F; ++f) {
-            const float yr = sr[f] + lam[f] * er_[f], yi = si[f] + lam[f] * ei_[f];
-            const float m2 = yr * yr + yi * yi;
-            const bool nz = m2 > kTiny2;
-            const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
-            // S_j = V_j Y_j/|Y_j| (where Y_j = 0, keep the phase estimate)
-            sr[f] = v[f] * (nz ? yr * inv : pr[f]);
-            si[f] = v[f] * (nz ? yi * inv : pi[f]);
-          }
-        } else {
-          // Hand out Y_j (not S_j): Σ_j Y_j = Σ_j S_j + E Σ_j λ_j = X.
-          float* o = out_row(j);
-          float* ur = prev_ur_.data() + state_off(j);
-          float* ui = prev_ui_.data() + state_off(j);
-          for (int f = 0; f < F; ++f) {
-            const float yr = sr[f] + lam[f] * er_[f], yi = si[f] + lam[f] * ei_[f];
-            const float m2 = yr * yr + yi * yi;
-            const bool nz = m2 > kTiny2;
-            const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
-            o[2 * f] = yr;
-            o[2 * f + 1] = yi;
-            ur[f] = nz ? yr * inv : pr[f];
-            ui[f] = nz ? yi * inv : pi[f];
+        const size_t o = static_cast<size_t>(j) * F + f;
+        sr_[o] = v_[o] * pr_[o];
+        si_[o] = v_[o] * pi_[o];
+      }
+      for (int it = 0; it < n_iter; ++it) {
+        float er = xr_[f], ei = xi_[f];
+        for (int j = 0; j < J; ++j) {
+          er -= sr_[static_cast<size_t>(j) * F + f];
+          ei -= si_[static_cast<size_t>(j) * F + f];
+        }
+        const bool last = it + 1 == n_iter;
+        for (int j = 0; j < J; ++j) {
+          const size_t o = static_cast<size_t>(j) * F + f;
+          const float yr = sr_[o] + lam_[o] * er, yi = si_[o] + lam_[o] * ei;
+          const float m2 = yr * yr + yi * yi;
+          const bool nz = m2 > kTiny2;
+          const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
+          const float ur = nz ? yr * inv : pr_[o], ui = nz ? yi * inv : pi_[o];
+          if (!last) {
+            sr_[o] = v_[o] * ur;
+            si_[o] = v_[o] * ui;
+          } else {
+            float* out_f = out_row(j);
+            out_f[2 * f] = yr;
+            out_f[2 * f + 1] = yi;
+            prev_ur_[state_off(j) + f] = ur;
+            prev_ui_[state_off(j) + f] = ui;
           }
         }
       }

@@ -80,6 +80,11 @@ class PhaseRecovery {
   void process(const cfloat* X, const float* V, cfloat* out);
   // `n_frames` consecutive frames: X cfloat[T][C][F], V float[T][J][C][F], out cfloat[T][J][C][F].
   void process_frames(const cfloat* X, const float* V, cfloat* out, int n_frames);
+  // Phase unwrapping alone, for phase retrieval and analysis (NOT mixture-consistent, whatever
+  // the mode): out_j = V_j e^{iφ_j}, where X only supplies the phase at onsets and at the first
+  // frame. Same state as process(); allocation-free.
+  void unwrap(const cfloat* X, const float* V, cfloat* out);
+  void unwrap_frames(const cfloat* X, const float* V, cfloat* out, int n_frames);
 
   void set_mode(PhaseMode m) { opts_.mode = m; }
   void set_n_iter(int n);      // clamps to [1, 1000]
@@ -98,7 +103,7 @@ class PhaseRecovery {
   const PhaseRecoveryStats& stats() const { return stats_; }
 
  private:
-  void process_channel(const cfloat* X, const float* V, cfloat* out, int c);
+  void process_channel(const cfloat* X, const float* V, cfloat* out, int c, bool unwrap_only);
   // Fills pr_/pi_ (stem j) with the PU phasor estimate for channel c, or X's phase at an onset.
   void estimate_phase(int j, int c, bool onset);
   bool detect_onset(int j, int c, const float* v);
