@@ -158,6 +158,14 @@ void bind_phase_recovery(py::module_& m) {
           "Phase unwrapping alone (not mixture-consistent): out_j = V_j e^{i phi_j}; X gives the "
           "phase at onsets and at the first frame. Shapes as process_frames.")
       .def("reset", [](PhaseRecovery& self) { self.reset(); })
+      .def(
+          "_set_allow_avx2",
+          [](PhaseRecovery& self, bool allow) {
+            self.set_allow_avx2(allow);
+            self.prepare(self.n_stems(), self.channels(), self.n_fft(), self.hop());
+          },
+          py::arg("allow"), "Testing: allow/forbid the AVX2 kernel (re-prepares, i.e. resets).")
+      .def_property_readonly("_uses_avx2", &PhaseRecovery::uses_avx2)
       .def_property(
           "mode", [](const PhaseRecovery& self) { return livedemix::phase_mode_name(self.mode()); },
           [](PhaseRecovery& self, const std::string& name) {

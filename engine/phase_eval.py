@@ -288,8 +288,8 @@ def main(argv=None) -> int:
     else:
         songs = load_songs(a.songs, a.seconds)
         methods = [("wiener", "wiener", {})]
-        methods += [(f"pu-iter n_iter={n}", "pu-iter", {"n_iter": n}) for n in (1, 2, 4, 8, 16, 32)]
-        methods += [(f"anisotropic kappa={k:g}", "anisotropic", {"kappa": k}) for k in (0.5, 1, 2, 4, 8)]
+        methods += [(f"pu-iter n_iter={n}", "pu-iter", {"n_iter": n}) for n in (1, 4, 8, 16, 24, 32)]
+        methods += [(f"anisotropic kappa={k:g}", "anisotropic", {"kappa": k}) for k in (0.5, 1, 2, 4)]
         res = run_separation(songs, CONFIGS, methods)
         rows = summary_rows(res)
         print(markdown_table(rows, ["config", "method", "SDR", "SIR", "SAR"]))

@@ -21,9 +21,13 @@
 
 #if defined(__SSE2__) || defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
+#include <immintrin.h>
 #include <xmmintrin.h>
 #define LD_HAVE_MXCSR 1
 #define LD_HAVE_SSE2 1
+#if defined(__GNUC__)
+#define LD_HAVE_AVX2_DISPATCH 1
+#endif
 #endif
 
 namespace livedemix {
@@ -79,6 +83,169 @@ inline void small_sincos(double a, float& c, float& s) {
   s = static_cast<float>(a * (1.0 - a2 / 6 * (1.0 - a2 / 20 * (1.0 - a2 / 42 * (1.0 - a2 / 72 * (1.0 - a2 / 110 * (1.0 - a2 / 156)))))));
 }
 
+
+// The PU-Iter inner loop over a block of bins: all n_iter iterations of a block run back to
+// back while it is in registers / L1 (the bins are independent within a frame).
+struct PuIterArgs {
+  int F, J, n_iter;
+  const float *xr, *xi, *v, *lam, *pr, *pi;  // [F], [F], [J][F] x4
+  float *sr, *si;                            // [J][F] scratch (S_j)
+  float* out;                                // stem j's interleaved row at out + j*out_stride
+  size_t out_stride;
+  float *ur, *ui;                            // stem j's phase state at ur + j*state_stride
+  size_t state_stride;
+};
+
+#ifdef LD_HAVE_AVX2_DISPATCH
+// AVX2 + FMA, 8 bins per vector; compiled for those extensions only and called only when the
+// CPU has them (checked at run time). Returns the first bin it did not process.
+__attribute__((target("avx2,fma"))) int pu_iter_avx2(const PuIterArgs& a) {
+  const int F = a.F, J = a.J;
+  const __m256 tiny = _mm256_set1_ps(kTiny2), half = _mm256_set1_ps(0.5f), three_halves = _mm256_set1_ps(1.5f);
+  int f0 = 0;
+  for (; f0 + 8 <= F; f0 += 8) {
+    for (int j = 0; j < J; ++j) {
+      const size_t o = static_cast<size_t>(j) * F + f0;
+      const __m256 v = _mm256_loadu_ps(a.v + o);
+      _mm256_storeu_ps(a.sr + o, _mm256_mul_ps(v, _mm256_loadu_ps(a.pr + o)));
+      _mm256_storeu_ps(a.si + o, _mm256_mul_ps(v, _mm256_loadu_ps(a.pi + o)));
+    }
+    const __m256 xr = _mm256_loadu_ps(a.xr + f0), xi = _mm256_loadu_ps(a.xi + f0);
+    for (int it = 0; it < a.n_iter; ++it) {
+      __m256 er = xr, ei = xi;
+      for (int j = 0; j < J; ++j) {
+        const size_t o = static_cast<size_t>(j) * F + f0;
+        er = _mm256_sub_ps(er, _mm256_loadu_ps(a.sr + o));
+        ei = _mm256_sub_ps(ei, _mm256_loadu_ps(a.si + o));
+      }
+      const bool last = it + 1 == a.n_iter;
+      for (int j = 0; j < J; ++j) {
+        const size_t o = static_cast<size_t>(j) * F + f0;
+        const __m256 lam = _mm256_loadu_ps(a.lam + o);
+        const __m256 yr = _mm256_fmadd_ps(lam, er, _mm256_loadu_ps(a.sr + o));
+        const __m256 yi = _mm256_fmadd_ps(lam, ei, _mm256_loadu_ps(a.si + o));
+        const __m256 m2 = _mm256_fmadd_ps(yr, yr, _mm256_mul_ps(yi, yi));
+        const __m256 nz = _mm256_cmp_ps(m2, tiny, _CMP_GT_OQ);
+        __m256 r = _mm256_rsqrt_ps(_mm256_max_ps(m2, tiny));
+        r = _mm256_mul_ps(r, _mm256_fnmadd_ps(_mm256_mul_ps(half, m2), _mm256_mul_ps(r, r), three_halves));
+        r = _mm256_and_ps(nz, r);  // 1/|Y|, 0 where Y = 0
+        if (!last) {
+          const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(a.v + o), r);  // S_j = V_j Y_j/|Y_j|
+          _mm256_storeu_ps(a.sr + o, _mm256_mul_ps(g, yr));
+          _mm256_storeu_ps(a.si + o, _mm256_mul_ps(g, yi));
+        } else {
+          float* out_f = a.out + j * a.out_stride + 2 * f0;
+          const __m256 lo = _mm256_unpacklo_ps(yr, yi), hi = _mm256_unpackhi_ps(yr, yi);
+          _mm256_storeu_ps(out_f, _mm256_permute2f128_ps(lo, hi, 0x20));
+          _mm256_storeu_ps(out_f + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+          const size_t so = j * a.state_stride + f0;
+          _mm256_storeu_ps(a.ur + so, _mm256_blendv_ps(_mm256_loadu_ps(a.pr + o), _mm256_mul_ps(yr, r), nz));
+          _mm256_storeu_ps(a.ui + so, _mm256_blendv_ps(_mm256_loadu_ps(a.pi + o), _mm256_mul_ps(yi, r), nz));
+        }
+      }
+    }
+  }
+  return f0;
+}
+
+bool cpu_has_avx2_fma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+// SSE2, 4 bins per vector, from bin f0. Returns the first bin it did not process.
+int pu_iter_sse2(const PuIterArgs& a, int f0) {
+#ifdef LD_HAVE_SSE2
+  const int F = a.F, J = a.J;
+  const __m128 tiny = _mm_set1_ps(kTiny2), half = _mm_set1_ps(0.5f), three_halves = _mm_set1_ps(1.5f);
+  for (; f0 + 4 <= F; f0 += 4) {
+    for (int j = 0; j < J; ++j) {
+      const size_t o = static_cast<size_t>(j) * F + f0;
+      const __m128 v = _mm_loadu_ps(a.v + o);
+      _mm_storeu_ps(a.sr + o, _mm_mul_ps(v, _mm_loadu_ps(a.pr + o)));
+      _mm_storeu_ps(a.si + o, _mm_mul_ps(v, _mm_loadu_ps(a.pi + o)));
+    }
+    const __m128 xr = _mm_loadu_ps(a.xr + f0), xi = _mm_loadu_ps(a.xi + f0);
+    for (int it = 0; it < a.n_iter; ++it) {
+      __m128 er = xr, ei = xi;  // E = X - Σ_k S_k
+      for (int j = 0; j < J; ++j) {
+        const size_t o = static_cast<size_t>(j) * F + f0;
+        er = _mm_sub_ps(er, _mm_loadu_ps(a.sr + o));
+        ei = _mm_sub_ps(ei, _mm_loadu_ps(a.si + o));
+      }
+      const bool last = it + 1 == a.n_iter;
+      for (int j = 0; j < J; ++j) {
+        const size_t o = static_cast<size_t>(j) * F + f0;
+        const __m128 lam = _mm_loadu_ps(a.lam + o);
+        const __m128 yr = _mm_add_ps(_mm_loadu_ps(a.sr + o), _mm_mul_ps(lam, er));
+        const __m128 yi = _mm_add_ps(_mm_loadu_ps(a.si + o), _mm_mul_ps(lam, ei));
+        const __m128 m2 = _mm_add_ps(_mm_mul_ps(yr, yr), _mm_mul_ps(yi, yi));
+        const __m128 nz = _mm_cmpgt_ps(m2, tiny);
+        // 1/|Y| by rsqrt and one Newton step (relative error ~1e-7); 0 where Y = 0.
+        __m128 r = _mm_rsqrt_ps(_mm_max_ps(m2, tiny));
+        r = _mm_mul_ps(r, _mm_sub_ps(three_halves, _mm_mul_ps(_mm_mul_ps(half, m2), _mm_mul_ps(r, r))));
+        r = _mm_and_ps(nz, r);
+        if (!last) {
+          const __m128 g = _mm_mul_ps(_mm_loadu_ps(a.v + o), r);  // S_j = V_j Y_j/|Y_j|
+          _mm_storeu_ps(a.sr + o, _mm_mul_ps(g, yr));
+          _mm_storeu_ps(a.si + o, _mm_mul_ps(g, yi));
+        } else {
+          // Hand out Y_j (not S_j): Σ_j Y_j = Σ_j S_j + E Σ_j λ_j = X.
+          float* out_f = a.out + j * a.out_stride + 2 * f0;
+          _mm_storeu_ps(out_f, _mm_unpacklo_ps(yr, yi));
+          _mm_storeu_ps(out_f + 4, _mm_unpackhi_ps(yr, yi));
+          // phase state: unit phasor of Y, or the estimate where Y = 0
+          const size_t so = j * a.state_stride + f0;
+          const __m128 pr = _mm_loadu_ps(a.pr + o), pi = _mm_loadu_ps(a.pi + o);
+          _mm_storeu_ps(a.ur + so, _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yr, r)), _mm_andnot_ps(nz, pr)));
+          _mm_storeu_ps(a.ui + so, _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yi, r)), _mm_andnot_ps(nz, pi)));
+        }
+      }
+    }
+  }
+#endif
+  return f0;
+}
+
+// Plain C++ for the remaining bins (all bins without SSE2).
+void pu_iter_scalar(const PuIterArgs& a, int f0) {
+  const int F = a.F, J = a.J;
+  for (int f = f0; f < F; ++f) {
+    for (int j = 0; j < J; ++j) {
+      const size_t o = static_cast<size_t>(j) * F + f;
+      a.sr[o] = a.v[o] * a.pr[o];
+      a.si[o] = a.v[o] * a.pi[o];
+    }
+    for (int it = 0; it < a.n_iter; ++it) {
+      float er = a.xr[f], ei = a.xi[f];
+      for (int j = 0; j < J; ++j) {
+        er -= a.sr[static_cast<size_t>(j) * F + f];
+        ei -= a.si[static_cast<size_t>(j) * F + f];
+      }
+      const bool last = it + 1 == a.n_iter;
+      for (int j = 0; j < J; ++j) {
+        const size_t o = static_cast<size_t>(j) * F + f;
+        const float lam = a.lam[o];
+        const float yr = a.sr[o] + lam * er, yi = a.si[o] + lam * ei;
+        const float m2 = yr * yr + yi * yi;
+        const bool nz = m2 > kTiny2;
+        const float r = nz ? 1.f / std::sqrt(m2) : 0.f;
+        if (!last) {
+          a.sr[o] = a.v[o] * r * yr;
+          a.si[o] = a.v[o] * r * yi;
+        } else {
+          float* out_f = a.out + j * a.out_stride;
+          out_f[2 * f] = yr;
+          out_f[2 * f + 1] = yi;
+          a.ur[j * a.state_stride + f] = nz ? yr * r : a.pr[o];
+          a.ui[j * a.state_stride + f] = nz ? yi * r : a.pi[o];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 PhaseMode parse_phase_mode(const std::string& name) {
@@ -110,6 +277,7 @@ void PhaseRecovery::set_options(const PhaseRecoveryOptions& opts) {
   if (!std::isfinite(opts.peak_db) || !std::isfinite(opts.onset_floor) || !std::isfinite(opts.onset_ratio))
     throw std::invalid_argument("peak_db, onset_floor and onset_ratio must be finite numbers");
   opts_ = opts;
+  peak_lin_ = std::pow(10.f, opts.peak_db / 20.f);
   set_n_iter(opts.n_iter);
   set_kappa(opts.kappa);
 }
@@ -132,6 +300,9 @@ void PhaseRecovery::prepare(int n_stems, int channels, int n_fft, int hop) {
   if (hop < 1 || hop > n_fft) throw std::invalid_argument("hop must lie in [1, n_fft]");
   J_ = n_stems;
   C_ = channels;
+#ifdef LD_HAVE_AVX2_DISPATCH
+  use_avx2_ = allow_avx2_ && cpu_has_avx2_fma();
+#endif
   n_fft_ = n_fft;
   hop_ = hop;
   F_ = n_fft / 2 + 1;
@@ -194,8 +365,25 @@ void PhaseRecovery::unwrap_frames(const cfloat* X, const float* V, cfloat* out, 
 bool PhaseRecovery::detect_onset(int j, int c, const float* v) {
   const size_t jc = static_cast<size_t>(j) * C_ + c;
   float* pv = prev_v_.data() + jc * F_;
-  double sum = 0.0, flux = 0.0;
-  for (int f = 0; f < F_; ++f) {
+  const int F = F_;
+  int f = 0;
+  float sum = 0.f, flux = 0.f;
+#ifdef LD_HAVE_SSE2
+  __m128 vs = _mm_setzero_ps(), vf = _mm_setzero_ps();
+  const __m128 zero = _mm_setzero_ps();
+  for (; f + 4 <= F; f += 4) {
+    const __m128 x = _mm_loadu_ps(v + f);
+    vs = _mm_add_ps(vs, x);
+    vf = _mm_add_ps(vf, _mm_max_ps(_mm_sub_ps(x, _mm_loadu_ps(pv + f)), zero));
+    _mm_storeu_ps(pv + f, x);
+  }
+  alignas(16) float a[4], b[4];
+  _mm_store_ps(a, vs);
+  _mm_store_ps(b, vf);
+  sum = (a[0] + a[1]) + (a[2] + a[3]);
+  flux = (b[0] + b[1]) + (b[2] + b[3]);
+#endif
+  for (; f < F; ++f) {
     sum += v[f];
     const float d = v[f] - pv[f];
     flux += d > 0.f ? d : 0.f;
@@ -206,7 +394,7 @@ bool PhaseRecovery::detect_onset(int j, int c, const float* v) {
     flux_mean_[jc] = 0.f;
     return true;
   }
-  const float d = sum > 0.0 ? static_cast<float>(flux / sum) : 0.f;  // in [0, 1]
+  const float d = sum > 0.f ? std::min(flux / sum, 1.f) : 0.f;  // in [0, 1]
   const bool onset = d > opts_.onset_floor && d > opts_.onset_ratio * flux_mean_[jc];
   flux_mean_[jc] += opts_.onset_smoothing * (d - flux_mean_[jc]);
   return onset;
@@ -229,17 +417,27 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
   const float* ur = prev_ur_.data() + off;
   const float* ui = prev_ui_.data() + off;
 
-  // 1. Peaks above peak_db of the frame maximum, refined by QIFFT on the log magnitude.
+  // 1. Peaks: local maxima v[k-1] < v[k] >= v[k+1] above peak_db of the frame maximum,
+  //    k in [1, F-2], refined by QIFFT on the log magnitude.
   float vmax = 0.f;
-  for (int f = 0; f < F; ++f) vmax = std::max(vmax, v[f]);
-  const float thr = vmax * std::pow(10.f, opts_.peak_db / 20.f);
+  int f = 0;
+#ifdef LD_HAVE_SSE2
+  {
+    __m128 m = _mm_setzero_ps();
+    for (; f + 4 <= F; f += 4) m = _mm_max_ps(m, _mm_loadu_ps(v + f));
+    alignas(16) float a[4];
+    _mm_store_ps(a, m);
+    vmax = std::max(std::max(a[0], a[1]), std::max(a[2], a[3]));
+  }
+#endif
+  for (; f < F; ++f) vmax = std::max(vmax, v[f]);
+  const float thr = vmax * peak_lin_;
   int P = 0;
   if (vmax > 0.f) {
     const double hop_over_n = static_cast<double>(hop_) / n_fft_;
-    for (int k = 1; k + 1 < F; ++k) {
-      const float b = v[k];
-      if (!(b > thr && b > v[k - 1] && b >= v[k + 1])) continue;
+    auto add_peak = [&](int k) {
       constexpr float floor = 1e-30f;
+      const float b = v[k];
       const double la = fast_log(v[k - 1] + floor), lb = fast_log(b + floor), lc = fast_log(v[k + 1] + floor);
       const double den = la - 2.0 * lb + lc;
       double delta = den < -1e-12 ? 0.5 * (la - lc) / den : 0.0;
@@ -252,36 +450,83 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
       peak_adv_r_[P] = bin_adv_r_[k] * cr - bin_adv_i_[k] * ci;
       peak_adv_i_[P] = bin_adv_r_[k] * ci + bin_adv_i_[k] * cr;
       ++P;
+    };
+    int k = 1;
+#ifdef LD_HAVE_SSE2
+    const __m128 t4 = _mm_set1_ps(thr);
+    for (; k + 4 <= F - 1; k += 4) {  // candidates k..k+3 <= F-2, reads up to v[k+4] <= v[F-1]
+      const __m128 b = _mm_loadu_ps(v + k);
+      const __m128 is_peak = _mm_and_ps(_mm_and_ps(_mm_cmpgt_ps(b, t4), _mm_cmpgt_ps(b, _mm_loadu_ps(v + k - 1))),
+                                        _mm_cmpge_ps(b, _mm_loadu_ps(v + k + 1)));
+      int mask = _mm_movemask_ps(is_peak);
+      while (mask) {
+        const int bit = __builtin_ctz(static_cast<unsigned>(mask));
+        add_peak(k + bit);
+        mask &= mask - 1;
+      }
+    }
+#endif
+    for (; k + 1 < F; ++k) {
+      const float b = v[k];
+      if (b > thr && b > v[k - 1] && b >= v[k + 1]) add_peak(k);
     }
   }
   // 2. PU: previous phasor times the advance of the bin's region (or of its own centre).
   if (P == 0) {
-    for (int f = 0; f < F; ++f) {
-      pr[f] = ur[f] * bin_adv_r_[f] - ui[f] * bin_adv_i_[f];
-      pi[f] = ur[f] * bin_adv_i_[f] + ui[f] * bin_adv_r_[f];
+    for (int f2 = 0; f2 < F; ++f2) {
+      pr[f2] = ur[f2] * bin_adv_r_[f2] - ui[f2] * bin_adv_i_[f2];
+      pi[f2] = ur[f2] * bin_adv_i_[f2] + ui[f2] * bin_adv_r_[f2];
     }
     return;
   }
-  int p = 0;
-  for (int f = 0; f < F; ++f) {
-    // Bin f belongs to peak p+1 once it lies past the boundary
-    //   b = (A_{p+1} k_p + A_p k_{p+1}) / (A_p + A_{p+1}),
-    // tested without the division: A_{p+1} (f - k_p) > A_p (k_{p+1} - f).
-    while (p + 1 < P && peak_amp_[p + 1] * static_cast<float>(f - peak_bin_[p]) >
-                            peak_amp_[p] * static_cast<float>(peak_bin_[p + 1] - f))
-      ++p;
+  int start = 0;
+  for (int p = 0; p < P; ++p) {
+    // Region of peak p: up to the boundary b = (A_{p+1} k_p + A_p k_{p+1}) / (A_p + A_{p+1})
+    // with the next peak (bins f <= b stay with p), to the last bin for the last peak.
+    int end = F - 1;
+    if (p + 1 < P) {
+      const float a0 = peak_amp_[p], a1 = peak_amp_[p + 1];
+      const float b = (a1 * static_cast<float>(peak_bin_[p]) + a0 * static_cast<float>(peak_bin_[p + 1])) / (a0 + a1);
+      end = std::min(static_cast<int>(std::floor(b)), F - 1);
+    }
     const float ar = peak_adv_r_[p], ai = peak_adv_i_[p];
-    pr[f] = ur[f] * ar - ui[f] * ai;
-    pi[f] = ur[f] * ai + ui[f] * ar;
+    for (int f2 = start; f2 <= end; ++f2) {
+      pr[f2] = ur[f2] * ar - ui[f2] * ai;
+      pi[f2] = ur[f2] * ai + ui[f2] * ar;
+    }
+    start = std::max(start, end + 1);
   }
 }
 
 void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out, int c, bool unwrap_only) {
   const int F = F_, J = J_;
   // Sanitised mixture and 1/|X|.
-  const cfloat* xc = X + static_cast<size_t>(c) * F;
-  for (int f = 0; f < F; ++f) {
-    float re = xc[f].real(), im = xc[f].imag();
+  const float* xc = reinterpret_cast<const float*>(X + static_cast<size_t>(c) * F);
+  int f = 0;
+#ifdef LD_HAVE_SSE2
+  const __m128 maxabs = _mm_set1_ps(kMaxAbs), minabs = _mm_set1_ps(-kMaxAbs), fltmax = _mm_set1_ps(3.4028235e38f);
+  const __m128 sign = _mm_set1_ps(-0.f), tiny = _mm_set1_ps(kTiny2), one = _mm_set1_ps(1.f);
+  for (; f + 4 <= F; f += 4) {
+    const __m128 a = _mm_loadu_ps(xc + 2 * f), b = _mm_loadu_ps(xc + 2 * f + 4);
+    __m128 re = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    __m128 im = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    // finite <=> |x| <= FLT_MAX (false for NaN and ±Inf); a bin is bad if either part is
+    const __m128 ok = _mm_and_ps(_mm_cmple_ps(_mm_andnot_ps(sign, re), fltmax),
+                                 _mm_cmple_ps(_mm_andnot_ps(sign, im), fltmax));
+    const int bad = 0xf & ~_mm_movemask_ps(ok);
+    if (bad) stats_.nonfinite_mixture += static_cast<std::uint64_t>(__builtin_popcount(static_cast<unsigned>(bad)));
+    re = _mm_max_ps(_mm_min_ps(_mm_and_ps(ok, re), maxabs), minabs);
+    im = _mm_max_ps(_mm_min_ps(_mm_and_ps(ok, im), maxabs), minabs);
+    _mm_storeu_ps(&xr_[f], re);
+    _mm_storeu_ps(&xi_[f], im);
+    const __m128 m2 = _mm_add_ps(_mm_mul_ps(re, re), _mm_mul_ps(im, im));
+    const __m128 nz = _mm_cmpgt_ps(m2, tiny);
+    const __m128 inv = _mm_div_ps(one, _mm_sqrt_ps(_mm_max_ps(m2, tiny)));
+    _mm_storeu_ps(&xinv_[f], _mm_and_ps(nz, inv));
+  }
+#endif
+  for (; f < F; ++f) {
+    float re = xc[2 * f], im = xc[2 * f + 1];
     if (!std::isfinite(re) || !std::isfinite(im)) {
       re = im = 0.f;
       ++stats_.nonfinite_mixture;
@@ -298,7 +543,23 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
   for (int j = 0; j < J; ++j) {
     const float* vin = V + (static_cast<size_t>(j) * C_ + c) * F;
     float* v = v_.data() + static_cast<size_t>(j) * F;
-    for (int f = 0; f < F; ++f) {
+    f = 0;
+#ifdef LD_HAVE_SSE2
+    const __m128 zero = _mm_setzero_ps();
+    for (; f + 4 <= F; f += 4) {
+      __m128 x = _mm_loadu_ps(vin + f);
+      const __m128 ok = _mm_cmple_ps(_mm_andnot_ps(sign, x), fltmax);
+      const int bad = 0xf & ~_mm_movemask_ps(ok);
+      if (bad) stats_.nonfinite_magnitude += static_cast<std::uint64_t>(__builtin_popcount(static_cast<unsigned>(bad)));
+      x = _mm_and_ps(ok, x);
+      const int neg = _mm_movemask_ps(_mm_cmplt_ps(x, zero));
+      if (neg) stats_.negative_magnitude += static_cast<std::uint64_t>(__builtin_popcount(static_cast<unsigned>(neg)));
+      x = _mm_min_ps(_mm_max_ps(x, zero), maxabs);
+      _mm_storeu_ps(v + f, x);
+      _mm_storeu_ps(&er_[f], _mm_add_ps(_mm_loadu_ps(&er_[f]), _mm_mul_ps(x, x)));
+    }
+#endif
+    for (; f < F; ++f) {
       float x = vin[f];
       if (!std::isfinite(x)) {
         x = 0.f;
@@ -313,14 +574,14 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
     }
   }
   // Wiener weights λ_j = V_j² / Σ V²; an all-zero bin is shared equally (1/J) so Σ λ = 1.
-  const float equal = 1.f / static_cast<float>(J);
   // (A true division, not a product with 1/Σ: a lone active stem then gets exactly λ = 1.)
+  const float equal = 1.f / static_cast<float>(J);
   for (int j = 0; j < J; ++j) {
     const float* v = v_.data() + static_cast<size_t>(j) * F;
     float* lam = lam_.data() + static_cast<size_t>(j) * F;
-    for (int f = 0; f < F; ++f) {
-      const bool nz = er_[f] > 0.f;
-      lam[f] = nz ? (v[f] * v[f]) / (nz ? er_[f] : 1.f) : equal;
+    for (int f2 = 0; f2 < F; ++f2) {
+      const bool nz = er_[f2] > 0.f;
+      lam[f2] = nz ? (v[f2] * v[f2]) / (nz ? er_[f2] : 1.f) : equal;
     }
   }
   // Onsets (always tracked, so that the mode can change between frames) and phase estimates.
@@ -371,92 +632,29 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
   }
 
   if (mode == PhaseMode::PUIter) {
-    // Every bin is independent within a frame, so all n_iter iterations of a block of bins
-    // run back to back while the block is in registers / L1 (4 bins per SSE vector).
-    const int n_iter = opts_.n_iter;
+    PuIterArgs a;
+    a.F = F;
+    a.J = J;
+    a.n_iter = opts_.n_iter;
+    a.xr = xr_.data();
+    a.xi = xi_.data();
+    a.v = v_.data();
+    a.lam = lam_.data();
+    a.pr = pr_.data();
+    a.pi = pi_.data();
+    a.sr = sr_.data();
+    a.si = si_.data();
+    a.out = reinterpret_cast<float*>(out + static_cast<size_t>(c) * F);
+    a.out_stride = 2 * static_cast<size_t>(C_) * F;
+    a.ur = prev_ur_.data() + static_cast<size_t>(c) * F;
+    a.ui = prev_ui_.data() + static_cast<size_t>(c) * F;
+    a.state_stride = static_cast<size_t>(C_) * F;
     int f0 = 0;
-#ifdef LD_HAVE_SSE2
-    const __m128 tiny = _mm_set1_ps(kTiny2), half = _mm_set1_ps(0.5f), three_halves = _mm_set1_ps(1.5f);
-    for (; f0 + 4 <= F; f0 += 4) {
-      for (int j = 0; j < J; ++j) {
-        const size_t o = static_cast<size_t>(j) * F + f0;
-        const __m128 v = _mm_loadu_ps(&v_[o]);
-        _mm_storeu_ps(&sr_[o], _mm_mul_ps(v, _mm_loadu_ps(&pr_[o])));
-        _mm_storeu_ps(&si_[o], _mm_mul_ps(v, _mm_loadu_ps(&pi_[o])));
-      }
-      const __m128 xr = _mm_loadu_ps(&xr_[f0]), xi = _mm_loadu_ps(&xi_[f0]);
-      for (int it = 0; it < n_iter; ++it) {
-        __m128 er = xr, ei = xi;  // E = X - Σ_k S_k
-        for (int j = 0; j < J; ++j) {
-          const size_t o = static_cast<size_t>(j) * F + f0;
-          er = _mm_sub_ps(er, _mm_loadu_ps(&sr_[o]));
-          ei = _mm_sub_ps(ei, _mm_loadu_ps(&si_[o]));
-        }
-        const bool last = it + 1 == n_iter;
-        for (int j = 0; j < J; ++j) {
-          const size_t o = static_cast<size_t>(j) * F + f0;
-          const __m128 lam = _mm_loadu_ps(&lam_[o]);
-          const __m128 yr = _mm_add_ps(_mm_loadu_ps(&sr_[o]), _mm_mul_ps(lam, er));
-          const __m128 yi = _mm_add_ps(_mm_loadu_ps(&si_[o]), _mm_mul_ps(lam, ei));
-          const __m128 m2 = _mm_add_ps(_mm_mul_ps(yr, yr), _mm_mul_ps(yi, yi));
-          const __m128 nz = _mm_cmpgt_ps(m2, tiny);
-          // 1/|Y| by rsqrt and one Newton step (relative error ~1e-7); masked where Y = 0.
-          __m128 r = _mm_rsqrt_ps(_mm_max_ps(m2, tiny));
-          r = _mm_mul_ps(r, _mm_sub_ps(three_halves, _mm_mul_ps(_mm_mul_ps(half, m2), _mm_mul_ps(r, r))));
-          const __m128 pr = _mm_loadu_ps(&pr_[o]), pi = _mm_loadu_ps(&pi_[o]);
-          // unit phasor of Y (the phase estimate where Y = 0)
-          const __m128 ur = _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yr, r)), _mm_andnot_ps(nz, pr));
-          const __m128 ui = _mm_or_ps(_mm_and_ps(nz, _mm_mul_ps(yi, r)), _mm_andnot_ps(nz, pi));
-          if (!last) {
-            const __m128 v = _mm_loadu_ps(&v_[o]);  // S_j = V_j Y_j/|Y_j|
-            _mm_storeu_ps(&sr_[o], _mm_mul_ps(v, ur));
-            _mm_storeu_ps(&si_[o], _mm_mul_ps(v, ui));
-          } else {
-            // Hand out Y_j (not S_j): Σ_j Y_j = Σ_j S_j + E Σ_j λ_j = X.
-            float* out_f = out_row(j) + 2 * f0;
-            _mm_storeu_ps(out_f, _mm_unpacklo_ps(yr, yi));
-            _mm_storeu_ps(out_f + 4, _mm_unpackhi_ps(yr, yi));
-            const size_t so = state_off(j) + f0;
-            _mm_storeu_ps(&prev_ur_[so], ur);
-            _mm_storeu_ps(&prev_ui_[so], ui);
-          }
-        }
-      }
-    }
+#ifdef LD_HAVE_AVX2_DISPATCH
+    if (use_avx2_) f0 = pu_iter_avx2(a);
 #endif
-    for (int f = f0; f < F; ++f) {  // remaining bins (all bins without SSE2)
-      for (int j = 0; j < J; ++j) {
-        const size_t o = static_cast<size_t>(j) * F + f;
-        sr_[o] = v_[o] * pr_[o];
-        si_[o] = v_[o] * pi_[o];
-      }
-      for (int it = 0; it < n_iter; ++it) {
-        float er = xr_[f], ei = xi_[f];
-        for (int j = 0; j < J; ++j) {
-          er -= sr_[static_cast<size_t>(j) * F + f];
-          ei -= si_[static_cast<size_t>(j) * F + f];
-        }
-        const bool last = it + 1 == n_iter;
-        for (int j = 0; j < J; ++j) {
-          const size_t o = static_cast<size_t>(j) * F + f;
-          const float yr = sr_[o] + lam_[o] * er, yi = si_[o] + lam_[o] * ei;
-          const float m2 = yr * yr + yi * yi;
-          const bool nz = m2 > kTiny2;
-          const float inv = nz ? 1.f / std::sqrt(m2) : 0.f;
-          const float ur = nz ? yr * inv : pr_[o], ui = nz ? yi * inv : pi_[o];
-          if (!last) {
-            sr_[o] = v_[o] * ur;
-            si_[o] = v_[o] * ui;
-          } else {
-            float* out_f = out_row(j);
-            out_f[2 * f] = yr;
-            out_f[2 * f + 1] = yi;
-            prev_ur_[state_off(j) + f] = ur;
-            prev_ui_[state_off(j) + f] = ui;
-          }
-        }
-      }
-    }
+    f0 = pu_iter_sse2(a, f0);
+    pu_iter_scalar(a, f0);
     return;
   }
 

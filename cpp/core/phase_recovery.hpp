@@ -101,6 +101,10 @@ class PhaseRecovery {
   int hop() const { return hop_; }
   int bins() const { return F_; }
   const PhaseRecoveryStats& stats() const { return stats_; }
+  // The PU-Iter kernel uses AVX2+FMA when the CPU has them (checked in prepare()); tests
+  // switch it off to compare with the SSE2 path. Call before prepare() to take effect.
+  void set_allow_avx2(bool allow) { allow_avx2_ = allow; }
+  bool uses_avx2() const { return use_avx2_; }
 
  private:
   void process_channel(const cfloat* X, const float* V, cfloat* out, int c, bool unwrap_only);
@@ -110,7 +114,9 @@ class PhaseRecovery {
 
   PhaseRecoveryOptions opts_;
   int J_ = 0, C_ = 0, F_ = 0, n_fft_ = 0, hop_ = 0;
-  float aw_lambda_ = 0.f, aw_rho_ = 0.f;  // I1/I0 and (I2 I0 - I1²)/I0² at κ
+  float aw_lambda_ = 0.f, aw_rho_ = 0.f;
+  float peak_lin_ = 0.01f;                // 10^(peak_db/20)
+  bool allow_avx2_ = true, use_avx2_ = false;  // I1/I0 and (I2 I0 - I1²)/I0² at κ
   PhaseRecoveryStats stats_;
 
   // State, per (stem, channel): unit phasor of the previous output, previous magnitude,
