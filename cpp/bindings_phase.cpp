@@ -56,8 +56,9 @@ void check_array(const py::array& a, const py::dtype& dt, const char* dtname,
   }
   es << ")";
   o << es.str() << "; got a " << (ok_contig ? "" : "non-contiguous ") << (ok_write ? "" : "read-only ")
-    << std::string(py::str(a.dtype())) << " array of shape " << shape_str(got)
-    << " (convert with numpy.ascontiguousarray(a, dtype=numpy." << dtname << "))";
+    << std::string(py::str(a.dtype())) << " array of shape " << shape_str(got);
+  if (!ok_dtype || !ok_contig) o << " (convert with numpy.ascontiguousarray(a, dtype=numpy." << dtname << "))";
+  if (!ok_write) o << " (pass a writable array, e.g. numpy.empty_like(out))";
   throw py::value_error(o.str());
 }
 

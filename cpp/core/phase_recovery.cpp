@@ -682,15 +682,18 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
       bi_[f] += l * (2.f * p_r * p_i);
     }
   }
-  // Z = X - m_X into (er_, ei_); 1/D into g_ (0 where the system is degenerate).
+  // Z = X - m_X into (er_, ei_); 1/D into g_, 0 where the system is degenerate or where every
+  // V_j is 0 (er_ still holds Σ V² here): there the prior says nothing, and Z = X is shared
+  // equally (λ_j = 1/J), as in the other modes.
   const float g2 = g * g;
   for (int f = 0; f < F; ++f) {
+    const bool active = er_[f] > 0.f;
     er_[f] = xr_[f] - ar_[f];
     ei_[f] = xi_[f] - ai_[f];
     br_[f] *= rho;
     bi_[f] *= rho;
     const float D = g2 - (br_[f] * br_[f] + bi_[f] * bi_[f]);
-    g_[f] = (g > 1e-6f && D > 1e-6f * g2) ? 1.f / D : 0.f;
+    g_[f] = (active && g > 1e-6f && D > 1e-6f * g2) ? 1.f / D : 0.f;
   }
   for (int j = 0; j < J; ++j) {
     const size_t oj = static_cast<size_t>(j) * F;
