@@ -64,10 +64,14 @@ class ReferencePhaseRecovery:
         peaks = k[is_peak]
         if peaks.size == 0:
             return self.prev_u[j, c] * self.bin_adv
-        lv = np.log(v.astype(np.float64) + 1e-30)
-        a, b, g = lv[peaks - 1], lv[peaks], lv[peaks + 1]
-        den = a - 2 * b + g
-        delta = np.where(den < -1e-12, 0.5 * (a - g) / np.where(den < -1e-12, den, -1), 0.0)
+        # QIFFT on the log magnitude: with alpha, beta, gamma the logs of the neighbours and the
+        # peak, delta = (alpha - gamma) / (2 (alpha - 2 beta + gamma)), written with the log ratios
+        # ra = alpha - beta, rc = gamma - beta (a zero neighbour counts as 1e-30 of the peak).
+        vd = v.astype(np.float64)
+        ra = np.log(np.maximum(vd[peaks - 1] / vd[peaks], 1e-30))
+        rc = np.log(np.maximum(vd[peaks + 1] / vd[peaks], 1e-30))
+        den = ra + rc
+        delta = np.where(den < -1e-12, 0.5 * (ra - rc) / np.where(den < -1e-12, den, -1), 0.0)
         delta = np.clip(delta, -0.5, 0.5)
         nu = (peaks + delta) / self.n_fft  # cycles per sample
         adv = np.exp(2j * np.pi * self.hop * nu)

@@ -50,39 +50,83 @@ struct DenormalGuard {
 
 inline float clamp_abs(float x) { return std::min(std::max(x, -kMaxAbs), kMaxAbs); }
 
-// Natural log of a positive normal float, |error| < 1e-9 (computed in double): exponent plus
-// atanh series of the mantissa reduced to [sqrt(1/2), sqrt(2)). Cheaper than logf and exact
-// enough for the QIFFT (only differences of logs of neighbouring bins are used).
-inline double fast_log(float x) {
+// QIFFT and phase-advance math for a batch of peaks, in float, identical in the scalar and
+// the SSE versions (same operations in the same order, no FMA), so that the result does not
+// depend on how many peaks a frame has.
+//   log: exponent plus the atanh series of the mantissa reduced to [sqrt(1/2), sqrt(2)):
+//        log m = 2s(1 + s²/3 + s⁴/5 + s⁶/7 + s⁸/9), s = (m-1)/(m+1), |s| <= 0.172
+//        (truncation < 1e-9; float rounding dominates);
+//   sin/cos of |a| <= 0.8: Taylor to order 9/10 (truncation < 3e-9).
+constexpr float kSqrt2 = 1.41421356237f;
+constexpr float kLn2 = 0.693147180560f;
+constexpr float kRatioFloor = 1e-30f;
+
+inline float log_f(float x) {
   std::uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
-  int e = static_cast<int>((bits >> 23) & 0xffu) - 127;
+  float e = static_cast<float>(static_cast<int>((bits >> 23) & 0xffu) - 127);
   bits = (bits & 0x7fffffu) | 0x3f800000u;
-  float mf;
-  std::memcpy(&mf, &bits, sizeof mf);
-  double m = mf;
-  if (m > 1.4142135623730951) {
-    m *= 0.5;
-    ++e;
+  float m;
+  std::memcpy(&m, &bits, sizeof m);
+  if (m > kSqrt2) {
+    m = m * 0.5f;
+    e = e + 1.f;
   }
-  const double t = (m - 1.0) / (m + 1.0), t2 = t * t;
-  const double series = 1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 / 11))));
-  return e * 0.6931471805599453 + 2.0 * t * series;
+  const float s = (m - 1.f) / (m + 1.f), s2 = s * s;
+  const float poly = 1.f + s2 * (1.f / 3 + s2 * (1.f / 5 + s2 * (1.f / 7 + s2 * (1.f / 9))));
+  return e * kLn2 + 2.f * s * poly;
 }
 
-// cos and sin of a small angle (|a| <= 0.8: Taylor to order 12/13, error < 1e-11); larger
-// angles (hop > n_fft/4) fall back to the library.
-inline void small_sincos(double a, float& c, float& s) {
-  if (std::fabs(a) > 0.8) {
-    c = static_cast<float>(std::cos(a));
-    s = static_cast<float>(std::sin(a));
-    return;
-  }
-  const double a2 = a * a;
-  c = static_cast<float>(1.0 - a2 / 2 * (1.0 - a2 / 12 * (1.0 - a2 / 30 * (1.0 - a2 / 56 * (1.0 - a2 / 90 * (1.0 - a2 / 132))))));
-  s = static_cast<float>(a * (1.0 - a2 / 6 * (1.0 - a2 / 20 * (1.0 - a2 / 42 * (1.0 - a2 / 72 * (1.0 - a2 / 110 * (1.0 - a2 / 156)))))));
+inline void sincos_small_f(float a, float& c, float& s) {
+  const float a2 = a * a;
+  c = 1.f - a2 * (1.f / 2) * (1.f - a2 * (1.f / 12) * (1.f - a2 * (1.f / 30) * (1.f - a2 * (1.f / 56) * (1.f - a2 * (1.f / 90)))));
+  s = a * (1.f - a2 * (1.f / 6) * (1.f - a2 * (1.f / 20) * (1.f - a2 * (1.f / 42) * (1.f - a2 * (1.f / 72)))));
 }
 
+// QIFFT offset of a peak b with neighbours a, c (a < b >= c), from the log ratios
+// ra = ln(a/b), rc = ln(c/b): δ = ½(α-γ)/(α-2β+γ) = ½(ra-rc)/(ra+rc), clamped to ±½.
+inline float qifft_offset_f(float a, float b, float c) {
+  const float ra = log_f(std::max(a / b, kRatioFloor)), rc = log_f(std::max(c / b, kRatioFloor));
+  const float den = ra + rc;
+  const float d = den < -1e-12f ? 0.5f * (ra - rc) / den : 0.f;
+  return std::min(std::max(d, -0.5f), 0.5f);
+}
+
+#ifdef LD_HAVE_SSE2
+inline __m128 log_ps(__m128 x) {
+  const __m128i xi = _mm_castps_si128(x);
+  __m128 e = _mm_cvtepi32_ps(_mm_sub_epi32(_mm_and_si128(_mm_srli_epi32(xi, 23), _mm_set1_epi32(0xff)),
+                                           _mm_set1_epi32(127)));
+  __m128 m = _mm_castsi128_ps(_mm_or_si128(_mm_and_si128(xi, _mm_set1_epi32(0x7fffff)), _mm_set1_epi32(0x3f800000)));
+  const __m128 big = _mm_cmpgt_ps(m, _mm_set1_ps(kSqrt2));
+  m = _mm_or_ps(_mm_and_ps(big, _mm_mul_ps(m, _mm_set1_ps(0.5f))), _mm_andnot_ps(big, m));
+  e = _mm_or_ps(_mm_and_ps(big, _mm_add_ps(e, _mm_set1_ps(1.f))), _mm_andnot_ps(big, e));
+  const __m128 one = _mm_set1_ps(1.f);
+  const __m128 s = _mm_div_ps(_mm_sub_ps(m, one), _mm_add_ps(m, one)), s2 = _mm_mul_ps(s, s);
+  __m128 poly = _mm_add_ps(_mm_set1_ps(1.f / 7), _mm_mul_ps(s2, _mm_set1_ps(1.f / 9)));
+  poly = _mm_add_ps(_mm_set1_ps(1.f / 5), _mm_mul_ps(s2, poly));
+  poly = _mm_add_ps(_mm_set1_ps(1.f / 3), _mm_mul_ps(s2, poly));
+  poly = _mm_add_ps(one, _mm_mul_ps(s2, poly));
+  return _mm_add_ps(_mm_mul_ps(e, _mm_set1_ps(kLn2)), _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(2.f), s), poly));
+}
+
+inline void sincos_small_ps(__m128 a, __m128& c, __m128& s) {
+  const __m128 a2 = _mm_mul_ps(a, a), one = _mm_set1_ps(1.f);
+  auto step = [&](__m128 inner, float k) { return _mm_sub_ps(one, _mm_mul_ps(_mm_mul_ps(a2, _mm_set1_ps(k)), inner)); };
+  c = step(step(step(step(step(one, 1.f / 90), 1.f / 56), 1.f / 30), 1.f / 12), 1.f / 2);
+  s = _mm_mul_ps(a, step(step(step(step(one, 1.f / 72), 1.f / 42), 1.f / 20), 1.f / 6));
+}
+
+inline __m128 qifft_offset_ps(__m128 a, __m128 b, __m128 c) {
+  const __m128 fl = _mm_set1_ps(kRatioFloor);
+  const __m128 ra = log_ps(_mm_max_ps(_mm_div_ps(a, b), fl)), rc = log_ps(_mm_max_ps(_mm_div_ps(c, b), fl));
+  const __m128 den = _mm_add_ps(ra, rc);
+  const __m128 ok = _mm_cmplt_ps(den, _mm_set1_ps(-1e-12f));
+  const __m128 safe = _mm_or_ps(_mm_and_ps(ok, den), _mm_andnot_ps(ok, _mm_set1_ps(-1.f)));
+  const __m128 d = _mm_and_ps(ok, _mm_div_ps(_mm_mul_ps(_mm_set1_ps(0.5f), _mm_sub_ps(ra, rc)), safe));
+  return _mm_min_ps(_mm_max_ps(d, _mm_set1_ps(-0.5f)), _mm_set1_ps(0.5f));
+}
+#endif
 
 // The PU-Iter inner loop over a block of bins: all n_iter iterations of a block run back to
 // back while it is in registers / L1 (the bins are independent within a frame).
@@ -434,23 +478,6 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
   const float thr = vmax * peak_lin_;
   int P = 0;
   if (vmax > 0.f) {
-    const double hop_over_n = static_cast<double>(hop_) / n_fft_;
-    auto add_peak = [&](int k) {
-      constexpr float floor = 1e-30f;
-      const float b = v[k];
-      const double la = fast_log(v[k - 1] + floor), lb = fast_log(b + floor), lc = fast_log(v[k + 1] + floor);
-      const double den = la - 2.0 * lb + lc;
-      double delta = den < -1e-12 ? 0.5 * (la - lc) / den : 0.0;
-      delta = std::min(std::max(delta, -0.5), 0.5);
-      // e^{i2π·hop·(k+δ)/n_fft} = table[k] · e^{i2π·hop·δ/n_fft}
-      float cr, ci;
-      small_sincos(kTwoPi * hop_over_n * delta, cr, ci);
-      peak_bin_[P] = k;
-      peak_amp_[P] = b;
-      peak_adv_r_[P] = bin_adv_r_[k] * cr - bin_adv_i_[k] * ci;
-      peak_adv_i_[P] = bin_adv_r_[k] * ci + bin_adv_i_[k] * cr;
-      ++P;
-    };
     int k = 1;
 #ifdef LD_HAVE_SSE2
     const __m128 t4 = _mm_set1_ps(thr);
@@ -460,15 +487,56 @@ void PhaseRecovery::estimate_phase(int j, int c, bool onset) {
                                         _mm_cmpge_ps(b, _mm_loadu_ps(v + k + 1)));
       int mask = _mm_movemask_ps(is_peak);
       while (mask) {
-        const int bit = __builtin_ctz(static_cast<unsigned>(mask));
-        add_peak(k + bit);
+        peak_bin_[P++] = k + __builtin_ctz(static_cast<unsigned>(mask));
         mask &= mask - 1;
       }
     }
 #endif
     for (; k + 1 < F; ++k) {
       const float b = v[k];
-      if (b > thr && b > v[k - 1] && b >= v[k + 1]) add_peak(k);
+      if (b > thr && b > v[k - 1] && b >= v[k + 1]) peak_bin_[P++] = k;
+    }
+    // QIFFT offset δ of each peak and its phase advance e^{i2π·hop·(k+δ)/n_fft}
+    // = table[k] · e^{i2π·hop·δ/n_fft}; |2π·hop·δ/n_fft| <= 0.8 when hop <= n_fft/4.
+    const float w = static_cast<float>(kTwoPi * hop_ / n_fft_);
+    const bool small = 4 * hop_ <= n_fft_;
+    int p = 0;
+#ifdef LD_HAVE_SSE2
+    if (small) {
+      for (; p + 4 <= P; p += 4) {
+        alignas(16) float a4[4], b4[4], c4[4], tr[4], ti[4];
+        for (int q = 0; q < 4; ++q) {
+          const int kk = peak_bin_[p + q];
+          a4[q] = v[kk - 1];
+          b4[q] = v[kk];
+          c4[q] = v[kk + 1];
+          tr[q] = bin_adv_r_[kk];
+          ti[q] = bin_adv_i_[kk];
+        }
+        const __m128 b = _mm_load_ps(b4);
+        const __m128 d = qifft_offset_ps(_mm_load_ps(a4), b, _mm_load_ps(c4));
+        __m128 cr, ci;
+        sincos_small_ps(_mm_mul_ps(_mm_set1_ps(w), d), cr, ci);
+        const __m128 r = _mm_load_ps(tr), i = _mm_load_ps(ti);
+        _mm_storeu_ps(&peak_amp_[p], b);
+        _mm_storeu_ps(&peak_adv_r_[p], _mm_sub_ps(_mm_mul_ps(r, cr), _mm_mul_ps(i, ci)));
+        _mm_storeu_ps(&peak_adv_i_[p], _mm_add_ps(_mm_mul_ps(r, ci), _mm_mul_ps(i, cr)));
+      }
+    }
+#endif
+    for (; p < P; ++p) {
+      const int kk = peak_bin_[p];
+      const float d = qifft_offset_f(v[kk - 1], v[kk], v[kk + 1]);
+      float cr, ci;
+      if (small) {
+        sincos_small_f(w * d, cr, ci);
+      } else {
+        cr = std::cos(w * d);
+        ci = std::sin(w * d);
+      }
+      peak_amp_[p] = v[kk];
+      peak_adv_r_[p] = bin_adv_r_[kk] * cr - bin_adv_i_[kk] * ci;
+      peak_adv_i_[p] = bin_adv_r_[kk] * ci + bin_adv_i_[kk] * cr;
     }
   }
   // 2. PU: previous phasor times the advance of the bin's region (or of its own centre).
