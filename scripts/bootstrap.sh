@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for livedemix, idempotently: the Debian packages it needs,
+# a virtual environment in .venv, and livedemix built and installed into it with its test
+# extra. Every later step (demo, tests, CI) starts by running this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: compilers and CMake for the native core, FFTW (the fast FFT backend),
+# libsndfile/PortAudio for soundfile/sounddevice, JACK for live-audio tests, fluidsynth with the
+# FluidR3 GM soundfont (rendered test material and the training corpus), sox and espeak-ng.
+DEBS=(build-essential cmake ninja-build pkg-config libfftw3-dev libsndfile1 libportaudio2 jackd2
+      fluidsynth fluid-soundfont-gm sox espeak-ng)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+echo "bootstrap: building and installing livedemix into .venv"
+.venv/bin/python -m pip install -q ".[test]"
