@@ -29,5 +29,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# torch pinned to the CPU build this machine kind ships as a wheel file; an unpinned
+# requirement would let pip pick a newer release with several GB of CUDA packages.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "bootstrap: installing torch (CPU) for the training factory and its tests"
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
 echo "bootstrap: building and installing livedemix into .venv"
-.venv/bin/python -m pip install -q ".[test]"
+.venv/bin/python -m pip install -q ".[test,train]"
