@@ -28,12 +28,21 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# pip's output goes to a log (this machine's pip config prints a warning per missing local
+# index); it is shown only when an install fails.
+pip_install() {
+  if ! .venv/bin/python -m pip install -q "$@" > .venv/pip.log 2>&1; then
+    grep -v "is ignored: it is neither" .venv/pip.log | tail -40
+    echo "bootstrap: pip install $* failed (log above)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
 # torch pinned to the CPU build this machine kind ships as a wheel file; an unpinned
 # requirement would let pip pick a newer release with several GB of CUDA packages.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "bootstrap: installing torch (CPU) for the training factory and its tests"
-  .venv/bin/python -m pip install -q "torch==2.13.0"
+  pip_install "torch==2.13.0"
 fi
 echo "bootstrap: building and installing livedemix into .venv"
-.venv/bin/python -m pip install -q ".[test,train]"
+pip_install ".[test,train]"
