@@ -50,6 +50,40 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_presets(args) -> int:
+    from . import presets as P
+
+    if args.action == "list":
+        for name in P.list_presets():
+            p = P.load_preset(name)
+            print(f"{name:<18} {p.description}")
+        return 0
+    if args.action == "show":
+        if not args.names:
+            raise ValueError("`presets show` needs a preset name or file: e.g. livedemix presets show karaoke")
+        import tomli_w
+
+        for name in args.names:
+            p = P.load_preset(name)
+            if args.json:
+                print(json.dumps(P.preset_to_dict(p), indent=2))
+            else:
+                print(f"# {p.path}")
+                print(tomli_w.dumps(P.preset_to_dict(p)))
+        return 0
+    # validate
+    targets = args.names or [str(P.shipped_presets_dir() / f"{n}.toml") for n in P.list_presets()]
+    bad = 0
+    for t in targets:
+        try:
+            P.load_preset(t)
+            print(f"ok   {t}")
+        except P.PresetError as e:
+            print(f"bad  {e}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
@@ -58,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, build flags and the latency of the shipped STFT configurations")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=cmd_info)
+
+    presets = sub.add_parser("presets", help="list, show or validate presets")
+    presets.add_argument("action", choices=["list", "show", "validate"])
+    presets.add_argument("names", nargs="*", help="preset names or .toml files (validate: all shipped presets if none)")
+    presets.add_argument("--json", action="store_true", help="show: print JSON")
+    presets.set_defaults(func=cmd_presets)
 
     bench = sub.add_parser("bench", help="measure speed against a baseline run in the same process")
     bench.add_argument("what", nargs="?", default="all", choices=["all", "stft"], help="which benchmark (default: all)")
