@@ -1,0 +1,204 @@
+"""The separator network: a WaveNet-style causal regression network over STFT frames.
+
+Input: the mixture's magnitude frames |X| shaped (batch, channels, bins, frames).
+Features: log1p(|X|), both channels stacked, with a learned per-feature affine (initialised
+from training statistics, as Open-Unmix does), then a learned projection to `residual`
+channels (the band reduction).
+Body: a stack of gated (tanh·sigmoid), dilated, causal 1-D convolutions over time with kernel
+2, each with a residual and a skip path (WaveNet, van den Oord et al. 2016).
+Head: skip sum → ReLU → 1x1 → ReLU → 1x1 to one bounded mask per stem, channel and bin; the
+output is mask · |X| (non-negative by construction).
+
+Lookahead L: the output for frame t is computed from frames up to t + L, so the stream emits
+frame t's estimate L frames late. The default model uses L = 0.
+
+Streaming: a kernel-2 dilated causal conv at dilation d needs its input from d frames ago,
+so its state is the last d inputs. `StreamingStep` runs one frame with those caches packed
+into one tensor `conv_state` of shape (1, residual, Σ d) (and, with lookahead, `mag_state`,
+the last L magnitude frames); it shares the weights of the full model, and
+`engine/export.py` turns it into the ONNX step model that the runtime runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class ModelConfig:
+    bins: int = 513
+    channels: int = 2
+    stems: int = 4
+    residual: int = 64
+    skip: int = 64
+    hidden: int = 128
+    dilations: tuple = (1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32)
+    lookahead: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of past context (including the current one) behind each output."""
+        return 1 + sum(self.dilations)
+
+
+class GatedLayer(nn.Module):
+    def __init__(self, residual: int, skip: int, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.conv = nn.Conv1d(residual, 2 * residual, kernel_size=2, dilation=dilation)
+        self.res = nn.Conv1d(residual, residual, 1)
+        self.skip = nn.Conv1d(residual, skip, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.conv(F.pad(x, (self.dilation, 0)))
+        r = x.shape[1]
+        z = torch.tanh(a[:, :r]) * torch.sigmoid(a[:, r:])
+        return x + self.res(z), self.skip(z)
+
+
+class WaveNetSeparator(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_in = cfg.channels * cfg.bins
+        self.in_scale = nn.Parameter(torch.ones(n_in))
+        self.in_bias = nn.Parameter(torch.zeros(n_in))
+        self.inp = nn.Conv1d(n_in, cfg.residual, 1)
+        self.layers = nn.ModuleList(GatedLayer(cfg.residual, cfg.skip, d) for d in cfg.dilations)
+        self.head1 = nn.Conv1d(cfg.skip, cfg.hidden, 1)
+        self.head2 = nn.Conv1d(cfg.hidden, cfg.stems * cfg.channels * cfg.bins, 1)
+
+    def init_input_stats(self, mag: torch.Tensor) -> None:
+        """Set the input affine so log1p features start near zero mean, unit variance."""
+        feat = torch.log1p(mag).transpose(1, 2).reshape(mag.shape[0], -1, mag.shape[-1])  # (B, C*F, T)
+        mean = feat.mean(dim=(0, 2))
+        std = feat.std(dim=(0, 2)).clamp_min(1e-2)
+        with torch.no_grad():
+            self.in_scale.copy_(1.0 / std)
+            self.in_bias.copy_(-mean / std)
+
+    def features(self, mag: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = mag.shape
+        feat = torch.log1p(mag).reshape(b, c * f, t)
+        return feat * self.in_scale[:, None] + self.in_bias[:, None]
+
+    def masks(self, mag: torch.Tensor) -> torch.Tensor:
+        """Masks (B, J, C, F, T) in [0, 1]; mask[..., t] belongs to frame t - lookahead."""
+        cfg = self.cfg
+        x = self.inp(self.features(mag))
+        skip = 0
+        for layer in self.layers:
+            x, s = layer(x)
+            skip = skip + s
+        h = F.relu(self.head1(F.relu(skip)))
+        logits = self.head2(h)
+        b, _, t = logits.shape
+        return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        """Stem magnitudes (B, J, C, F, T) aligned with `mag` (the last L frames are dropped
+        and the first L are zero when lookahead L > 0: they'd need the future)."""
+        L = self.cfg.lookahead
+        m = self.masks(mag)
+        if L == 0:
+            return m * mag.unsqueeze(1)
+        out = torch.zeros_like(mag).unsqueeze(1).expand(-1, self.cfg.stems, -1, -1, -1).clone()
+        out[..., : mag.shape[-1] - L] = m[..., L:] * mag[..., : mag.shape[-1] - L].unsqueeze(1)
+        return out
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def macs_per_frame(self) -> int:
+        """Multiply-accumulates of one streaming step (the matrix products; element-wise ops
+        add < 1%)."""
+        cfg = self.cfg
+        n_in = cfg.channels * cfg.bins
+        per_layer = 2 * cfg.residual * 2 * cfg.residual + cfg.residual * cfg.residual + cfg.residual * cfg.skip
+        head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_in
+        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head
+
+
+class StreamingStep(nn.Module):
+    """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
+
+    Inputs: mag (1, C, F); conv_state (1, R, Σ d); with lookahead L also mag_state (1, C, F, L).
+    Outputs: stems (1, J, C, F) for frame t - L; the new states.
+
+    Built from a trained network (it copies the weights, fused for a short ONNX graph: one
+    matrix product per gated conv over [x(t-d), x(t)], one for the residual and skip
+    projections together), so build it after training or loading.
+    """
+
+    def __init__(self, net: WaveNetSeparator):
+        super().__init__()
+        cfg = self.cfg = net.cfg
+        self.offsets = []
+        off = 0
+        for d in cfg.dilations:
+            self.offsets.append((off, d))
+            off += d
+        self.state_len = off
+        with torch.no_grad():
+            self.register_buffer("in_scale", net.in_scale.detach().clone())
+            self.register_buffer("in_bias", net.in_bias.detach().clone())
+            self.register_buffer("inp_w", net.inp.weight[:, :, 0].clone())
+            self.register_buffer("inp_b", net.inp.bias.clone())
+            for i, layer in enumerate(net.layers):
+                w = layer.conv.weight  # (2R, R, 2): tap 0 → x[t-d], tap 1 → x[t]
+                self.register_buffer(f"gate_w{i}", torch.cat([w[:, :, 0], w[:, :, 1]], dim=1).clone())
+                self.register_buffer(f"gate_b{i}", layer.conv.bias.clone())
+                self.register_buffer(f"out_w{i}", torch.cat([layer.res.weight[:, :, 0], layer.skip.weight[:, :, 0]], dim=0).clone())
+                self.register_buffer(f"out_b{i}", torch.cat([layer.res.bias, layer.skip.bias]).clone())
+            self.register_buffer("head1_w", net.head1.weight[:, :, 0].clone())
+            self.register_buffer("head1_b", net.head1.bias.clone())
+            self.register_buffer("head2_w", net.head2.weight[:, :, 0].clone())
+            self.register_buffer("head2_b", net.head2.bias.clone())
+
+    def initial_state(self) -> list[torch.Tensor]:
+        cfg = self.cfg
+        states = [torch.zeros(1, cfg.residual, self.state_len)]
+        if cfg.lookahead:
+            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
+        return states
+
+    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, mag_state: torch.Tensor | None = None):
+        cfg = self.cfg
+        r = cfg.residual
+        feat = torch.log1p(mag).reshape(1, -1) * self.in_scale + self.in_bias
+        x = F.linear(feat, self.inp_w, self.inp_b)  # (1, R)
+        skip = 0
+        new_segments = []
+        for i, (off, d) in enumerate(self.offsets):
+            seg = conv_state[:, :, off : off + d]
+            past = seg[:, :, 0]  # this layer's input d frames ago
+            a = F.linear(torch.cat([past, x], dim=1), getattr(self, f"gate_w{i}"), getattr(self, f"gate_b{i}"))
+            z = torch.tanh(a[:, :r]) * torch.sigmoid(a[:, r:])
+            new_segments.append(torch.cat([seg[:, :, 1:], x.unsqueeze(-1)], dim=-1) if d > 1 else x.unsqueeze(-1))
+            o = F.linear(z, getattr(self, f"out_w{i}"), getattr(self, f"out_b{i}"))
+            x = x + o[:, :r]
+            skip = skip + o[:, r:]
+        h = F.relu(F.linear(F.relu(skip), self.head1_w, self.head1_b))
+        masks = torch.sigmoid(F.linear(h, self.head2_w, self.head2_b))
+        masks = masks.reshape(1, cfg.stems, cfg.channels, cfg.bins)
+        conv_state_out = torch.cat(new_segments, dim=-1)
+        if cfg.lookahead:
+            target = mag_state[..., 0]  # the frame L steps back
+            mag_state_out = torch.cat([mag_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
+            return masks * target.unsqueeze(1), conv_state_out, mag_state_out
+        return masks * mag.unsqueeze(1), conv_state_out

@@ -1,0 +1,359 @@
+"""Presets: TOML files that set the engine's options, each bus's stem gains, mutes and solos,
+the routing of buses to output channels, and MIDI mappings. Presets are data: they are
+parsed and checked against the schema below, never executed.
+
+Schema version 1 (every key optional unless marked):
+
+    schema = 1                                  # required
+    name = "karaoke"
+    description = "..."
+    [engine]
+    model = "default"                           # a shipped model name or a model card path
+    phase = "pu-iter"                           # wiener | pu-iter | anisotropic
+    latency = "quality"                         # quality | low-latency
+    n_iter = 4                                  # 1..64, for pu-iter
+    kappa = 2.0                                 # 0..50, for anisotropic
+    [buses.main]                                # "main" always exists; any other name adds a bus
+    outputs = [1, 2]                            # 1-based output channels
+    gain_db = 0.0                               # the bus's master gain, -120..24
+    [buses.main.stems.vocals]                   # one table per stem (vocals, drums, bass, other)
+    gain_db = 0.0                               # -120..24
+    mute = false
+    solo = false
+    [midi]
+    input = "nanoKONTROL"                       # input port name substring
+    output = "nanoKONTROL"                      # feedback port name substring
+    soft_takeover = true
+    [[midi.map]]
+    kind = "cc"                                 # cc | note | program   (required)
+    channel = 1                                 # 1..16, or 0 for any channel
+    number = 0                                  # controller or note number 0..127 (cc, note)
+    action = "gain"                             # gain | mute | solo | master | preset (required)
+    stem = "vocals"                             # for gain/mute/solo
+    bus = "main"
+    mode = "toggle"                             # toggle | momentary (mute/solo)
+    range_db = [-60.0, 6.0]                     # gain/master fader range
+    presets = ["karaoke", "drummer"]            # program number → preset (action "preset")
+
+Errors name the file, the key and the fix in one sentence (`PresetError`). Saving (MIDI learn)
+is atomic: a temporary file in the same folder, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import STEMS
+
+SCHEMA_VERSION = 1
+PHASE_MODES = ("wiener", "pu-iter", "anisotropic")
+LATENCY_POINTS = ("quality", "low-latency")
+MIDI_KINDS = ("cc", "note", "program")
+MIDI_ACTIONS = ("gain", "mute", "solo", "master", "preset")
+
+
+def shipped_presets_dir() -> Path:
+    """Presets installed with the package; in a source checkout, the repository's presets/."""
+    installed = Path(__file__).parent / "presets"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / "presets"
+
+
+class PresetError(ValueError):
+    """A preset that can't be used; the message names the file, the key and the fix."""
+
+
+@dataclass
+class StemSettings:
+    gain_db: float = 0.0
+    mute: bool = False
+    solo: bool = False
+
+
+@dataclass
+class BusSettings:
+    outputs: list[int] = field(default_factory=lambda: [1, 2])
+    gain_db: float = 0.0
+    stems: dict[str, StemSettings] = field(default_factory=lambda: {s: StemSettings() for s in STEMS})
+
+
+@dataclass
+class EngineOptions:
+    model: str | None = None
+    phase: str | None = None  # None: the model card's default
+    latency: str = "quality"
+    n_iter: int = 4
+    kappa: float = 2.0
+
+
+@dataclass
+class MidiMapping:
+    kind: str
+    action: str
+    channel: int = 0
+    number: int = 0
+    stem: str | None = None
+    bus: str = "main"
+    mode: str = "toggle"
+    range_db: tuple[float, float] = (-60.0, 6.0)
+    presets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MidiSettings:
+    input: str | None = None
+    output: str | None = None
+    soft_takeover: bool = True
+    map: list[MidiMapping] = field(default_factory=list)
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str = ""
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    buses: dict[str, BusSettings] = field(default_factory=lambda: {"main": BusSettings()})
+    midi: MidiSettings = field(default_factory=MidiSettings)
+    path: Path | None = None
+
+    def stem_gains(self, bus: str) -> dict[str, float]:
+        """Linear gain of each stem on `bus` with console semantics: if any stem is soloed, only
+        soloed stems sound (solo overrides mute); otherwise muted stems are silent."""
+        b = self.buses[bus]
+        any_solo = any(s.solo for s in b.stems.values())
+        gains = {}
+        for name, s in b.stems.items():
+            audible = s.solo if any_solo else not s.mute
+            gains[name] = 10 ** (s.gain_db / 20) if audible else 0.0
+        return gains
+
+
+# ---- validation -------------------------------------------------------------------------
+
+class _Checker:
+    def __init__(self, path: Path | str, stems: tuple[str, ...]):
+        self.where = str(path)
+        self.stems = stems
+
+    def fail(self, key: str, problem: str, fix: str):
+        raise PresetError(f"{self.where}: '{key}' {problem}: {fix}")
+
+    def table(self, value, key: str, allowed: set[str]) -> dict:
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a table, not {type(value).__name__}", f"write it as [{key}]")
+        for k in value:
+            if k not in allowed:
+                self.fail(f"{key}.{k}" if key else k, "is not a known key",
+                          f"remove it or use one of {', '.join(sorted(allowed))}")
+        return value
+
+    def number(self, value, key: str, lo: float, hi: float, integer: bool = False):
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            self.fail(key, f"must be {'an integer' if integer else 'a number'}, not {value!r}",
+                      f"give a value from {lo} to {hi}")
+        if not (lo <= value <= hi) or (isinstance(value, float) and not math.isfinite(value)):
+            self.fail(key, f"is {value}, out of range", f"give a value from {lo} to {hi}")
+        return value
+
+    def boolean(self, value, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, not {value!r}", "write true or false (no quotes)")
+        return value
+
+    def string(self, value, key: str, choices: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, not {value!r}", "put the value in quotes")
+        if choices and value not in choices:
+            self.fail(key, f"is {value!r}", f"use one of {', '.join(choices)}")
+        return value
+
+    def stem(self, value, key: str) -> str:
+        if not isinstance(value, str) or value not in self.stems:
+            self.fail(key, f"names an unknown stem {value!r}", f"use one of {', '.join(self.stems)}")
+        return value
+
+
+def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ...] = STEMS) -> Preset:
+    c = _Checker(path, stems)
+    c.table(data, "", {"schema", "name", "description", "engine", "buses", "midi"})
+    if "schema" not in data:
+        c.fail("schema", "is missing", f"add `schema = {SCHEMA_VERSION}` at the top")
+    if data["schema"] != SCHEMA_VERSION:
+        c.fail("schema", f"is {data['schema']!r}, a version this livedemix doesn't read", f"use schema = {SCHEMA_VERSION}")
+    name = c.string(data.get("name", Path(str(path)).stem), "name")
+    preset = Preset(name=name, description=c.string(data.get("description", ""), "description"))
+
+    e = c.table(data.get("engine", {}), "engine", {"model", "phase", "latency", "n_iter", "kappa"})
+    opts = preset.engine
+    if "model" in e:
+        opts.model = c.string(e["model"], "engine.model")
+    if "phase" in e:
+        opts.phase = c.string(e["phase"], "engine.phase", PHASE_MODES)
+    opts.latency = c.string(e.get("latency", opts.latency), "engine.latency", LATENCY_POINTS)
+    opts.n_iter = c.number(e.get("n_iter", opts.n_iter), "engine.n_iter", 1, 64, integer=True)
+    opts.kappa = float(c.number(e.get("kappa", opts.kappa), "engine.kappa", 0.0, 50.0))
+
+    buses = c.table(data.get("buses", {}), "buses", set(data.get("buses", {}).keys()))
+    for bus_name, b in buses.items():
+        key = f"buses.{bus_name}"
+        b = c.table(b, key, {"outputs", "gain_db", "stems"})
+        settings = BusSettings()
+        if "outputs" in b:
+            outs = b["outputs"]
+            if not isinstance(outs, list) or not outs:
+                c.fail(f"{key}.outputs", f"must be a list of output channel numbers, not {outs!r}", "write e.g. outputs = [1, 2]")
+            settings.outputs = [c.number(o, f"{key}.outputs", 1, 64, integer=True) for o in outs]
+        settings.gain_db = float(c.number(b.get("gain_db", 0.0), f"{key}.gain_db", -120.0, 24.0))
+        st = b.get("stems", {})
+        if not isinstance(st, dict):
+            c.fail(f"{key}.stems", "must be a table of stems", f"write [{key}.stems.vocals] etc.")
+        for stem_name, s in st.items():
+            c.stem(stem_name, f"{key}.stems.{stem_name}")
+            skey = f"{key}.stems.{stem_name}"
+            s = c.table(s, skey, {"gain_db", "mute", "solo"})
+            settings.stems[stem_name] = StemSettings(
+                gain_db=float(c.number(s.get("gain_db", 0.0), f"{skey}.gain_db", -120.0, 24.0)),
+                mute=c.boolean(s.get("mute", False), f"{skey}.mute"),
+                solo=c.boolean(s.get("solo", False), f"{skey}.solo"),
+            )
+        preset.buses[bus_name] = settings
+    if "main" not in preset.buses:
+        preset.buses["main"] = BusSettings()
+
+    m = c.table(data.get("midi", {}), "midi", {"input", "output", "soft_takeover", "map"})
+    midi = preset.midi
+    if "input" in m:
+        midi.input = c.string(m["input"], "midi.input")
+    if "output" in m:
+        midi.output = c.string(m["output"], "midi.output")
+    midi.soft_takeover = c.boolean(m.get("soft_takeover", True), "midi.soft_takeover")
+    maps = m.get("map", [])
+    if not isinstance(maps, list):
+        c.fail("midi.map", "must be an array of tables", "write each mapping as [[midi.map]]")
+    for i, mp in enumerate(maps):
+        key = f"midi.map[{i}]"
+        mp = c.table(mp, key, {"kind", "channel", "number", "action", "stem", "bus", "mode", "range_db", "presets"})
+        for req in ("kind", "action"):
+            if req not in mp:
+                c.fail(f"{key}.{req}", "is missing", f"add {req} = ... ({', '.join(MIDI_KINDS if req == 'kind' else MIDI_ACTIONS)})")
+        mapping = MidiMapping(kind=c.string(mp["kind"], f"{key}.kind", MIDI_KINDS),
+                              action=c.string(mp["action"], f"{key}.action", MIDI_ACTIONS))
+        mapping.channel = c.number(mp.get("channel", 0), f"{key}.channel", 0, 16, integer=True)
+        mapping.number = c.number(mp.get("number", 0), f"{key}.number", 0, 127, integer=True)
+        if mapping.action in ("gain", "mute", "solo"):
+            if "stem" not in mp:
+                c.fail(f"{key}.stem", "is missing", f"say which stem the {mapping.action} applies to ({', '.join(stems)})")
+            mapping.stem = c.stem(mp["stem"], f"{key}.stem")
+        mapping.bus = c.string(mp.get("bus", "main"), f"{key}.bus")
+        if mapping.bus not in preset.buses:
+            c.fail(f"{key}.bus", f"names a bus {mapping.bus!r} that the preset doesn't define",
+                   f"use one of {', '.join(preset.buses)} or add [buses.{mapping.bus}]")
+        mapping.mode = c.string(mp.get("mode", "toggle"), f"{key}.mode", ("toggle", "momentary"))
+        if "range_db" in mp:
+            r = mp["range_db"]
+            if not (isinstance(r, list) and len(r) == 2):
+                c.fail(f"{key}.range_db", f"must be [low, high], not {r!r}", "write e.g. range_db = [-60.0, 6.0]")
+            lo = float(c.number(r[0], f"{key}.range_db", -120.0, 24.0))
+            hi = float(c.number(r[1], f"{key}.range_db", -120.0, 24.0))
+            if lo >= hi:
+                c.fail(f"{key}.range_db", f"is [{lo}, {hi}], low not below high", "give the low end first")
+            mapping.range_db = (lo, hi)
+        if mapping.action == "preset":
+            names = mp.get("presets", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+                c.fail(f"{key}.presets", "must be a non-empty list of preset names", 'write e.g. presets = ["karaoke", "drummer"]')
+            mapping.presets = list(names)
+        if mapping.kind == "program" and mapping.action != "preset":
+            c.fail(f"{key}.action", f"is {mapping.action!r} for a program change", 'use action = "preset" with kind = "program"')
+        midi.map.append(mapping)
+    return preset
+
+
+def load_preset(name_or_path: str | Path, stems: tuple[str, ...] = STEMS) -> Preset:
+    """A shipped preset by name, or a preset file by path."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        candidate = shipped_presets_dir() / f"{p.name}.toml"
+        if candidate.exists() and not p.exists():
+            p = candidate
+    if not p.exists():
+        names = ", ".join(list_presets()) or "none"
+        raise PresetError(f"preset {str(name_or_path)!r} not found: give a .toml path or a shipped preset name ({names})")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PresetError(f"{p}: not valid TOML ({e}): fix the syntax at that line") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PresetError(f"{p}: can't be read ({e}): check the file") from None
+    preset = parse_preset(data, p, stems)
+    preset.path = p
+    return preset
+
+
+def list_presets() -> list[str]:
+    return sorted(f.stem for f in shipped_presets_dir().glob("*.toml"))
+
+
+def preset_to_dict(preset: Preset) -> dict:
+    """The preset as TOML-ready data (defaults included, so a saved preset says everything)."""
+    e = preset.engine
+    engine = {"latency": e.latency, "n_iter": e.n_iter, "kappa": e.kappa}
+    if e.model:
+        engine["model"] = e.model
+    if e.phase:
+        engine["phase"] = e.phase
+    buses = {}
+    for name, b in preset.buses.items():
+        buses[name] = {"outputs": list(b.outputs), "gain_db": b.gain_db,
+                       "stems": {s: {"gain_db": v.gain_db, "mute": v.mute, "solo": v.solo} for s, v in b.stems.items()}}
+    midi: dict = {"soft_takeover": preset.midi.soft_takeover}
+    if preset.midi.input:
+        midi["input"] = preset.midi.input
+    if preset.midi.output:
+        midi["output"] = preset.midi.output
+    maps = []
+    for mp in preset.midi.map:
+        d = {"kind": mp.kind, "action": mp.action, "channel": mp.channel, "number": mp.number, "bus": mp.bus,
+             "mode": mp.mode, "range_db": list(mp.range_db)}
+        if mp.stem:
+            d["stem"] = mp.stem
+        if mp.presets:
+            d["presets"] = list(mp.presets)
+        maps.append(d)
+    if maps:
+        midi["map"] = maps
+    return {"schema": SCHEMA_VERSION, "name": preset.name, "description": preset.description,
+            "engine": engine, "buses": buses, "midi": midi}
+
+
+def save_preset(preset: Preset, path: Path) -> None:
+    """Write atomically: a temporary file beside the target, fsync, rename. A crash leaves the
+    old file or the new one, never half of one."""
+    import tomli_w
+
+    path = Path(path)
+    text = tomli_w.dumps(preset_to_dict(preset))
+    parse_preset(tomllib.loads(text), path)  # never write what we couldn't read back
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

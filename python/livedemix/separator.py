@@ -1,0 +1,164 @@
+"""The separator runtime: runs a streaming ONNX step model with onnxruntime, one frame a call.
+
+A model is an ONNX file plus its card (JSON, see engine/export.py). `Separator` refuses a model
+whose card is missing, whose ONNX file's sha256 differs from the card, or whose STFT or sample
+rate differs from the engine's, with one sentence that says which. It runs onnxruntime the way
+a per-block audio call needs: one intra-op thread, sequential execution, no spinning threads,
+inputs/outputs/states bound once to pre-allocated arrays (two bindings that swap the state
+arrays each step, so the new state is never copied), and a warm-up at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "default"
+
+
+class ModelError(ValueError):
+    """A model that can't be used; the message says why and what to do."""
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """Path of a model card from None (the shipped default), a shipped name, a card path or a
+    directory holding one card."""
+    if model is None:
+        model = DEFAULT_MODEL
+    p = Path(model)
+    if p.suffix == ".json" and p.exists():
+        return p
+    if p.is_dir():
+        cards = sorted(p.glob("*.json"))
+        if len(cards) != 1:
+            raise ModelError(f"model directory {p} holds {len(cards)} model cards (*.json): point to one card file")
+        return cards[0]
+    shipped = MODELS_DIR / f"{model}.json"
+    if shipped.exists():
+        return shipped
+    if p.suffix == ".onnx":
+        raise ModelError(f"model card {p.with_suffix('.json')} is missing: export the model with `python -m engine.export`, which writes the card next to the ONNX file")
+    available = ", ".join(sorted(c.stem for c in MODELS_DIR.glob("*.json"))) or "none"
+    raise ModelError(f"model {model!r} not found: give a model card (.json) path, or a shipped model name ({available})")
+
+
+def load_card(card_path: Path) -> dict:
+    try:
+        card = json.loads(Path(card_path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"model card {card_path} can't be read ({e}): re-export the model with `python -m engine.export`") from None
+    for key in ("onnx_file", "onnx_sha256", "sample_rate", "stft", "stems", "inputs", "outputs", "state_pairs", "lookahead_frames"):
+        if key not in card:
+            raise ModelError(f"model card {card_path} has no '{key}': re-export the model with `python -m engine.export`")
+    return card
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Separator:
+    """Streaming stem-magnitude estimator.
+
+    ``Separator(model=None, stft=None, sample_rate=None)``: ``model`` as for
+    :func:`resolve_model`; ``stft`` (a :class:`livedemix.dsp.StftConfig`) and ``sample_rate``,
+    when given, must match the card. ``step(mag)`` takes |X| of one mixture frame, float32
+    (channels, bins), and returns the stems' magnitudes (stems, channels, bins) for the frame
+    ``lookahead`` frames back, in an internal array that the next call overwrites.
+    """
+
+    def __init__(self, model: str | Path | None = None, stft=None, sample_rate: int | None = None, warmup: int = 16):
+        import onnxruntime as ort
+
+        self.card_path = resolve_model(model)
+        card = self.card = load_card(self.card_path)
+        onnx_path = self.card_path.parent / card["onnx_file"]
+        if not onnx_path.exists():
+            raise ModelError(f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model")
+        digest = _sha256(onnx_path)
+        if digest != card["onnx_sha256"]:
+            raise ModelError(
+                f"model file {onnx_path.name} does not match its card (sha256 {digest[:12]}… instead of "
+                f"{card['onnx_sha256'][:12]}…): the file was changed or truncated; re-export or reinstall the model")
+        if stft is not None:
+            want = card["stft"]
+            have = {"n_fft": stft.n_fft, "hop": stft.hop, "window": stft.window}
+            diff = [f"{k} {have[k]} vs the model's {want.get(k)}" for k in have if have[k] != want.get(k)]
+            if diff:
+                raise ModelError(f"model {self.card_path.stem} was trained for a different STFT ({'; '.join(diff)}): "
+                                 f"use STFT n_fft={want.get('n_fft')}, hop={want.get('hop')}, window={want.get('window')!r} or another model")
+        if sample_rate is not None and sample_rate != card["sample_rate"]:
+            raise ModelError(f"model {self.card_path.stem} runs at {card['sample_rate']} Hz, not {sample_rate} Hz: resample the audio to {card['sample_rate']} Hz")
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+        self.stems = tuple(card["stems"])
+        self.lookahead = int(card["lookahead_frames"])
+        self.channels = int(card["inputs"]["mag"][1])
+        self.bins = int(card["inputs"]["mag"][2])
+        self._mag = np.zeros(card["inputs"]["mag"], np.float32)
+        self._out = np.zeros(card["outputs"]["stems"], np.float32)
+        pairs = card["state_pairs"]
+        # Two arrays per state: step k reads set k%2 and writes set (k+1)%2.
+        self._states = {name: [np.zeros(card["inputs"][name], np.float32) for _ in range(2)] for name in pairs}
+        self._bindings = []
+        mag_value = ort.OrtValue.ortvalue_from_numpy(self._mag)
+        out_value = ort.OrtValue.ortvalue_from_numpy(self._out)
+        values = {name: [ort.OrtValue.ortvalue_from_numpy(a) for a in arrs] for name, arrs in self._states.items()}
+        for k in range(2):
+            b = self.session.io_binding()
+            b.bind_ortvalue_input("mag", mag_value)
+            b.bind_ortvalue_output("stems", out_value)
+            for name, out_name in pairs.items():
+                b.bind_ortvalue_input(name, values[name][k])
+                b.bind_ortvalue_output(out_name, values[name][1 - k])
+            self._bindings.append(b)
+        self._values = (mag_value, out_value, values)  # keep the OrtValues alive with the bindings
+        self._parity = 0
+        for _ in range(warmup):
+            self.session.run_with_iobinding(self._bindings[0])
+        self.reset()
+
+    @property
+    def output(self) -> np.ndarray:
+        """The array that `step` fills: (stems, channels, bins)."""
+        return self._out[0]
+
+    def reset(self) -> None:
+        """Forget the past: zero every state (call between songs)."""
+        for arrs in self._states.values():
+            for a in arrs:
+                a.fill(0.0)
+        self._parity = 0
+
+    def step(self, mag: np.ndarray) -> np.ndarray:
+        """One frame: |X| (channels, bins) float32 → stem magnitudes (stems, channels, bins)."""
+        self._mag[0] = mag
+        self.session.run_with_iobinding(self._bindings[self._parity])
+        self._parity ^= 1
+        return self._out[0]
+
+    def run(self, mags: np.ndarray) -> np.ndarray:
+        """Offline convenience: (frames, channels, bins) → (frames, stems, channels, bins), frame
+        by frame through the same streaming step (frame t's estimate is in row t + lookahead)."""
+        mags = np.asarray(mags, np.float32)
+        out = np.empty((mags.shape[0], len(self.stems), self.channels, self.bins), np.float32)
+        for t in range(mags.shape[0]):
+            out[t] = self.step(mags[t])
+        return out
