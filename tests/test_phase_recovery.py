@@ -250,3 +250,17 @@ def test_pu_iter_beats_wiener_with_oracle_magnitudes(real_song):
     print(scores)
     assert scores["pu-iter"] > scores["wiener"] + 1.0
     assert scores["anisotropic"] > scores["wiener"]
+
+
+@pytest.mark.parametrize("n_fft,hop,window", [(1024, 256, "hann"), (1024, 128, "asymmetric"), (1024, 256, "asymmetric")])
+def test_evaluation_stft_is_the_core_stft(n_fft, hop, window):
+    """engine/phase_eval.py evaluates with a float64 NumPy twin of the core's STFT; it must be
+    the same transform as livedemix.dsp.stft (same windows, same frame alignment)."""
+    dsp = pytest.importorskip("livedemix.dsp")
+    x = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    A = dsp.stft(x, dsp.StftConfig(n_fft=n_fft, hop=hop, window=window))
+    from phase_support import stft as np_stft
+    B = np_stft(x.astype(np.float64), n_fft, hop, window)
+    T = min(len(A), len(B))
+    assert T >= 8000 // hop
+    assert np.abs(A[:T] - B[:T]).max() <= 1e-6 * np.abs(B).max()
