@@ -129,11 +129,16 @@ class ReferencePhaseRecovery:
         return out
 
 
-def _compare(mode, X, V, **kw):
+def _run_both(mode, X, V, **kw):
     T, J, C, F = V.shape
     core = PhaseRecovery(J, C, 1024, 256, mode=mode, **kw).process_stft(X, V)
     ref = ReferencePhaseRecovery(J, C, 1024, 256, mode=mode, **kw)
     want = np.stack([ref.process(X[t], V[t]) for t in range(T)])
+    return core, want
+
+
+def _compare(mode, X, V, **kw):
+    core, want = _run_both(mode, X, V, **kw)
     scale = np.abs(X).max()
     d = np.abs(core - want)
     return d.max() / scale, np.linalg.norm(d) / np.linalg.norm(want), np.mean(d > 1e-4 * scale)
@@ -156,12 +161,28 @@ def test_streaming_core_matches_numpy_reference(whole_file, mode, kw):
 
 
 def test_default_pu_iter_matches_numpy_reference(whole_file):
-    """At the product default n_iter, PU-Iter's iteration is ill-conditioned in isolated bins
-    (where a stem's Y_j passes near 0, float rounding decides its phase), so float32 C++ and
-    float64 NumPy may part in a handful of bins; everywhere else they agree to 1e-4."""
+    """At the product default n_iter the core and the reference part in a few bins of the first
+    frames, and only there. When every stem starts at once (frame 0 here), every stem takes the
+    mixture's phase: all S_j are collinear with X, an unstable fixed point of the PU-Iter
+    iteration, and float rounding decides which way each bin leaves it. With <= 8 iterations
+    per frame nothing grows enough to show; at 16 a few hundred bin values of the first ~100
+    frames differ, then the two runs agree again. Checked: after the first 200 frames
+    (1.2 s) the core matches the reference within 1e-4 everywhere."""
     X, V = whole_file
-    max_rel, l2_rel, frac = _compare("pu-iter", X, V, n_iter=DEFAULT_N_ITER)
-    print(f"pu-iter n_iter={DEFAULT_N_ITER}: max {max_rel:.2e}, relative L2 {l2_rel:.2e}, "
-          f"bins off by > 1e-4 max|X|: {100 * frac:.4f}%")
+    core, want = _run_both("pu-iter", X, V, n_iter=DEFAULT_N_ITER)
+    scale = np.abs(X).max()
+    d = np.abs(core - want) / scale
+    late = d[200:].max()
+    frac = np.mean(d > 1e-4)
+    print(f"pu-iter n_iter={DEFAULT_N_ITER}: max |core - reference| / max|X| after frame 200: {late:.2e}; "
+          f"whole file: max {d.max():.2e}, bins off by > 1e-4: {100 * frac:.4f}%")
+    assert d.shape[0] > 600
+    assert late < 1e-4
     assert frac < 1e-3
-    assert l2_rel < 1e-3
+
+
+def test_pu_iter_8_matches_numpy_reference_everywhere(whole_file):
+    X, V = whole_file
+    max_rel, l2_rel, _ = _compare("pu-iter", X, V, n_iter=8)
+    print(f"pu-iter n_iter=8: max {max_rel:.2e}, relative L2 {l2_rel:.2e}")
+    assert max_rel < 1e-4

@@ -44,7 +44,7 @@ std::string phase_mode_name(PhaseMode m);
 
 struct PhaseRecoveryOptions {
   PhaseMode mode = PhaseMode::PUIter;
-  int n_iter = 4;           // PU-Iter iterations per frame (>= 1)
+  int n_iter = 16;          // PU-Iter iterations per frame (>= 1); see docs/EVALUATION.md
   float kappa = 2.0f;       // von Mises concentration for the anisotropic mode (>= 0)
   float peak_db = -40.0f;   // peaks must exceed this level relative to the frame maximum
   // Onset detector: normalised flux d(t) = Σ_f max(0, V(t)-V(t-1)) / Σ_f V(t), in [0, 1].

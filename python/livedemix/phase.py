@@ -42,7 +42,11 @@ from . import _core
 __all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA"]
 
 MODES = ("wiener", "pu-iter", "anisotropic")
-DEFAULT_N_ITER = 4
+#: PU-Iter iterations per frame. 16 is the smallest count that reaches +1.5 dB SDR and +4 dB
+#: SIR over Wiener (oracle magnitudes, BSS Eval v4) on both shipped STFTs, at about 50 µs per
+#: frame for 4 stereo stems (docs/EVALUATION.md). More iterations keep helping (32: +0.6 dB).
+DEFAULT_N_ITER = 16
+#: Von Mises concentration of the anisotropic mode (the best of 0.5/1/2/4 in the same test).
 DEFAULT_KAPPA = 2.0
 
 
