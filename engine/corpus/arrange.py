@@ -175,15 +175,16 @@ def _voicing(root, quality, centre, n=4, power=False):
 
 
 class Planner:
-    def __init__(self, seed: int, pools: dict, cache: MaterialCache):
+    def __init__(self, seed: int, pools: dict, cache: MaterialCache, song_seconds: float | None = None):
         self.seed, self.pools, self.cache = seed, pools, cache
+        self.song_seconds = song_seconds          # fixed length instead of 10-60 s (tests, demo)
 
     # ------------------------------------------------------------------ song skeleton
     def plan(self, index: int) -> Song:
         seed = self.seed
         rng = song_rng(seed, index)
         split = split_of(seed, index)
-        target = planned_duration(seed, index)
+        target = self.song_seconds or planned_duration(seed, index)
         pool = self.pools[split]
         for _ in range(100):                       # a few corpus files do not reduce
             src = pool[int(rng.integers(len(pool)))]

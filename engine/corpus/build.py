@@ -33,13 +33,13 @@ STEMS = A.STEMS
 FORMATS = {"flac": ("FLAC", ".flac"), "wav": ("WAV", ".wav")}
 
 
-def make_planner(seed: int, cache_dir) -> A.Planner:
+def make_planner(seed: int, cache_dir, song_seconds: float | None = None) -> A.Planner:
     files = M.list_files()
     splits = M.assign_splits(files, seed)
     pools = {k: [] for k in ("train", "valid", "test")}
     for src in M.list_sources(files):
         pools[splits[src.path]].append(src)
-    return A.Planner(seed, pools, M.MaterialCache(cache_dir))
+    return A.Planner(seed, pools, M.MaterialCache(cache_dir), song_seconds)
 
 
 def render_stems(song: A.Song, soundfont: str, workdir: Path) -> tuple[dict, dict]:
@@ -171,9 +171,9 @@ def song_entry(song, vinfo, prod, levels, stem_stats, ext) -> dict:
 _WORKER = {}
 
 
-def _init_worker(seed, cache_dir, soundfont, out, fmt):
+def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER.update(planner=make_planner(seed, cache_dir), soundfont=soundfont, out=Path(out), fmt=fmt)
+    _WORKER.update(planner=make_planner(seed, cache_dir, song_seconds), soundfont=soundfont, out=Path(out), fmt=fmt)
 
 
 def _build_one(index: int) -> dict:
@@ -198,10 +198,10 @@ def _build_one_unsafe(index: int) -> dict:
     return entry
 
 
-def plan_indices(seed: int, hours: float) -> list[int]:
+def plan_indices(seed: int, hours: float, song_seconds: float | None = None) -> list[int]:
     total, idx = 0.0, []
     while total < hours * 3600:
-        total += A.planned_duration(seed, len(idx)) + A.TAIL_S
+        total += (song_seconds or A.planned_duration(seed, len(idx))) + A.TAIL_S
         idx.append(len(idx))
     return idx
 
@@ -225,11 +225,14 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None = None,
-          fmt: str = "flac", force: bool = False, progress: bool = True, cache_dir=None) -> dict:
+          fmt: str = "flac", force: bool = False, progress: bool = True, cache_dir=None,
+          song_seconds: float | None = None) -> dict:
     sf2 = R.check_tools(soundfont)                       # before anything is written
     out = Path(out)
     config = {"generator": "livedemix.engine.corpus", "version": VERSION, "seed": seed, "sample_rate": SR,
               "stems": list(STEMS), "format": fmt, "bit_depth": 16, "soundfont": Path(sf2).name}
+    if song_seconds:
+        config["song_seconds"] = song_seconds
     cfg_path = out / "corpus.json"
     if cfg_path.exists() and not force:
         old = json.loads(cfg_path.read_text())
@@ -249,7 +252,7 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
     cache_dir = Path(cache_dir) if cache_dir else out / ".cache" / "material"
     man_path = out / "manifest.jsonl"
     done = read_manifest(man_path)
-    todo = [i for i in plan_indices(seed, hours) if i not in done]
+    todo = [i for i in plan_indices(seed, hours, song_seconds) if i not in done]
     t0 = time.perf_counter()
     audio_s = 0.0
     bar = None
@@ -277,13 +280,13 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
                 bar.set_postfix(audio_h=f"{sum(d['duration_s'] for d in done.values()) / 3600:.2f}",
                                 speed=f"{audio_s / max(1e-9, time.perf_counter() - t0):.1f}x")
         if workers <= 1:
-            _init_worker(seed, cache_dir, sf2, out, fmt)
+            _init_worker(seed, cache_dir, sf2, out, fmt, song_seconds)
             for i in todo:
                 record(_build_one(i))
         else:
             from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
             with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(seed, cache_dir, sf2, str(out), fmt)) as ex:
+                                     initargs=(seed, cache_dir, sf2, str(out), fmt, song_seconds)) as ex:
                 pending, it = set(), iter(todo)
                 for i in it:                               # keep a short queue: resumable, low memory
                     pending.add(ex.submit(_build_one, i))

@@ -18,6 +18,9 @@ class MissingTool(RuntimeError):
 
 
 def find_soundfont(path: str | None = None) -> str:
+    if path and not Path(path).is_file():
+        raise MissingTool(f"the soundfont {path} does not exist: pass an existing .sf2 file, or install the "
+                          "Debian packages `fluidsynth` and `fluid-soundfont-gm` and leave out --soundfont.")
     for cand in ([path] if path else []) + list(SOUNDFONT_CANDIDATES):
         if cand and Path(cand).is_file():
             return cand
