@@ -73,6 +73,10 @@ def _band_noise(rng, n, lo, hi):
 
 
 DRIFT_SOS = signal.butter(1, 3 / (SR / 2), output="sos")
+# Five cascaded resonators fall off far too steeply above the fifth formant; real voices
+# keep energy up to 8-10 kHz. A parallel high band of the source stands in for the
+# higher formants (the "higher-pole correction" of cascade formant synthesizers).
+HF_SOS = signal.butter(2, 4500 / (SR / 2), "highpass", output="sos")
 
 
 def _glottal_table(f0_max: float, tilt: float, phases: np.ndarray, size: int = 2048) -> np.ndarray:
@@ -103,6 +107,7 @@ class Singer:
         self.vowels = {"oo": 5, "a": 3, "uh": 2} if backing else VOWEL_WEIGHTS
         self.onsets = {"": 10, "m": 2, "d": 1} if backing else ONSET_WEIGHTS
         self.singers_formant = rng.random() < 0.4 and not backing   # classical "ring" near 3 kHz
+        self.brightness = rng.uniform(0.03, 0.10) * (0.5 if backing else 1.0)
 
     def sing(self, notes, n_samples: int) -> tuple[np.ndarray, list[str]]:
         """Render notes [(onset s, dur s, midi, velocity)] to mono float32; returns the lyrics too."""
@@ -159,7 +164,7 @@ class Singer:
         if self.singers_formant:
             vf[2], vf[3] = 2800, 3200
         v_sos = _resonators(vf, BANDWIDTHS, fs)
-        voiced = signal.sosfilt(v_sos, src)
+        voiced = signal.sosfilt(v_sos, src) + self.brightness * signal.sosfilt(HF_SOS, src)
         # Envelope: voice starts at the beat (or earlier for voiced consonants).
         attack = 0.03
         env = np.clip(t / attack, 0, 1)
@@ -250,6 +255,16 @@ def espeak(text: str, voice: str, wpm: int, pitch: int) -> np.ndarray:
     return soxr.resample(x, sr, SR).astype(np.float32) if sr != SR else x
 
 
+def extend_band(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """espeak-ng speaks at 22.05 kHz, so nothing lies above 11 kHz: a band edge a separator
+    could learn as a shortcut for "voice". Continue the fricative energy of 6-10 kHz into
+    11-20 kHz with envelope-following noise (a crude spectral band replication)."""
+    band = signal.sosfilt(_bandpass(6000.0, 10000.0), x)
+    env = signal.sosfilt(signal.butter(2, 60 / (SR / 2), output="sos"), np.abs(band))
+    hi = signal.sosfilt(signal.butter(6, 11000 / (SR / 2), "highpass", output="sos"), rng.standard_normal(x.size))
+    return (x + 0.6 * env * hi).astype(np.float32)
+
+
 def speak_lines(lines, n_samples: int, seed: int, register: str) -> tuple[np.ndarray, dict]:
     """Spoken phrases [(onset s, max dur s, midi pitch, velocity)] in one voice."""
     rng = np.random.default_rng(seed)
@@ -265,7 +280,7 @@ def speak_lines(lines, n_samples: int, seed: int, register: str) -> tuple[np.nda
         n_words = max(1, int(span * wpm / 60 * rng.uniform(0.6, 0.9)))
         text = " ".join(rng.choice(WORDS, n_words)) if lang.startswith("en") else _gibberish(rng, n_words)
         pitch = int(np.clip(50 + (midi - 60) * 2.5 + rng.normal(0, 5), 5, 95))
-        x = espeak(text, voice, wpm, pitch)
+        x = extend_band(espeak(text, voice, wpm, pitch), rng)
         nz = np.flatnonzero(np.abs(x) > 1e-4)                  # espeak pads with silence
         if nz.size:
             x = x[nz[0]:nz[-1] + 1]
