@@ -206,3 +206,17 @@ def test_midi_writer_handles_restruck_notes(tmp_path):
     offs = [m for m in mid.tracks[0] if m.type == "note_off"]
     assert len(ons) == 3 and len(offs) == 3
     assert abs(mid.length - 2.5) < 1e-3
+
+
+def test_bundled_demo_song():
+    demo = REPO / "python" / "livedemix" / "data" / "demo"
+    meta = json.loads((demo / "demo.json").read_text())
+    files = {n: demo / f"{n}.flac" for n in ("mixture", "vocals", "drums", "bass", "other")}
+    assert sum(f.stat().st_size for f in demo.iterdir()) <= 3_000_000
+    x = {n: sf.read(str(f), dtype="float32", always_2d=True) for n, f in files.items()}
+    assert all(sr == 44100 and a.shape[1] == 2 for a, sr in x.values())
+    assert 15 <= x["mixture"][0].shape[0] / 44100 <= 25 and abs(meta["duration_s"] - x["mixture"][0].shape[0] / 44100) < 1e-3
+    err = np.abs(x["mixture"][0] - sum(x[s][0] for s in ("vocals", "drums", "bass", "other"))).max()
+    assert err <= 1e-6
+    for s in ("vocals", "drums", "bass", "other"):
+        assert L.active_fraction(x[s][0].T) > 0.5, s
