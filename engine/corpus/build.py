@@ -74,8 +74,8 @@ def render_stems(song: A.Song, soundfont: str, workdir: Path) -> tuple[dict, dic
 
 
 def mix_levels(stems: dict, rng: np.random.Generator) -> tuple[dict, dict]:
-    """Per-stem loudness balance and master level; returns scaled stems and the choices.
-    Scaling is linear and shared by the mixture, so the sum stays exact."""
+    """Per-stem loudness balance, then the master bus (production.master), whose gain is
+    shared by all stems, so the sum stays exact. Returns the stems and the choices."""
     offsets = {"vocals": rng.uniform(-2, 5), "drums": rng.uniform(-4, 3), "bass": rng.uniform(-5, 2),
                "other": rng.uniform(-5, 2)}
     if rng.random() < 0.15:                              # one stem sits far back in the mix
@@ -88,16 +88,12 @@ def mix_levels(stems: dict, rng: np.random.Generator) -> tuple[dict, dict]:
             g = 10 ** ((-26.0 + offsets[s] - lufs) / 20)
             out[s] = x * g
             choice[s] = round(float(offsets[s]), 2)
-        else:
-            out[s] = np.zeros_like(x)
-    mix = sum(out.values())
-    target = float(rng.uniform(-24, -12))
-    g = 10 ** ((target - L.integrated_lufs(mix)) / 20)
-    peak = max(np.abs(mix).max(), max(np.abs(v).max() for v in out.values()))
-    g = min(g, 0.95 / max(peak, 1e-9))                  # headroom: no stem and no mix above -0.45 dBFS
     for s in STEMS:
-        out[s] *= g
-    return out, {"relative_db": choice, "mix_target_lufs": round(target, 2)}
+        out.setdefault(s, np.zeros_like(stems[s]))
+    live = {s: out[s] for s in STEMS if s in choice}
+    mastered, minfo = P.master(live, rng, L.integrated_lufs)
+    out.update(mastered)
+    return out, {"relative_db": choice, "master": minfo}
 
 
 def quantize(stems: dict) -> dict:

@@ -56,6 +56,11 @@ def random_eq(rng, stem: str) -> tuple[np.ndarray, dict]:
 def compress(x: np.ndarray, threshold_db: float, ratio: float, attack_s: float, release_s: float) -> np.ndarray:
     """Feed-forward compressor with a smoothed gain computer (vectorised with lfilter:
     the level detector and the gain smoother are one-pole filters)."""
+    return x * compressor_gain(x, threshold_db, ratio, attack_s, release_s)
+
+
+def compressor_gain(x: np.ndarray, threshold_db: float, ratio: float, attack_s: float, release_s: float) -> np.ndarray:
+    """The linear gain curve (n,) that `compress` applies to (channels, n)."""
     level = np.abs(x).max(axis=0)
     a_att = np.exp(-1 / (attack_s * SR))
     env = signal.lfilter([1 - a_att], [1, -a_att], level)
@@ -64,7 +69,7 @@ def compress(x: np.ndarray, threshold_db: float, ratio: float, attack_s: float, 
     gr_db = np.minimum(0.0, (threshold_db - env_db) * (1 - 1 / ratio))
     a_rel = np.exp(-1 / (release_s * SR))
     gr_db = signal.lfilter([1 - a_rel], [1, -a_rel], gr_db)
-    return x * 10 ** (gr_db / 20)
+    return 10 ** (gr_db / 20)
 
 
 def room_ir(rng, rt60: float, predelay_s: float, damping: float) -> np.ndarray:
@@ -154,3 +159,56 @@ def produce(stems: dict, rng: np.random.Generator, tempo: float) -> tuple[dict, 
         out[name] = x
         settings[name] = s
     return out, settings
+
+
+# ----------------------------------------------------------------------------- master bus
+
+def limiter_gain(x: np.ndarray, ceiling: float, lookahead_s: float = 0.004, release_s: float = 0.08) -> np.ndarray:
+    """Gain curve of a look-ahead brick-wall limiter for (channels, n): never lets |x| * g
+    exceed `ceiling`. The per-sample required gain is min-filtered over +-lookahead, then
+    averaged over the lookahead (each average only sees gains <= the one needed at the
+    peak, so there is no overshoot), then held down by a one-pole release (min only lowers)."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+    level = np.abs(x).max(axis=0)
+    req = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
+    w = max(1, int(lookahead_s * SR))
+    g = uniform_filter1d(minimum_filter1d(req, 2 * w + 1, mode="nearest"), w, mode="nearest")
+    a = np.exp(-1 / (release_s * SR))
+    rel = signal.lfilter([1 - a], [1, -a], g - 1.0) + 1.0     # starts at unity gain
+    return np.minimum(g, rel)
+
+
+def master(stems: dict, rng: np.random.Generator, loudness) -> tuple[dict, dict]:
+    """A master bus: a glue compressor and a limiter whose gain is computed from the mixture
+    and applied to every stem alike (a linear, time-varying gain), so the stems still sum to
+    the mastered mixture exactly, as with a real VCA bus compressor. Most songs are mastered
+    loud (-16..-9 LUFS, like released music); some stay unmastered with headroom."""
+    mix = sum(stems.values())
+    info: dict = {}
+    gain = np.ones(mix.shape[1])
+    if rng.random() < 0.75:
+        rms_db = 10 * np.log10(np.mean(mix ** 2) + 1e-20)
+        thr, ratio = rms_db + float(rng.uniform(-8, -2)), float(rng.uniform(1.5, 3.0))
+        att, rel = float(rng.uniform(0.01, 0.03)), float(rng.uniform(0.1, 0.3))
+        g1 = compressor_gain(mix, thr, ratio, att, rel)
+        mixc = mix * g1
+        target = float(rng.uniform(-16, -9))
+        pre = 10 ** ((target - loudness(mixc)) / 20)
+        ceiling = 10 ** (float(rng.uniform(-1.0, -0.3)) / 20)
+        g2 = limiter_gain(mixc * pre, ceiling)
+        gain = g1 * pre * g2
+        info = {"mastered": True, "bus_compressor": {"threshold_rel_rms_db": round(thr - rms_db, 1),
+                                                     "ratio": round(ratio, 2)},
+                "target_lufs": round(target, 2), "ceiling_dbfs": round(20 * np.log10(ceiling), 2),
+                "limiter_max_reduction_db": round(float(-20 * np.log10(g2.min())), 2)}
+    else:
+        target = float(rng.uniform(-24, -14))
+        gain *= 10 ** ((target - loudness(mix)) / 20)
+        info = {"mastered": False, "target_lufs": round(target, 2)}
+    out = {k: v * gain for k, v in stems.items()}
+    # Headroom for the 16-bit files: a stem can peak above the mixture (cancellation).
+    peak = max(np.abs(sum(out.values())).max(), max(np.abs(v).max() for v in out.values()))
+    if peak > 0.97:
+        out = {k: v * (0.97 / peak) for k, v in out.items()}
+        info["headroom_trim_db"] = round(float(20 * np.log10(0.97 / peak)), 2)
+    return out, info
