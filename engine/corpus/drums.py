@@ -69,7 +69,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
         for p in (np.arange(0, bar - 1e-6, step) if step else grid):
             on_beat = abs(p - round(p)) < 1e-6
             add(p, cym, 0.75 if on_beat else 0.5)
-        snare_beats = [2] if style == "halftime" else [b for b in range(1, nb, 2)]
+        snare_beats = [bar / 2] if style == "halftime" else [b for b in range(1, nb, 2)]
         for b in snare_beats:
             add(b, SNARE, 0.9)
         kick = {0: [0, 2], 1: [0, 2, 2.5], 2: [0, 1.5, 2], 3: [0, 0.5, 2, 2.5]}[variant % 4]
@@ -144,7 +144,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
     elif style == "reggae":
         for p in eighths:
             add(swing_time(p, 0.6), HH_CLOSED, 0.55)
-        for b in range(2, nb, 4):            # one drop: kick and rim on 3
+        for b in (range(2, nb, 4) if nb >= 4 else [bar / 2]):   # one drop: kick and rim on 3
             add(b, KICK, 0.9)
             add(b, RIM if variant % 2 == 0 else SNARE, 0.85)
     elif style == "breakbeat":
@@ -195,7 +195,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
                 add(b0 + 1.0, TOM_FLOOR, 0.5)
             if style == "shuffle128":
                 add(b0 + 1.0, KICK if bi % 2 else HH_PEDAL, 0.5)
-    return hits
+    return [h for h in hits if h[0] < bar - 1e-9]          # a pattern longer than a short bar
 
 
 def fill(bar: float, start: float, rng: np.random.Generator, family: str) -> list[tuple[float, int, float]]:
