@@ -92,6 +92,19 @@ def test_resume_after_interruption(tiny, tmp_path):
 
 
 @needs_renderers
+def test_stats_and_verify_commands(tiny, tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "CORPUS.md").write_text("# x\n<!-- stats:begin -->\nold\n<!-- stats:end -->\ntail\n")
+    assert main(["stats", str(tiny[0]), "--docs", str(docs)]) == 0
+    text = (docs / "CORPUS.md").read_text()
+    assert "2 songs" in text and "old" not in text and text.endswith("tail\n")
+    assert (docs / "corpus_stats.png").stat().st_size > 10_000
+    assert main(["verify", str(tiny[0])]) == 0
+    assert "max |mixture - sum(stems)| = 0.00e+00" in capsys.readouterr().out
+
+
+@needs_renderers
 def test_other_settings_refused_without_force(tiny, capsys):
     code = main(["build", "--out", str(tiny[0]), "--hours", "0.001", "--seed", "4", "--no-progress"])
     assert code == 2
