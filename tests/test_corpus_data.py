@@ -197,3 +197,28 @@ def test_shuffle_sources_is_a_permutation_per_source():
     for s in range(4):
         rows = {out[b, s].tobytes() for b in range(6)}
         assert rows == {batch[b, s].tobytes() for b in range(6)}
+
+
+def test_fretsonfire_layout_fixture(tmp_path):
+    """Frets on Fire song folders (song.ini, song.ogg, guitar.ogg): real-music checks."""
+    d = tmp_path / "songs" / "band" / "tune"
+    _write(d / "guitar.wav", _tone(330))
+    _write(d / "song.wav", _tone(110))
+    for n in ("guitar", "song"):                                    # libsndfile writes Ogg Vorbis
+        x, sr = sf.read(str(d / f"{n}.wav"), dtype="float32")
+        sf.write(str(d / f"{n}.ogg"), x, sr, format="OGG", subtype="VORBIS")
+        (d / f"{n}.wav").unlink()
+    (d / "song.ini").write_text("[song]\nname = Tune\n")
+    ds = Dd.open_dataset(tmp_path / "songs")
+    assert ds.kind == "fretsonfire" and [t.name for t in ds] == ["band/tune"]
+    x = ds[0].load(0, 0.25)
+    assert set(x) == {"mixture", "guitar", "backing"}
+    assert np.abs(x["mixture"] - x["guitar"] - x["backing"]).max() < 1e-6
+
+
+@pytest.mark.skipif(not Path(Dd.FRETSONFIRE_ROOT).is_dir(), reason="Debian fretsonfire-songs-* not installed")
+def test_fretsonfire_debian_recordings():
+    ds = Dd.open_fretsonfire()
+    assert len(ds) >= 4
+    x = ds[0].load(30.0, 2.0)
+    assert x["mixture"].shape == (2, 2 * SR) and np.abs(x["guitar"]).max() > 0.01

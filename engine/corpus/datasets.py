@@ -80,11 +80,13 @@ class Track:
                 n = max(x.shape[1] for x in xs)
                 out[role] = sum(np.pad(x, ((0, 0), (0, n - x.shape[1]))) for x in xs)
         n = max(x.shape[1] for x in out.values())
-        for role in ("mixture",) + STEMS:
-            if role in out:
-                out[role] = np.pad(out[role], ((0, 0), (0, n - out[role].shape[1])))
-            elif role != "mixture":
-                out[role] = np.zeros((2, n), np.float32)
+        out = {k: np.pad(v, ((0, 0), (0, n - v.shape[1]))) for k, v in out.items()}
+        if not self.meta.get("complete", True):
+            # Real recordings with partial stems: the parts it has, and their sum.
+            out.setdefault("mixture", sum(out.values()))
+            return {k: v.astype(np.float32, copy=False) for k, v in out.items()}
+        for role in STEMS:
+            out.setdefault(role, np.zeros((2, n), np.float32))
         if "mixture" not in out:
             out["mixture"] = sum(out[s] for s in STEMS).astype(np.float32)
         return {k: out[k].astype(np.float32, copy=False) for k in ("mixture",) + STEMS}
@@ -225,8 +227,35 @@ def open_stem_folder(root, split: str = "train", unknown: str = "other") -> Stem
     return StemDataset(tracks, "folder", root)
 
 
+FRETSONFIRE_ROOT = "/usr/share/games/fretsonfire/data/songs"
+
+
+def open_fretsonfire(root=FRETSONFIRE_ROOT) -> StemDataset:
+    """Real band recordings from Debian's Frets on Fire song packages
+    (`fretsonfire-songs-muldjord`, `fretsonfire-songs-sectoid`): per song the isolated
+    lead guitar (guitar.ogg, plus rhythm.ogg where present) and the rest of the band
+    (song.ogg: drums, bass, vocals, rhythm parts). `load()` returns "guitar", "backing"
+    (and "rhythm") and their sum as "mixture"; only the guitar is a clean part of a
+    MUSDB stem ("other"), so these are for checks on real music (a separator must keep
+    mixture consistency and not damage what it cannot separate), not for training."""
+    root = Path(root)
+    tracks = []
+    for ini in sorted(root.glob("**/song.ini")):
+        d = ini.parent
+        files = {role: [d / f"{name}.ogg"] for role, name in (("guitar", "guitar"), ("backing", "song"),
+                                                                ("rhythm", "rhythm")) if (d / f"{name}.ogg").exists()}
+        if "guitar" in files and "backing" in files:
+            tracks.append(Track(f"{d.parent.name}/{d.name}", "test", files, {"complete": False, "stem_of_guitar": "other"}))
+    if not tracks:
+        raise DatasetError(f"no Frets on Fire songs under {root}: install the Debian package "
+                           "`fretsonfire-songs-muldjord` or `fretsonfire-songs-sectoid`.")
+    return StemDataset(tracks, "fretsonfire", root)
+
+
 def detect(root) -> str:
     root = Path(root)
+    if any(root.glob("*/song.ini")) or any(root.glob("*/*/song.ini")):
+        return "fretsonfire"
     if (root / "manifest.jsonl").exists():
         return "synthetic"
     for sp in ("train", "test"):
@@ -244,10 +273,12 @@ def open_dataset(root, kind: str = "auto", split: str | None = None) -> StemData
     if not root.exists():
         raise DatasetError(f"{root} does not exist.")
     kind = detect(root) if kind == "auto" else kind
+    if kind == "fretsonfire":
+        return open_fretsonfire(root)
     opener = {"synthetic": open_corpus, "musdb18hq": open_musdb_hq, "musdb18": open_musdb_stems}.get(kind)
     if opener is not None:
         return opener(root, split)
     if kind == "folder":
         ds = open_stem_folder(root)
         return ds.split(split) if split else ds
-    raise DatasetError(f"unknown dataset kind {kind!r}: use synthetic, musdb18hq, musdb18 or folder.")
+    raise DatasetError(f"unknown dataset kind {kind!r}: use synthetic, musdb18hq, musdb18, folder or fretsonfire.")
