@@ -83,7 +83,7 @@ def test_stem_folder_any_names_rates_and_channels(tmp_path):
 
 def test_synthetic_corpus_loader(tmp_path):
     root = tmp_path / "synth"
-    entry = {"id": "song00000", "index": 0, "split": "valid", "files": {}}
+    entry = {"id": "song00000", "index": 0, "split": "valid", "files": {}, "duration_s": 0.5}
     stems = {s: _tone(100 * (i + 1)) for i, s in enumerate(STEMS)}
     q = {s: np.round(v * 32768).astype(np.int16) for s, v in stems.items()}
     q["mixture"] = sum(v.astype(np.int32) for v in q.values()).astype(np.int16)
@@ -97,6 +97,7 @@ def test_synthetic_corpus_loader(tmp_path):
     assert ds.kind == "synthetic" and len(ds) == 1 and len(ds.split("train")) == 0
     x = ds[0].load()
     assert np.abs(x["mixture"] - sum(x[s] for s in STEMS)).max() <= 1e-6
+    assert len(Dd.open_corpus(root, hours=1e-4)) == 1 and len(Dd.open_corpus(root, split="train")) == 0
 
 
 def test_stem_mp4_without_decoder_is_one_sentence(tmp_path, monkeypatch):

@@ -108,8 +108,10 @@ class StemDataset(list):
 
 # ----------------------------------------------------------------------------- layouts
 
-def open_corpus(root, split: str | None = None) -> StemDataset:
-    """The synthetic corpus (reads manifest.jsonl; songs with missing files are skipped)."""
+def open_corpus(root, split: str | None = None, hours: float | None = None) -> StemDataset:
+    """The synthetic corpus (reads manifest.jsonl; songs with missing files are skipped, so
+    a build still running can be read). `hours` keeps the first songs in index order up to
+    that much audio per split: a deterministic subset, e.g. to fit a training set in RAM."""
     root = Path(root)
     man = root / "manifest.jsonl"
     if not man.exists():
@@ -124,6 +126,14 @@ def open_corpus(root, split: str | None = None) -> StemDataset:
         if split and e["split"] != split or not all(p[0].exists() for p in files.values()):
             continue
         tracks.append(Track(e["id"], e["split"], files, e))
+    tracks.sort(key=lambda t: t.meta["index"])
+    if hours is not None:
+        kept, total = [], {}
+        for t in tracks:
+            if total.get(t.split, 0.0) < hours * 3600:
+                kept.append(t)
+                total[t.split] = total.get(t.split, 0.0) + t.meta.get("duration_s", 0.0)
+        tracks = kept
     return StemDataset(tracks, "synthetic", root)
 
 
