@@ -246,3 +246,19 @@ def test_worker_count_does_not_change_the_corpus(tmp_path):
     assert _tree(a) == _tree(b)
     assert all(filecmp.cmp(a / f, b / f, shallow=False) for f in _tree(a))
     assert Vf.verify(a)
+
+
+def test_master_bus_keeps_the_sum_and_the_ceiling():
+    from engine.corpus import production as P
+    rng = np.random.default_rng(0)
+    n = 44100 * 3
+    env = 1 + 4 * (np.arange(n) % 11025 < 300)                  # transients
+    stems = {s: rng.standard_normal((2, n)) * 0.05 * env for s in ("vocals", "drums", "bass", "other")}
+    for seed in range(6):
+        out, info = P.master(stems, np.random.default_rng(seed), L.integrated_lufs)
+        mix = sum(out.values())
+        gains = [out[s] / stems[s] for s in stems]               # one gain curve for every stem
+        assert all(np.allclose(g, gains[0]) for g in gains)
+        assert np.abs(mix).max() <= 0.97 + 1e-9 and max(np.abs(v).max() for v in out.values()) <= 0.97 + 1e-9
+        if info["mastered"]:
+            assert np.abs(mix).max() <= 10 ** (info["ceiling_dbfs"] / 20) + 1e-3

@@ -383,7 +383,7 @@ class Planner:
         for on, d, m in melody:
             if int(on // bar) in vocal_bars:
                 notes.append([on * q2s, d * q2s, int(m + octv), 0.8])
-        notes = _breathe(notes, ctx["bar_s"] if "bar_s" in ctx else bar * q2s, rng)
+        notes = _breathe(notes, rng)
         parts = []
         info = {"source": source, "singer": singer}
         if source == "gm":
@@ -402,7 +402,7 @@ class Planner:
                 o = _octave_to(np.median([e[2] for e in v]), SINGER_CENTRES[singer] - 3)
                 hn = [[on * q2s, d * q2s, int(m + o), 0.5] for on, d, m in v if int(on // bar) in vocal_bars]
                 binfo = dict(info, voice_seed=int(rng.integers(2 ** 31)), backing=True)
-                parts.append(Part("vocals", "backing", -1, -1, _breathe(hn, bar * q2s, rng), synth="formant", info=binfo))
+                parts.append(Part("vocals", "backing", -1, -1, _breathe(hn, rng), synth="formant", info=binfo))
         else:
             # Spoken lines: one phrase per 1-2 bars where the voice is on, pitch from the melody.
             info["voice_seed"] = int(rng.integers(2 ** 31))
@@ -503,7 +503,7 @@ class Planner:
             p.notes.sort(key=lambda n: (n[0], n[2]))
 
 
-def _breathe(notes, bar_s, rng):
+def _breathe(notes, rng):
     """Singers breathe: merge very short notes into the previous one and leave a short gap
     before some phrase starts (bar lines after long notes)."""
     out = []
