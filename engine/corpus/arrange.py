@@ -389,7 +389,8 @@ class Planner:
         if source == "gm":
             prog = int(wchoice(rng, GM_VOICE_PROGRAMS))
             parts.append(Part("vocals", "melody", prog, next(channels), notes, info=info))
-            if voices and rng.random() < 0.5:           # a second choir part from the alto line
+            if voices and rng.random() < 0.5 and voices[0]:   # a second choir part from the alto line
+                # (the alto line can be empty in the song's window of the piece)
                 v = voices[0]
                 o = _octave_to(np.median([e[2] for e in v]), SINGER_CENTRES[singer] - 4)
                 hn = [[on * q2s, d * q2s, int(m + o), 0.6] for on, d, m in v if int(on // bar) in vocal_bars]
@@ -397,7 +398,7 @@ class Planner:
         elif source == "formant":
             info["voice_seed"] = int(rng.integers(2 ** 31))
             parts.append(Part("vocals", "melody", -1, -1, notes, synth="formant", info=info))
-            if rng.random() < 0.25 and voices:
+            if rng.random() < 0.25 and voices and voices[0]:
                 v = voices[0]
                 o = _octave_to(np.median([e[2] for e in v]), SINGER_CENTRES[singer] - 3)
                 hn = [[on * q2s, d * q2s, int(m + o), 0.5] for on, d, m in v if int(on // bar) in vocal_bars]
