@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _core
 from ._core import RealFft, StftConfig, build_info
+from .phase import PhaseRecovery
 
 __all__ = [
     "StftConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "StftSynthesizer",
     "AudioRingBuffer",
     "StemMixer",
+    "PhaseRecovery",
     "SHIPPED_CONFIGS",
     "config",
     "stft",

@@ -1,0 +1,1 @@
+"""livedemix engine: the factory of separators (corpus, training, export, evaluation)."""
