@@ -218,7 +218,7 @@ def test_gil_is_released_during_process_stft():
     import threading
     import time
     X, V = random_frames(400, 4, 2, 513)
-    pr = PhaseRecovery(4, 2, 1024, 256, n_iter=16)
+    pr = PhaseRecovery(4, 2, 1024, 256, n_iter=64)  # ~100 ms of native work
     ticks = []
     stop = threading.Event()
 
