@@ -25,8 +25,12 @@
 // Real-time contract: the constructor and `prepare()` allocate. `process()` and
 // `process_frames()` never allocate, lock, log or throw; `reset()` does not allocate either.
 // Non-finite inputs are replaced by 0 (negative magnitudes too) and counted; outputs stay
-// finite. The setters (`set_mode`, `set_n_iter`, `set_kappa`) are plain stores: call them from
-// the thread that calls `process()` or between calls. Not thread-safe otherwise.
+// finite. The setters (`set_mode`, `set_n_iter`, `set_kappa`) are allocation-free plain stores:
+// call them from the thread that calls `process()` or between calls. Not thread-safe otherwise.
+// `process()` sets FTZ/DAZ for its duration and restores the caller's MXCSR. The PU-Iter
+// iterations run on AVX2+FMA when the CPU has them (chosen in `prepare()`), else on SSE2; the
+// two differ by float rounding (each is deterministic). The phase carried to the next frame is
+// that of the stem handed out (Y_j), so switching modes between frames is seamless.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -29,7 +29,10 @@ Arrays: ``X`` complex (channels, bins), ``V`` real (stems, channels, bins) with
 ``bins = n_fft // 2 + 1``, in the STFT convention of the core (frame ``t`` is the rfft of the
 windowed samples ``[(t+1)*hop - n_fft, (t+1)*hop)``, no circular shift). For real-time use,
 pass complex64/float32 C-contiguous arrays and a preallocated ``out``: nothing is then
-converted or allocated.
+copied or converted (the native call itself allocates nothing and releases the GIL).
+
+Also: :meth:`PhaseRecovery.unwrap_stft`, phase unwrapping alone (not mixture-consistent), for
+phase-retrieval experiments (``python -m engine.phase_eval retrieval``).
 """
 from __future__ import annotations
 
