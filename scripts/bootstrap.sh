@@ -45,4 +45,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip_install "torch==2.13.0"
 fi
 echo "bootstrap: building and installing livedemix into .venv"
-pip_install ".[test,train]"
+pip_install ".[test,train,corpus]"
