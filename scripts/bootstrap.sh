@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: compilers and CMake for the native core, FFTW (the fast FFT backend),
 # libsndfile/PortAudio for soundfile/sounddevice, JACK for live-audio tests, fluidsynth with the
-# FluidR3 GM soundfont (rendered test material and the training corpus), sox and espeak-ng.
+# FluidR3 GM soundfont (rendered test material and the training corpus), sox and espeak-ng,
+# ffmpeg (MUSDB18 .stem.mp4 decoding in the corpus loaders).
 DEBS=(build-essential cmake ninja-build pkg-config libfftw3-dev libsndfile1 libportaudio2 jackd2
-      fluidsynth fluid-soundfont-gm sox espeak-ng)
+      fluidsynth fluid-soundfont-gm sox espeak-ng ffmpeg)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
