@@ -111,6 +111,10 @@ def markdown(s: dict, root: str) -> str:
                      if n != "mixture" else ["", "", ""]))
     out += [_table(["file", "p5", "p25", "p50", "p75", "p95", "median re mixture (LU)", "silent songs",
                     "active 1-s windows p5 / p50"], rows), ""]
+    low = {n: sum(1 for f in s["active"][n] if f <= 0.5) for n in STEMS}
+    out.append("Featured stems active (> -50 dBFS) in at most half of the 1-s windows of their song: "
+               + ", ".join(f"{n} {low[n]} of {len(s['active'][n])}" for n in STEMS) + ".")
+    out.append("")
     out.append(f"**Production**: reverb RT60 5/50/95 % = " + " / ".join(f"{x:.2f}" for x in _pct(s["rt60"], (5, 50, 95)))
                + " s; compressed stems: " + ", ".join(f"{n} {100 * s['comp'][n]:.0f} %" for n in STEMS) + ".")
     return "\n".join(out)
