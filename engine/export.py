@@ -13,7 +13,6 @@ file's sha256.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import tempfile
@@ -21,17 +20,11 @@ from pathlib import Path
 
 import torch
 
+from livedemix.separator import sha256_of
+
 from .model import ModelConfig, StreamingStep, WaveNetSeparator
 
 CARD_SCHEMA = 1
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

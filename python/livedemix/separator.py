@@ -57,7 +57,8 @@ def load_card(card_path: Path) -> dict:
     return card
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file (the model card's `onnx_sha256`)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -83,7 +84,7 @@ class Separator:
         onnx_path = self.card_path.parent / card["onnx_file"]
         if not onnx_path.exists():
             raise ModelError(f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model")
-        digest = _sha256(onnx_path)
+        digest = sha256_of(onnx_path)
         if digest != card["onnx_sha256"]:
             raise ModelError(
                 f"model file {onnx_path.name} does not match its card (sha256 {digest[:12]}… instead of "
