@@ -65,6 +65,25 @@ void check_array(const py::array& a, const py::dtype& dt, const char* dtname,
 py::dtype cdt() { return py::dtype::of<std::complex<float>>(); }
 py::dtype fdt() { return py::dtype::of<float>(); }
 
+// process_frames and unwrap_frames share their signature and checks: (T, C, F) mixture
+// frames and (T, J, C, F) magnitudes in, (T, J, C, F) out, the loop in C++ without the GIL.
+template <void (PhaseRecovery::*Method)(const std::complex<float>*, const float*, std::complex<float>*, int)>
+py::array frames_call(PhaseRecovery& self, const py::array& X, const py::array& V, py::array& out) {
+  const py::ssize_t J = self.n_stems(), C = self.channels(), F = self.bins();
+  check_array(X, cdt(), "complex64", {-1, C, F}, "X", false);
+  const py::ssize_t T = X.shape(0);
+  check_array(V, fdt(), "float32", {T, J, C, F}, "V", false);
+  check_array(out, cdt(), "complex64", {T, J, C, F}, "out", true);
+  const auto* x = static_cast<const std::complex<float>*>(X.data());
+  const auto* v = static_cast<const float*>(V.data());
+  auto* o = static_cast<std::complex<float>*>(out.mutable_data());
+  {
+    py::gil_scoped_release release;
+    (self.*Method)(x, v, o, static_cast<int>(T));
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_phase_recovery(py::module_& m) {
@@ -119,43 +138,9 @@ void bind_phase_recovery(py::module_& m) {
           },
           py::arg("X"), py::arg("V"), py::arg("out"),
           "One frame: X complex64 (C, F), V float32 (J, C, F) -> out complex64 (J, C, F), in place.")
-      .def(
-          "process_frames",
-          [](PhaseRecovery& self, const py::array& X, const py::array& V, py::array& out) {
-            const py::ssize_t J = self.n_stems(), C = self.channels(), F = self.bins();
-            check_array(X, cdt(), "complex64", {-1, C, F}, "X", false);
-            const py::ssize_t T = X.shape(0);
-            check_array(V, fdt(), "float32", {T, J, C, F}, "V", false);
-            check_array(out, cdt(), "complex64", {T, J, C, F}, "out", true);
-            const auto* x = static_cast<const std::complex<float>*>(X.data());
-            const auto* v = static_cast<const float*>(V.data());
-            auto* o = static_cast<std::complex<float>*>(out.mutable_data());
-            {
-              py::gil_scoped_release release;
-              self.process_frames(x, v, o, static_cast<int>(T));
-            }
-            return out;
-          },
-          py::arg("X"), py::arg("V"), py::arg("out"),
-          "Consecutive frames: X complex64 (T, C, F), V float32 (T, J, C, F) -> out (T, J, C, F).")
-      .def(
-          "unwrap_frames",
-          [](PhaseRecovery& self, const py::array& X, const py::array& V, py::array& out) {
-            const py::ssize_t J = self.n_stems(), C = self.channels(), F = self.bins();
-            check_array(X, cdt(), "complex64", {-1, C, F}, "X", false);
-            const py::ssize_t T = X.shape(0);
-            check_array(V, fdt(), "float32", {T, J, C, F}, "V", false);
-            check_array(out, cdt(), "complex64", {T, J, C, F}, "out", true);
-            const auto* x = static_cast<const std::complex<float>*>(X.data());
-            const auto* v = static_cast<const float*>(V.data());
-            auto* o = static_cast<std::complex<float>*>(out.mutable_data());
-            {
-              py::gil_scoped_release release;
-              self.unwrap_frames(x, v, o, static_cast<int>(T));
-            }
-            return out;
-          },
-          py::arg("X"), py::arg("V"), py::arg("out"),
+      .def("process_frames", &frames_call<&PhaseRecovery::process_frames>, py::arg("X"), py::arg("V"), py::arg("out"),
+           "Consecutive frames: X complex64 (T, C, F), V float32 (T, J, C, F) -> out (T, J, C, F).")
+      .def("unwrap_frames", &frames_call<&PhaseRecovery::unwrap_frames>, py::arg("X"), py::arg("V"), py::arg("out"),
           "Phase unwrapping alone (not mixture-consistent): out_j = V_j e^{i phi_j}; X gives the "
           "phase at onsets and at the first frame. Shapes as process_frames.")
       .def("reset", [](PhaseRecovery& self) { self.reset(); })
