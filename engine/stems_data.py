@@ -10,6 +10,7 @@ random excerpts, stems remixed across songs, random gains per stem, channel swap
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +63,26 @@ def load_song(song_dir: Path, stems=STEMS) -> Song:
     return Song(song_dir.name, np.round(np.clip(stacked, -1, 1 - 1 / 32768) * 32768).astype(np.int16), rate)
 
 
-def load_split(root: Path, split: str, limit: int | None = None) -> list[Song]:
+def load_split(root: Path, split: str, limit: int | None = None, cache: Path | None = None) -> list[Song]:
+    """Songs of a split. With ``cache``, each song is decoded once to ``<cache>/<split>/<song>.npy``
+    and memory-mapped: runs side by side on one machine then share one copy in the page cache."""
     dirs = find_songs(root, split)
     if limit:
         dirs = dirs[:limit]
-    return [load_song(d) for d in dirs]
+    if cache is None:
+        return [load_song(d) for d in dirs]
+    songs = []
+    for d in dirs:
+        path = Path(cache) / split / f"{d.name}.npy"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            song = load_song(d)
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+            np.save(tmp, song.stems)
+            os.replace(tmp, path)
+        rate = sf.info(str(next(d.glob("vocals.*")))).samplerate
+        songs.append(Song(d.name, np.load(path, mmap_mode="r"), rate))
+    return songs
 
 
 class ExampleSampler:

@@ -115,17 +115,26 @@ def main(argv=None) -> int:
     p.add_argument("--complex-weight", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--valid-seconds", type=float, default=20.0)
+    p.add_argument("--valid-songs", type=int, default=30, help="validate on the first N songs of the valid split")
     p.add_argument("--residual", type=int, default=64)
     p.add_argument("--skip", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--dilations", default="1,2,4,8,16,32,1,2,4,8,16,32")
     p.add_argument("--lookahead", type=int, default=0)
+    p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
+                   help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
+    p.add_argument("--umx-hidden", type=int, default=512)
+    p.add_argument("--cpu-minutes", type=float, default=None,
+                   help="stop (checkpointed, as if finished) once the run has used this much CPU time: "
+                        "the equal budget for side-by-side comparisons")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="pause at this step (checkpointed); the same command without it resumes")
     p.add_argument("--stop-after-minutes", type=float, default=None,
                    help="pause at the next evaluation after this much wall time; rerun to resume")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="decode songs once into this folder and memory-map them (runs side by side share them)")
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
     args = p.parse_args(argv)
 
@@ -135,15 +144,24 @@ def main(argv=None) -> int:
     from livedemix import dsp
 
     stft = TorchStft(**dsp.SHIPPED_CONFIGS[args.stft])
-    train_songs = load_split(args.data, args.train_split, args.limit_songs)
-    valid_songs = load_split(args.data, args.valid_split, args.limit_songs)
+    train_songs = load_split(args.data, args.train_split, args.limit_songs, args.cache)
+    valid_songs = load_split(args.data, args.valid_split, args.valid_songs, args.cache)
     train_seconds = sum(s.frames for s in train_songs) / SAMPLE_RATE
     print(f"train: {len(train_songs)} songs, {train_seconds / 60:.1f} min; valid: {len(valid_songs)} songs")
     sampler = ExampleSampler(train_songs, int(args.seconds * SAMPLE_RATE))
 
-    mcfg = ModelConfig(bins=stft.cfg.bins, residual=args.residual, skip=args.skip, hidden=args.hidden,
-                       dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead)
-    net = WaveNetSeparator(mcfg)
+    if args.arch == "wavenet":
+        mcfg = ModelConfig(bins=stft.cfg.bins, residual=args.residual, skip=args.skip, hidden=args.hidden,
+                           dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead)
+        net = WaveNetSeparator(mcfg)
+        model_config = mcfg.to_dict()
+    else:
+        from .peers import UmxPeer, max_bin_for
+
+        net = UmxPeer(bins=stft.cfg.bins, hidden=args.umx_hidden, unidirectional=args.arch == "umx",
+                      max_bin=max_bin_for(16000, SAMPLE_RATE, stft.cfg.n_fft))
+        model_config = net.config
+    print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     step, best, elapsed = 0, -math.inf, 0.0
@@ -162,7 +180,7 @@ def main(argv=None) -> int:
 
     def checkpoint(scores):
         return {
-            "model_config": mcfg.to_dict(), "state_dict": net.state_dict(), "optimizer": opt.state_dict(),
+            "model_config": model_config, "arch": args.arch, "state_dict": net.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "step": step, "best": best, "elapsed_s": elapsed,
             "stft": stft.as_dict(), "sample_rate": SAMPLE_RATE, "stems": list(STEMS), "scores": scores,
             "training": {
@@ -180,8 +198,9 @@ def main(argv=None) -> int:
     bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     wall_start = time.time()
     stop_at = min(args.steps, args.stop_at_step or args.steps)
+    out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
     while step < stop_at:
-        t0 = time.time()
+        t0 = time.process_time()  # CPU time: the fair budget when runs share the machine
         rng = np.random.default_rng([args.seed, step])
         stems = torch.from_numpy(sampler.batch(rng, args.batch))
         S = stft(stems)  # (B, J, C, F, T)
@@ -194,12 +213,13 @@ def main(argv=None) -> int:
         opt.step()
         sched.step()
         step += 1
-        elapsed += time.time() - t0
+        elapsed += time.process_time() - t0
+        out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         pausing = step == stop_at or (args.stop_after_minutes and time.time() - wall_start > 60 * args.stop_after_minutes)
-        if step % args.eval_every == 0 or step == args.steps or pausing:
+        if step % args.eval_every == 0 or step == args.steps or pausing or out_of_budget:
             scores = validate(net, stft, valid_songs, args.valid_seconds)
             improved = scores["mean"] > best
             best = max(best, scores["mean"])
@@ -214,11 +234,15 @@ def main(argv=None) -> int:
                 save_atomic(ck, args.out / "best.pt")
             bar.write(f"step {step}: loss {entry['train_loss']:.4f}, valid SDR {scores['mean']:.2f} dB "
                       + " ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "mean") + (" *" if improved else ""))
+            if out_of_budget:
+                break
             if pausing and step < args.steps:
                 bar.close()
                 print(f"paused at step {step}; rerun the same command to resume")
                 return 0
     bar.close()
+    if out_of_budget:
+        print(f"CPU budget of {args.cpu_minutes} min used at step {step}")
     print(f"done: best valid SDR {best:.2f} dB; checkpoint {args.out / 'best.pt'}")
     return 0
 

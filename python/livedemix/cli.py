@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
+from pathlib import Path
+
 from . import __version__
+
+PHASE_CHOICES = ["wiener", "pu-iter", "anisotropic"]
 
 
 def cmd_info(args) -> int:
@@ -84,6 +88,37 @@ def cmd_presets(args) -> int:
     return 2 if bad else 0
 
 
+def cmd_demo(args) -> int:
+    from . import demo
+
+    report = demo.run(args.out, model=args.model, phase=args.phase, fmt=args.format)
+    print(json.dumps(report, indent=2) if args.json else demo.format_report(report))
+    return 0
+
+
+def cmd_separate(args) -> int:
+    from . import separate_files
+
+    stems = [s.strip() for s in args.stems.split(",")] if args.stems else None
+    results = separate_files.run(args.inputs, args.out, model=args.model, preset=args.preset, stems=stems,
+                                 phase=args.phase, fmt=args.format, force=args.force, quiet=args.json)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['input']}: {len(r['outputs'])} files in {Path(r['outputs'][0]).parent}/ "
+                  f"({r['seconds']:.1f} s of audio in {r['wall_seconds']:.1f} s, real-time factor {r['real_time_factor']:.3f})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import eval_folder
+
+    table = eval_folder.run(args.stems_dir, model=args.model, phase=args.phase, seconds=args.seconds)
+    print(json.dumps(table, indent=2) if args.json else eval_folder.format_table(table))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
@@ -98,6 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("names", nargs="*", help="preset names or .toml files (validate: all shipped presets if none)")
     presets.add_argument("--json", action="store_true", help="show: print JSON")
     presets.set_defaults(func=cmd_presets)
+
+    demo = sub.add_parser("demo", help="separate the bundled demo song into ./livedemix-demo and print how well it went")
+    demo.add_argument("-o", "--out", default="livedemix-demo", help="output folder (default: ./livedemix-demo)")
+    demo.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
+    demo.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")
+    demo.add_argument("--format", choices=["wav", "flac"], default="wav")
+    demo.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    demo.set_defaults(func=cmd_demo)
+
+    sep = sub.add_parser("separate", help="separate audio files into stems (OUTDIR/<name>/<stem>.wav)")
+    sep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (WAV, FLAC, OGG, MP3)")
+    sep.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    sep.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
+    sep.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")
+    sep.add_argument("--stems", default=None, help="comma-separated subset, e.g. vocals,drums (default: all)")
+    sep.add_argument("--preset", default=None, help="also write mix.<ext>: the preset's main bus (e.g. karaoke)")
+    sep.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (24-bit)")
+    sep.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    sep.add_argument("--json", action="store_true", help="print machine-readable JSON (no progress bar)")
+    sep.set_defaults(func=cmd_separate)
+
+    ev = sub.add_parser("eval", help="BSS Eval v4 table against true stems (MUSDB18-HQ layout: <song>/{mixture,vocals,...}.wav)")
+    ev.add_argument("stems_dir", help="a song folder, or a folder of song folders")
+    ev.add_argument("--model", default=None)
+    ev.add_argument("--phase", choices=PHASE_CHOICES, default=None)
+    ev.add_argument("--seconds", type=float, default=None, help="evaluate only the first N seconds of each song")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
 
     bench = sub.add_parser("bench", help="measure speed against a baseline run in the same process")
     bench.add_argument("what", nargs="?", default="all", choices=["all", "stft"], help="which benchmark (default: all)")
@@ -120,6 +183,10 @@ def main(argv=None) -> int:
         return 130
     except ValueError as e:  # user-caused problems arrive as one sentence
         print(f"livedemix: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permission denied, ...
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"livedemix: {e.strerror or e}{where}: check the path, its permissions and the free disk space", file=sys.stderr)
         return 2
 
 

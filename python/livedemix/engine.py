@@ -1,0 +1,339 @@
+"""The block pipeline: mixture in, one stereo signal per bus out, with the stems remixed live.
+
+    input block → STFT → separator step → phase recovery → STFT-domain mixer → ISTFT per bus
+
+One :class:`Engine` instance is one stream. ``process(block)`` accepts any block size up to
+``max_block`` and returns each bus's block of the same size, delayed by exactly
+``latency_samples``. All arrays are allocated in :meth:`Engine.prepare`; the steady path only
+calls the native core (which releases the GIL and allocates nothing) and onnxruntime with
+pre-bound buffers.
+
+Controls (`set_gain`, `mute`, `solo`, `set_master`, `apply_preset`) may be called from any
+thread. They only record what the user wants; the audio thread reads it at the next block
+boundary and hands it to the mixer, whose gains ramp linearly over ≥ 10 ms.
+
+Resilience: if the separator raises, returns non-finite magnitudes, or (with a ``deadline``)
+takes too long, the mixer crossfades every bus to the unprocessed mixture (an extra "stem"
+slot that carries the mixture frame), the event is counted, and after ``retry_seconds`` the
+separator is reset and faded back in. Audio never stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import dsp
+from .phase import PhaseRecovery
+from .presets import BusSettings, Preset, PresetError, load_preset
+from .separator import Separator
+
+RAMP_SECONDS = 0.010
+
+
+def default_n_iter(hop: int) -> int:
+    """PU-Iter iterations: 32 at hop 256 (+2.3 dB SDR over Wiener in the oracle test, 85 µs),
+    16 at hop 128 where consecutive frames overlap more (docs/EVALUATION.md)."""
+    return 32 if hop >= 256 else 16
+
+
+@dataclass
+class EngineStats:
+    frames: int = 0
+    separator_errors: int = 0  # raised
+    nonfinite_outputs: int = 0  # returned NaN/Inf
+    late_hops: int = 0  # took longer than the deadline
+    bypass_frames: int = 0  # frames during which the mixture was passed through
+    nonfinite_input_blocks: int = 0
+
+
+class _BusControl:
+    """What the user asked for on one bus (written by control threads, read by the audio thread)."""
+
+    def __init__(self, stems: tuple[str, ...], settings: BusSettings | None = None):
+        self.gain_db = {s: 0.0 for s in stems}
+        self.mute = {s: False for s in stems}
+        self.solo = {s: False for s in stems}
+        self.master_db = 0.0
+        self.outputs = [1, 2]
+        if settings is not None:
+            self.load(settings)
+
+    def load(self, b: BusSettings) -> None:
+        self.master_db = b.gain_db
+        self.outputs = list(b.outputs)
+        for name, s in b.stems.items():
+            self.gain_db[name], self.mute[name], self.solo[name] = s.gain_db, s.mute, s.solo
+
+    def linear_gains(self, stems) -> list[float]:
+        """Console semantics: any solo → only soloed stems sound (solo overrides mute)."""
+        any_solo = any(self.solo.values())
+        master = 10 ** (self.master_db / 20)
+        out = []
+        for s in stems:
+            audible = self.solo[s] if any_solo else not self.mute[s]
+            out.append(master * 10 ** (self.gain_db[s] / 20) if audible else 0.0)
+        return out
+
+
+class Engine:
+    """Real-time stem remixer.
+
+    ``Engine(model=None, preset=None, sample_rate=44100, block_size=256, phase=None, buses=None)``
+
+    - ``model``: a model name or card path (default: the shipped default model, or the preset's).
+    - ``preset``: a :class:`~livedemix.presets.Preset`, a shipped preset name or a TOML path.
+    - ``phase``: reconstruction mode (``wiener``, ``pu-iter``, ``anisotropic``); default: the
+      preset's, else the model card's ``default_phase``.
+    - ``buses``: bus names (default: the preset's buses, else ``["main"]``). Each bus has its
+      own stem gains, mutes, solos and master gain.
+    - ``deadline``: seconds one hop may take before it counts as late and the engine passes the
+      mixture through for a while (live use); ``None`` (offline) never gives up on lateness.
+    """
+
+    def __init__(self, model: str | Path | None = None, preset: Preset | str | Path | None = None,
+                 sample_rate: int = 44100, block_size: int = 256, *, phase: str | None = None,
+                 buses: list[str] | None = None, deadline: float | None = None, retry_seconds: float = 1.0,
+                 stft: str | None = None):
+        if preset is not None and not isinstance(preset, Preset):
+            preset = load_preset(preset)
+        self.preset = preset
+        opts = preset.engine if preset else None
+        self.stft_config = dsp.config(stft or (opts.latency if opts else "quality"))
+        self.separator = Separator(model if model is not None else (opts.model if opts else None),
+                                   stft=self.stft_config, sample_rate=sample_rate)
+        self.stems: tuple[str, ...] = self.separator.stems
+        if buses is None:
+            buses = list(preset.buses) if preset else ["main"]
+        if not buses:
+            raise ValueError("an engine needs at least one bus: pass buses=['main']")
+        self.buses: tuple[str, ...] = tuple(buses)
+        self._controls = {b: _BusControl(self.stems, preset.buses.get(b) if preset else None) for b in self.buses}
+        self.deadline = deadline
+        self.retry_seconds = retry_seconds
+
+        card = self.separator.card
+        mode = phase or (opts.phase if opts and opts.phase else None) or card.get("default_phase", "pu-iter")
+        n_iter = (opts.n_iter if opts and opts.n_iter else None) or default_n_iter(self.stft_config.hop)
+        kappa = opts.kappa if opts else 2.0
+        C, F = self.separator.channels, self.stft_config.bins
+        self.channels = C
+        self.phase = PhaseRecovery(len(self.stems), C, self.stft_config.n_fft, self.stft_config.hop,
+                                   mode=mode, n_iter=n_iter, kappa=kappa)
+        self.ramp_frames = max(1, math.ceil(RAMP_SECONDS * sample_rate / self.stft_config.hop))
+        # Slot J of the mixer carries the mixture frame itself: the pass-through path.
+        self._mixer = dsp.StemMixer(len(self.stems) + 1, len(self.buses), C, F, self.ramp_frames)
+        self.sample_rate = sample_rate
+        self.stats = EngineStats()
+        self._dirty = True
+        self.prepare(sample_rate, block_size)
+
+    # ---- set-up --------------------------------------------------------------------------
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        """Allocate every buffer for blocks of up to ``max_block`` samples and clear all state."""
+        if sample_rate != self.separator.card["sample_rate"]:
+            raise ValueError(f"the engine runs at the model's {self.separator.card['sample_rate']} Hz, not "
+                             f"{sample_rate} Hz: resample the audio (livedemix.separate does) or pick a model for that rate")
+        if max_block < 1:
+            raise ValueError(f"max_block must be at least 1 sample; got {max_block}")
+        cfg, C, J, B = self.stft_config, self.channels, len(self.stems), len(self.buses)
+        F = cfg.bins
+        self.max_block = int(max_block)
+        self._analyzer = dsp.StftAnalyzer(cfg, C, self.max_block)
+        self._synths = [dsp.StftSynthesizer(cfg, C, self.max_block) for _ in self.buses]
+        K = self._analyzer.max_frames_per_block
+        L = self.separator.lookahead
+        self._frames = np.zeros((K, C, F), np.complex64)
+        self._history = np.zeros((L + 1, C, F), np.complex64)  # mixture frames awaiting the lookahead
+        self._mag = np.zeros((C, F), np.float32)
+        self._held = np.zeros((J, C, F), np.float32)  # last good separator output
+        self._stems = np.zeros((J + 1, C, F), np.complex64)
+        self._mix = np.zeros((B, C, F), np.complex64)
+        self._bus_frames = np.zeros((B, K, C, F), np.complex64)
+        self._out = np.zeros(B * C * self.max_block, np.float32)
+        self._bus_frame_views = [[self._bus_frames[b, i] for i in range(K)] for b in range(B)]
+        self._retry_frames = max(1, int(self.retry_seconds * sample_rate / cfg.hop))
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear every state: STFT buffers, separator, phase, pending output, counters; the
+        gains jump to their targets (no ramp from the previous song)."""
+        self._analyzer.reset()
+        for s in self._synths:
+            s.reset()
+        self.separator.reset()
+        self.phase.reset()
+        self._history.fill(0)
+        self._held.fill(0)
+        self._frame_index = 0
+        self._bypass_left = 0  # frames left before the separator is tried again
+        self._bypassing = False
+        self.stats = EngineStats()
+        self._apply_gains()
+        self._mixer.snap_to_targets()
+
+    @property
+    def latency_samples(self) -> int:
+        """Input-to-output delay of every bus, exact: the STFT round trip plus the model's lookahead."""
+        return self.stft_config.latency_samples + self.separator.lookahead * self.stft_config.hop
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate
+
+    # ---- controls (any thread) ------------------------------------------------------------
+    def _bus(self, bus: str) -> _BusControl:
+        try:
+            return self._controls[bus]
+        except KeyError:
+            raise ValueError(f"no bus {bus!r}: this engine has {', '.join(self.buses)}") from None
+
+    def _check_stem(self, stem: str) -> str:
+        if stem not in self.stems:
+            raise ValueError(f"no stem {stem!r}: the model separates {', '.join(self.stems)}")
+        return stem
+
+    def set_gain(self, stem: str, db: float, bus: str = "main") -> None:
+        """Set a stem's gain on a bus in dB (-inf allowed: silent)."""
+        self._bus(bus).gain_db[self._check_stem(stem)] = float(db)
+        self._dirty = True
+
+    def mute(self, stem: str, on: bool = True, bus: str = "main") -> None:
+        self._bus(bus).mute[self._check_stem(stem)] = bool(on)
+        self._dirty = True
+
+    def solo(self, stem: str, on: bool = True, bus: str = "main") -> None:
+        self._bus(bus).solo[self._check_stem(stem)] = bool(on)
+        self._dirty = True
+
+    def set_master(self, db: float, bus: str = "main") -> None:
+        self._bus(bus).master_db = float(db)
+        self._dirty = True
+
+    def state(self, bus: str = "main") -> dict:
+        """The bus's controls: {stem: {gain_db, mute, solo}}, plus master_db."""
+        c = self._bus(bus)
+        d = {s: {"gain_db": c.gain_db[s], "mute": c.mute[s], "solo": c.solo[s]} for s in self.stems}
+        d["master_db"] = c.master_db
+        return d
+
+    def bus_outputs(self, bus: str) -> list[int]:
+        """Output channels (1-based) the preset routes this bus to."""
+        return list(self._bus(bus).outputs)
+
+    def apply_preset(self, preset: Preset | str | Path) -> None:
+        """Recall a preset's gains, mutes and solos for the buses both have (engine options such
+        as the model or the latency point need a new Engine)."""
+        if not isinstance(preset, Preset):
+            preset = load_preset(preset)
+        for name, settings in preset.buses.items():
+            if name in self._controls:
+                self._controls[name].load(settings)
+        self.preset = preset
+        self._dirty = True
+
+    def gain_matrix(self) -> np.ndarray:
+        """Linear (buses, stems) gains the user asked for."""
+        return np.array([self._controls[b].linear_gains(self.stems) for b in self.buses], np.float32)
+
+    def _apply_gains(self) -> None:
+        self._dirty = False
+        J = len(self.stems)
+        for b, name in enumerate(self.buses):
+            gains = self._controls[name].linear_gains(self.stems)
+            for j in range(J):
+                self._mixer.set_gain(b, j, 0.0 if self._bypassing else gains[j])
+            self._mixer.set_gain(b, J, 1.0 if self._bypassing else 0.0)
+
+    # ---- audio path -----------------------------------------------------------------------
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Process one block, float32 (channels, n) with n ≤ max_block; returns the buses'
+        output, (buses, channels, n), in an internal array that the next call overwrites."""
+        if block.dtype != np.float32 or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+        n = block.shape[-1]
+        if block.ndim != 2 or block.shape[0] != self.channels or n > self.max_block:
+            raise ValueError(f"block must be float32 shaped ({self.channels}, n ≤ {self.max_block}); "
+                             f"got shape {block.shape}: split it or call prepare() with a larger max_block")
+        if self._dirty:
+            self._apply_gains()
+        k = self._analyzer.process_into(block, self._frames)
+        for i in range(k):
+            self._process_frame(self._frames[i], i)
+        B, C = len(self.buses), self.channels
+        out = self._out[: B * C * n].reshape(B, C, n)
+        for b in range(B):
+            if k:
+                self._synths[b].push(self._bus_frames[b, :k])
+            self._synths[b].pull_into(out[b])
+        self.stats.nonfinite_input_blocks = self._analyzer.nonfinite_blocks
+        return out
+
+    def _process_frame(self, X: np.ndarray, i: int) -> None:
+        st = self.stats
+        st.frames += 1
+        L = self.separator.lookahead
+        # The separator answers for the frame L hops back: keep mixture frames that long.
+        slot = self._frame_index % (L + 1)
+        self._history[slot] = X
+        Xd = self._history[(self._frame_index - L) % (L + 1)]
+        self._frame_index += 1
+
+        J = len(self.stems)
+        if self._bypass_left > 0:
+            self._bypass_left -= 1
+            st.bypass_frames += 1
+            if self._bypass_left == 0:  # try again from a clean state
+                self.separator.reset()
+                self.phase.reset()
+                self._bypassing = False
+                self._apply_gains()
+            V = self._held
+        else:
+            t0 = time.perf_counter()
+            np.abs(X, out=self._mag)
+            try:
+                V = self.separator.step(self._mag)
+                ok = math.isfinite(float(V.sum()))
+                if not ok:
+                    st.nonfinite_outputs += 1
+            except Exception:  # noqa: BLE001 — any failure of the model means: pass the mix through
+                st.separator_errors += 1
+                ok = False
+            if ok:
+                self._held[...] = V
+            else:
+                V = self._held
+                self._start_bypass()
+            if self.deadline is not None and time.perf_counter() - t0 > self.deadline and ok:
+                st.late_hops += 1
+                self._start_bypass()
+        self.phase.process(Xd, V, out=self._stems[:J])
+        self._stems[J] = Xd
+        self._mixer.process_into(self._stems, self._mix)
+        for b in range(len(self.buses)):
+            self._bus_frame_views[b][i][...] = self._mix[b]
+
+    def _start_bypass(self) -> None:
+        self._bypass_left = self._retry_frames
+        self._bypassing = True
+        self._apply_gains()
+
+    # ---- conveniences ---------------------------------------------------------------------
+    def describe(self) -> dict:
+        card = self.separator.card
+        return {
+            "model": self.separator.card_path.stem, "stems": list(self.stems), "buses": list(self.buses),
+            "sample_rate": self.sample_rate, "stft": dict(n_fft=self.stft_config.n_fft, hop=self.stft_config.hop,
+                                                          window=self.stft_config.window),
+            "phase": self.phase.mode, "n_iter": self.phase.n_iter, "latency_samples": self.latency_samples,
+            "latency_ms": round(self.latency_ms, 2), "ramp_ms": round(1000 * self.ramp_frames * self.stft_config.hop / self.sample_rate, 2),
+            "model_parameters": card.get("parameters"),
+        }
+
+
+__all__ = ["Engine", "EngineStats", "PresetError", "default_n_iter"]

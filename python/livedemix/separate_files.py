@@ -1,0 +1,77 @@
+"""`livedemix separate`: files in, one folder of stems per file out, streamed in constant memory."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .audio_files import FORMATS, AtomicOutputs, AudioFileError, open_input, read_blocks
+from .offline import StreamingSeparation
+
+CHUNK = 65536
+
+
+def plan_outputs(inputs: list[Path], outdir: Path, names: list[str], fmt: str, force: bool) -> dict[Path, Path]:
+    """Check every input and output before any work: one sentence for the first problem."""
+    folders, seen = {}, {}
+    for path in inputs:
+        open_input(path).close()  # raises AudioFileError for missing/corrupt/empty/bad rate
+        folder = outdir / path.stem
+        if folder in seen:
+            raise AudioFileError(f"{path} and {seen[folder]} would both write to {folder}: rename one of them")
+        seen[folder] = path
+        existing = [folder / f"{n}.{fmt}" for n in names if (folder / f"{n}.{fmt}").exists()]
+        if existing and not force:
+            raise AudioFileError(f"{existing[0]} already exists: pass --force to overwrite, or choose another -o folder")
+        folders[path] = folder
+    return folders
+
+
+def _progress(done: int, total: int, name: str, start: float) -> None:
+    if not sys.stderr.isatty():
+        return
+    frac = done / max(total, 1)
+    bar = "#" * int(30 * frac)
+    rate = done / max(time.perf_counter() - start, 1e-9)
+    sys.stderr.write(f"\r{name[:30]:<30} [{bar:<30}] {100 * frac:5.1f}% {rate / 44100:5.1f}x real time")
+    sys.stderr.flush()
+
+
+def separate_file(path: Path, folder: Path, *, model=None, preset=None, stems=None, phase=None, fmt="wav",
+                  block_size=4096, quiet=False) -> dict:
+    t0 = time.perf_counter()
+    with open_input(path) as f:
+        sep = StreamingSeparation(f.samplerate, f.channels, model=model, preset=preset, stems=stems, phase=phase,
+                                  block_size=block_size)
+        total = f.frames
+        with AtomicOutputs(folder, sep.outputs, fmt, f.samplerate, f.channels) as out:
+            done = 0
+            for chunk in read_blocks(f, CHUNK):
+                out.write(sep.feed(chunk))
+                done += chunk.shape[1]
+                if not quiet:
+                    _progress(done, total, path.name, t0)
+            out.write(sep.finish())
+            files = out.commit()
+    if not quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    seconds = total / f.samplerate
+    wall = time.perf_counter() - t0
+    return {"input": str(path), "outputs": [str(p) for p in files], "seconds": round(seconds, 3),
+            "wall_seconds": round(wall, 3), "real_time_factor": round(wall / seconds, 4),
+            "latency_samples": sep.latency, "stats": sep.stats, "engine": sep.describe()}
+
+
+def run(inputs: list[str], outdir: str, *, model=None, preset=None, stems=None, phase=None, fmt="wav",
+        force=False, block_size=4096, quiet=False) -> list[dict]:
+    if fmt not in FORMATS:
+        raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
+    paths = [Path(p) for p in inputs]
+    from .separator import load_card, resolve_model
+
+    model_stems = load_card(resolve_model(model))["stems"] if model is not None or preset is None else None
+    names = list(stems or model_stems or ["vocals", "drums", "bass", "other"]) + (["mix"] if preset else [])
+    folders = plan_outputs(paths, Path(outdir), names, fmt, force)
+    return [separate_file(p, folders[p], model=model, preset=preset, stems=stems, phase=phase, fmt=fmt,
+                          block_size=block_size, quiet=quiet) for p in paths]
