@@ -34,6 +34,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped model must be readable by all
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

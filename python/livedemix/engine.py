@@ -155,7 +155,12 @@ class Engine:
         self._mix = np.zeros((B, C, F), np.complex64)
         self._bus_frames = np.zeros((B, K, C, F), np.complex64)
         self._out = np.zeros(B * C * self.max_block, np.float32)
+        # Views made once: the steady path then creates no array objects at all.
+        self._frame_views = [self._frames[i] for i in range(K)]
         self._bus_frame_views = [[self._bus_frames[b, i] for i in range(K)] for b in range(B)]
+        self._bus_pushes = [[self._bus_frames[b, :k] for k in range(K + 1)] for b in range(B)]
+        self._mix_views = [self._mix[b] for b in range(B)]
+        self._stem_slots = self._stems[:J]
         self._retry_frames = max(1, int(self.retry_seconds * sample_rate / cfg.hop))
         self.reset()
 
@@ -263,12 +268,12 @@ class Engine:
             self._apply_gains()
         k = self._analyzer.process_into(block, self._frames)
         for i in range(k):
-            self._process_frame(self._frames[i], i)
+            self._process_frame(self._frame_views[i], i)
         B, C = len(self.buses), self.channels
         out = self._out[: B * C * n].reshape(B, C, n)
         for b in range(B):
             if k:
-                self._synths[b].push(self._bus_frames[b, :k])
+                self._synths[b].push(self._bus_pushes[b][k])
             self._synths[b].pull_into(out[b])
         self.stats.nonfinite_input_blocks = self._analyzer.nonfinite_blocks
         return out
@@ -312,11 +317,11 @@ class Engine:
             if self.deadline is not None and time.perf_counter() - t0 > self.deadline and ok:
                 st.late_hops += 1
                 self._start_bypass()
-        self.phase.process(Xd, V, out=self._stems[:J])
+        self.phase.process(Xd, V, out=self._stem_slots)
         self._stems[J] = Xd
         self._mixer.process_into(self._stems, self._mix)
         for b in range(len(self.buses)):
-            self._bus_frame_views[b][i][...] = self._mix[b]
+            self._bus_frame_views[b][i][...] = self._mix_views[b]
 
     def _start_bypass(self) -> None:
         self._bypass_left = self._retry_frames

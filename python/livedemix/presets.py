@@ -11,7 +11,7 @@ Schema version 1 (every key optional unless marked):
     model = "default"                           # a shipped model name or a model card path
     phase = "pu-iter"                           # wiener | pu-iter | anisotropic
     latency = "quality"                         # quality | low-latency
-    n_iter = 4                                  # 1..64, for pu-iter
+    n_iter = 32                                 # 1..64, for pu-iter (default: 32 at hop 256, 16 at hop 128)
     kappa = 2.0                                 # 0..50, for anisotropic
     [buses.main]                                # "main" always exists; any other name adds a bus
     outputs = [1, 2]                            # 1-based output channels
@@ -88,7 +88,7 @@ class EngineOptions:
     model: str | None = None
     phase: str | None = None  # None: the model card's default
     latency: str = "quality"
-    n_iter: int = 4
+    n_iter: int | None = None  # None: the engine's default for the hop
     kappa: float = 2.0
 
 
@@ -197,7 +197,8 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     if "phase" in e:
         opts.phase = c.string(e["phase"], "engine.phase", PHASE_MODES)
     opts.latency = c.string(e.get("latency", opts.latency), "engine.latency", LATENCY_POINTS)
-    opts.n_iter = c.number(e.get("n_iter", opts.n_iter), "engine.n_iter", 1, 64, integer=True)
+    if "n_iter" in e:
+        opts.n_iter = c.number(e["n_iter"], "engine.n_iter", 1, 64, integer=True)
     opts.kappa = float(c.number(e.get("kappa", opts.kappa), "engine.kappa", 0.0, 50.0))
 
     buses = c.table(data.get("buses", {}), "buses", set(data.get("buses", {}).keys()))
@@ -304,7 +305,9 @@ def list_presets() -> list[str]:
 def preset_to_dict(preset: Preset) -> dict:
     """The preset as TOML-ready data (defaults included, so a saved preset says everything)."""
     e = preset.engine
-    engine = {"latency": e.latency, "n_iter": e.n_iter, "kappa": e.kappa}
+    engine = {"latency": e.latency, "kappa": e.kappa}
+    if e.n_iter is not None:
+        engine["n_iter"] = e.n_iter
     if e.model:
         engine["model"] = e.model
     if e.phase:
