@@ -46,11 +46,20 @@ def cmd_bench(args) -> int:
     results = {}
     if args.what in ("stft", "all"):
         results["stft"] = bench.bench_stft(args.config, seconds=args.seconds)
+    if args.what in ("pipeline", "all"):
+        from . import bench_pipeline
+
+        results["pipeline"] = bench_pipeline.bench_pipeline(max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10,
+                                                            model=args.model, peers=not args.no_peers)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         if "stft" in results:
             print(bench.format_stft(results["stft"]))
+        if "pipeline" in results:
+            from . import bench_pipeline
+
+            print(bench_pipeline.format_pipeline(results["pipeline"]))
     return 0
 
 
@@ -163,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     bench = sub.add_parser("bench", help="measure speed against a baseline run in the same process")
-    bench.add_argument("what", nargs="?", default="all", choices=["all", "stft"], help="which benchmark (default: all)")
+    bench.add_argument("what", nargs="?", default="all", choices=["all", "stft", "pipeline"],
+                       help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget and the "
+                            "peers Open-Unmix and HT Demucs (default: all)")
+    bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
+    bench.add_argument("--no-peers", action="store_true", help="pipeline: skip timing Open-Unmix and HT Demucs")
     bench.add_argument("--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)")
     bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")

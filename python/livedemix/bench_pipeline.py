@@ -1,0 +1,230 @@
+"""`livedemix bench pipeline`: the whole engine against its hop budget, and the peers' cost.
+
+Measured on one core (onnxruntime, torch and the native core all single-threaded), on the
+same audio, in the same process:
+
+- the engine (4 stems, stereo, 44.1 kHz, the default reconstruction), one hop per call:
+  real-time factor and per-hop p50/p99/p99.9 times against the hop budget;
+- its parts per hop: the separator step (and the onnxruntime call overhead, measured on a
+  model with the same inputs and outputs that computes nothing), phase recovery, the rest;
+- the forward pass of Open-Unmix's network and of HT Demucs's network (PyPI `openunmix`,
+  `demucs`; random weights, which cost the same as trained ones) on the same audio, as the
+  peers' price per second of audio. Skipped with a note when those packages are missing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import dsp
+from .engine import Engine
+
+
+def _percentiles(times_s: np.ndarray) -> dict:
+    return {f"p{p}": float(np.percentile(times_s, p) * 1e6) for p in (50, 99, 99.9)} | {"max": float(times_s.max() * 1e6)}
+
+
+def null_model_overhead_us(separator, calls: int = 2000) -> float | None:
+    """Per-call time of onnxruntime on a model with the separator's inputs/outputs that only
+    copies (Identity): what the runtime costs before any arithmetic."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    card = separator.card
+    ins = card["inputs"]
+    outs = card["outputs"]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in ins.items()]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outs.items()]
+    nodes = []
+    pairs = dict(card["state_pairs"])
+    for name in outs:
+        if name == "stems":  # broadcast the frame to the stems' shape: one cheap op
+            shape = helper.make_tensor("shape", TensorProto.INT64, [len(outs[name])], outs[name])
+            nodes.append(helper.make_node("Constant", [], ["stems_shape"], value=shape))
+            nodes.append(helper.make_node("Expand", ["mag", "stems_shape"], [name]))
+    for src, dst in pairs.items():
+        nodes.append(helper.make_node("Identity", [src], [dst]))
+    model = helper.make_model(helper.make_graph(nodes, "null", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every onnxruntime we support
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    b = sess.io_binding()
+    arrays = {n: np.zeros(s, np.float32) for n, s in {**ins, **outs}.items()}
+    for n in ins:
+        b.bind_cpu_input(n, arrays[n])
+    for n in outs:
+        b.bind_output(n, "cpu", 0, np.float32, outs[n], arrays[n].ctypes.data)
+    for _ in range(100):
+        sess.run_with_iobinding(b)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        sess.run_with_iobinding(b)
+    return 1e6 * (time.perf_counter() - t0) / calls
+
+
+def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3) -> dict:
+    eng = Engine(model=model, block_size=256)
+    hop = eng.stft_config.hop
+    sr = eng.sample_rate
+    n = int(seconds * sr) // hop * hop
+    audio = _audio(n, sr)
+    blocks = [np.ascontiguousarray(audio[:, i : i + hop]) for i in range(0, n, hop)]
+    per_hop = np.empty(len(blocks))
+    best_total = np.inf
+    for _ in range(rounds):
+        eng.reset()
+        t_start = time.perf_counter()
+        for i, b in enumerate(blocks):
+            t0 = time.perf_counter()
+            eng.process(b)
+            per_hop[i] = time.perf_counter() - t0
+        total = time.perf_counter() - t_start
+        if total < best_total:
+            best_total, best_hops = total, per_hop.copy()
+    budget_us = 1e6 * hop / sr
+
+    # the parts, one frame at a time on the same audio
+    ana = dsp.StftAnalyzer(eng.stft_config, eng.channels, hop)
+    frames = np.concatenate([ana.process(b) for b in blocks[:400]])
+    mags = np.abs(frames).astype(np.float32)
+    sep = eng.separator
+    sep.reset()
+    t0 = time.perf_counter()
+    for m in mags:
+        sep.step(m)
+    step_us = 1e6 * (time.perf_counter() - t0) / len(mags)
+    V = sep.run(mags)
+    out = np.empty((len(eng.stems), eng.channels, eng.stft_config.bins), np.complex64)
+    eng.phase.reset()
+    t0 = time.perf_counter()
+    for X, v in zip(frames, V):
+        eng.phase.process(X, v, out=out)
+    phase_us = 1e6 * (time.perf_counter() - t0) / len(frames)
+    overhead = null_model_overhead_us(sep)
+    hop_us = 1e6 * best_total / len(blocks)
+    return {
+        "audio_seconds": n / sr, "hop": hop, "sample_rate": sr, "stems": len(eng.stems), "channels": eng.channels,
+        "phase": eng.phase.mode, "n_iter": eng.phase.n_iter, "model": eng.separator.card_path.stem,
+        "model_parameters": eng.separator.card.get("parameters"), "latency_ms": eng.latency_ms,
+        "hop_budget_us": budget_us, "mean_hop_us": hop_us, "real_time_factor": best_total / (n / sr),
+        "per_hop_us": _percentiles(best_hops), "p99_9_share_of_budget": float(np.percentile(best_hops, 99.9) * 1e6 / budget_us),
+        "separator_step_us": step_us, "onnxruntime_call_overhead_us": overhead, "phase_us": phase_us,
+        "rest_us": hop_us - step_us - phase_us,
+    }
+
+
+def _audio(n: int, sr: int) -> np.ndarray:
+    """The bundled demo song, looped to length: music, not noise, so phase recovery and the
+    separator do realistic work."""
+    from .audio_files import read_audio
+    from .demo import DEMO_DIR
+
+    x, _ = read_audio(DEMO_DIR / "mixture.flac")
+    reps = -(-n // x.shape[1])
+    return np.ascontiguousarray(np.tile(x, (1, reps))[:, :n])
+
+
+def bench_peers(seconds: float = 10.0) -> dict:
+    """Seconds of one core per second of audio for the peers' networks (forward pass only)."""
+    try:
+        import torch
+    except ImportError:
+        return {"skipped": "torch is not installed: pip install 'livedemix[train]' to time the peers"}
+    torch.set_num_threads(1)
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if (root / "engine").is_dir():
+        sys.path.insert(0, str(root))
+    try:
+        from engine.peers import ht_demucs_class, open_unmix_class
+    except ImportError:
+        return {"skipped": "the peers need the source checkout's engine/ package"}
+    out = {}
+    sr = 44100
+    n = int(seconds * sr)
+    x = torch.from_numpy(_audio(n, sr))[None]
+    try:
+        OpenUnmix = open_unmix_class()
+        # Open-Unmix as published (umxhq): 4096/1024 STFT, 16 kHz bandwidth, one bidirectional
+        # network per target; and its causal (unidirectional) variant.
+        n_fft, hop = 4096, 1024
+        spec = torch.stft(x[0], n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()[None]
+        max_bin = int(16000 / (sr / 2) * (n_fft // 2)) + 1
+        for name, uni in (("open-unmix", False), ("open-unmix-causal", True)):
+            nets = [OpenUnmix(nb_bins=n_fft // 2 + 1, nb_channels=2, hidden_size=512, max_bin=max_bin,
+                              unidirectional=uni).eval() for _ in range(4)]
+            with torch.no_grad():
+                for net in nets:
+                    net(spec)
+                t0 = time.perf_counter()
+                for net in nets:
+                    net(spec)
+                dt = time.perf_counter() - t0
+            out[name] = {"core_seconds_per_audio_second": dt / seconds,
+                         "parameters": sum(p.numel() for nt in nets for p in nt.parameters())}
+    except SystemExit as e:
+        out["open-unmix"] = {"skipped": str(e)}
+    try:
+        HTDemucs = ht_demucs_class()
+        net = HTDemucs(sources=["drums", "bass", "other", "vocals"]).eval()
+        seg = int(net.segment * sr)
+        chunk = x[..., :seg] if x.shape[-1] >= seg else torch.nn.functional.pad(x, (0, seg - x.shape[-1]))
+        with torch.no_grad():
+            net(chunk)
+            t0 = time.perf_counter()
+            net(chunk)
+            dt = time.perf_counter() - t0
+        out["ht-demucs"] = {"core_seconds_per_audio_second": dt / (seg / sr),
+                            "parameters": sum(p.numel() for p in net.parameters())}
+    except SystemExit as e:
+        out["ht-demucs"] = {"skipped": str(e)}
+    return out
+
+
+def bench_pipeline(seconds: float = 20.0, model=None, peers: bool = True) -> dict:
+    r = {"engine": bench_engine(seconds, model)}
+    if peers:
+        r["peers"] = bench_peers(min(seconds, 10.0))
+        ours = r["engine"]["real_time_factor"]
+        for name, p in r["peers"].items():
+            if isinstance(p, dict) and "core_seconds_per_audio_second" in p:
+                p["times_livedemix"] = p["core_seconds_per_audio_second"] / ours
+    return r
+
+
+def format_pipeline(r: dict) -> str:
+    e = r["engine"]
+    ph = e["per_hop_us"]
+    ov = e["onnxruntime_call_overhead_us"]
+    lines = [
+        f"engine: {e['stems']} stems, {e['channels']} channels, {e['sample_rate']} Hz, hop {e['hop']} "
+        f"(budget {e['hop_budget_us']:.0f} µs), phase {e['phase']} ({e['n_iter']} it.), model {e['model']} "
+        f"({e['model_parameters']} parameters), latency {e['latency_ms']:.2f} ms",
+        f"  real-time factor on one core: {e['real_time_factor']:.4f} ({100 * e['real_time_factor']:.2f}% of a core)",
+        f"  per hop: mean {e['mean_hop_us']:.0f} µs, p50 {ph['p50']:.0f}, p99 {ph['p99']:.0f}, p99.9 {ph['p99.9']:.0f}, "
+        f"max {ph['max']:.0f} µs; p99.9 = {100 * e['p99_9_share_of_budget']:.1f}% of the hop budget",
+        f"  parts per hop: separator step {e['separator_step_us']:.0f} µs"
+        + (f" (of which onnxruntime call overhead {ov:.0f} µs)" if ov is not None else "")
+        + f", phase recovery {e['phase_us']:.0f} µs, STFT + mixer + ISTFT + Python {e['rest_us']:.0f} µs",
+    ]
+    if "peers" in r:
+        lines.append("  peers, forward pass only (one core, same audio):")
+        lines.append(f"    {'network':<20}{'parameters':>12}{'core s / audio s':>18}{'× livedemix':>13}")
+        lines.append(f"    {'livedemix (whole)':<20}{e['model_parameters'] or 0:>12}{e['real_time_factor']:>18.4f}{1:>13.1f}")
+        for name, p in r["peers"].items():
+            if "skipped" in p:
+                lines.append(f"    {name:<20} skipped: {p['skipped']}")
+            else:
+                lines.append(f"    {name:<20}{p['parameters']:>12}{p['core_seconds_per_audio_second']:>18.4f}{p['times_livedemix']:>13.1f}")
+    return "\n".join(lines)
