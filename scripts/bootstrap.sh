@@ -47,3 +47,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "bootstrap: building and installing livedemix into .venv"
 pip_install ".[test,train,corpus]"
+# The peers that the separator is trained and benchmarked against (engine/peers.py):
+# Open-Unmix's and HT Demucs's networks. Both declare torchaudio, whose wheels pin one torch
+# release each, and their networks never call it, so they are installed without dependencies
+# (plus what HT Demucs's network does import).
+if ! .venv/bin/python -c "import openunmix, demucs, einops, julius" 2>/dev/null; then
+  echo "bootstrap: installing the peer networks (openunmix, demucs) for the comparisons"
+  pip_install einops "julius>=0.2.3"
+  pip_install --no-deps "openunmix==1.3.0" "demucs==4.1.0"
+fi
