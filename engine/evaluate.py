@@ -157,12 +157,14 @@ class BssEvalV4:
     museval's v4 computes each estimate's distortion filters over the whole signal by solving
     (G + eps·I) C = D, G being the (J·channels·taps)² correlation matrix of the references, then
     projects every 1-s window of the references through them. It rebuilds and refactorises G
-    for every call. Here, once per set of references: G and each source's diagonal block are
-    LU-factorised (LAPACK getrf, the algorithm behind numpy.linalg.solve, which museval uses)
-    and the spectra of the reference windows are kept; an estimate then costs its correlations
-    D (real FFTs), triangular solves, and one product in the frequency domain per window. The
-    same linear algebra as museval, so the same numbers up to rounding (within 1e-4 dB;
-    tests/test_evaluate.py checks it against ``museval.evaluate``).
+    for every call, with complex FFTs of a power-of-two length. Here, once per set of
+    references: G is built with real FFTs of the shortest fast length, G and each source's
+    diagonal block are LU-factorised (LAPACK getrf, the algorithm behind numpy.linalg.solve,
+    which museval uses), and the spectra of the reference windows are kept; an estimate then
+    costs its correlations D, triangular solves, and one product in the frequency domain per
+    window. The same linear algebra as museval, so the same numbers up to rounding (about
+    1e-6 dB; tests/test_evaluate.py checks it against museval, and the evaluation itself on
+    its first song).
     """
 
     def __init__(self, references: np.ndarray, window: int, hop: int, filters_len: int = 512):
@@ -177,22 +179,25 @@ class BssEvalV4:
         self.window, self.hop, self.filters_len = window, hop, filters_len
         nsrc, nsampl, nchan = ref.shape
         L = filters_len
-        G, _ = M._compute_reference_correlations(ref, L)
+        # The references' spectra, for their correlations G and for each estimate's D (any FFT
+        # length ≥ n + taps − 1 gives the same linear correlations; museval's power of two can
+        # be nearly twice that).
+        self._n_fft = scipy.fft.next_fast_len(nsampl + L - 1, real=True)
+        self._ref_spec = scipy.fft.rfft(np.moveaxis(ref, 1, 2), n=self._n_fft, axis=-1)  # (J, C, F)
+        Gr = self._reference_gram()
         eps = np.finfo(float).eps
+        K = nchan * L
         self._lu_j = []
         for j in range(nsrc):
-            Gj = M._reshape_G(G[j, j][None, None])
-            self._lu_j.append(scipy.linalg.lu_factor(Gj + eps * np.eye(Gj.shape[0]), overwrite_a=True, check_finite=False))
-        Gr = M._reshape_G(G)
-        Gr = Gr + eps * np.eye(Gr.shape[0])
+            Gj = Gr[j * K : (j + 1) * K, j * K : (j + 1) * K].copy()
+            Gj[np.diag_indices_from(Gj)] += eps
+            self._lu_j.append(scipy.linalg.lu_factor(Gj, overwrite_a=True, check_finite=False))
+        Gr[np.diag_indices_from(Gr)] += eps
         self._lu = scipy.linalg.lu_factor(Gr, overwrite_a=True, check_finite=False)
-        del Gr, G
+        del Gr
         if any(np.any(np.diag(lu[0]) == 0) for lu in [self._lu] + self._lu_j):
             # numpy.linalg.solve would raise here and museval fall back to least squares
             self._lu = None
-        # spectra of the references for the correlations D (museval's FFT length)
-        self._n_fft = int(2 ** np.ceil(np.log2(nsampl + L - 1.0)))
-        self._ref_spec = scipy.fft.rfft(np.moveaxis(ref, 1, 2), n=self._n_fft, axis=-1)  # (J, C, F)
         self._lags = (-np.arange(L)) % self._n_fft
         # windows (all of length `window`, as museval.metrics.Framing makes them) and their spectra
         self._frames = list(M.Framing(window, hop, nsampl))
@@ -201,6 +206,26 @@ class BssEvalV4:
         self._win_spec = [None if M._any_source_silent(ref[:, w])
                           else scipy.fft.rfft(np.moveaxis(ref[:, w], 1, 2), n=self._n_fft_w, axis=-1)
                           for w in self._frames]  # (J, C, F) each; None: a reference is silent there
+
+    def _reference_gram(self) -> np.ndarray:
+        """museval's G (_compute_reference_correlations) already in _reshape_G's layout: rows
+        (source i, channel c1, lag a), columns (j, c2, b), entry Σ_n s_j,c2(n + b − a)·s_i,c1(n)."""
+        import scipy.fft
+        from scipy.linalg import toeplitz
+
+        L = self.filters_len
+        nsrc, nchan = self._ref_spec.shape[:2]
+        spec = self._ref_spec.reshape(nsrc * nchan, -1)
+        K = len(spec)
+        G = np.empty((K * L, K * L))
+        neg = (-np.arange(L)) % self._n_fft
+        for p in range(K):
+            for q in range(p, K):
+                ssf = scipy.fft.irfft(spec[q] * np.conj(spec[p]), n=self._n_fft)
+                ss = toeplitz(ssf[neg], ssf[:L])
+                G[q * L : (q + 1) * L, p * L : (p + 1) * L] = ss
+                G[p * L : (p + 1) * L, q * L : (q + 1) * L] = ss.T
+        return G
 
     def _correlations(self, est: np.ndarray) -> np.ndarray:
         """D[j, cj, k, c] = Σ_n ref_j,cj(n) · est_c(n + k), k < taps (museval's D)."""
