@@ -57,7 +57,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -66,7 +66,7 @@ import soundfile as sf  # noqa: E402
 from livedemix import dsp, metrics  # noqa: E402
 from livedemix.engine import default_n_iter  # noqa: E402
 from livedemix.phase import MODES, PhaseRecovery  # noqa: E402
-from livedemix.separator import Separator, load_card, resolve_model  # noqa: E402
+from livedemix.separator import ModelError, Separator, load_card, resolve_model  # noqa: E402
 
 from .stems_data import STEMS, find_songs  # noqa: E402
 
@@ -735,18 +735,25 @@ def _modes(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except (ModelError, FileNotFoundError) as e:  # a wrong path or model: one sentence, no traceback
+        raise SystemExit(f"engine.evaluate: {e}") from None
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     p.add_argument("--split", default="test")
-    p.add_argument("--songs", type=int, default=DEFAULT_SONGS, help="evaluate the first N songs of the split")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="excerpt length")
-    p.add_argument("--offset-seconds", type=float, default=DEFAULT_OFFSET, help="excerpt start")
+    p.add_argument("--songs", type=int, default=DEFAULT_SONGS, help="evaluate the first N songs of the split (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="excerpt length (default %(default)s)")
+    p.add_argument("--offset-seconds", type=float, default=DEFAULT_OFFSET, help="excerpt start, moved earlier for songs that end sooner (default %(default)s)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=CARD.json", help="an exported model (card)")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=CHECKPOINT.pt",
                    help="a training checkpoint (Open-Unmix peer or WaveNet), run in torch on the whole excerpt")
-    p.add_argument("--modes", default=",".join(MODES), help="reconstruction modes for --model")
-    p.add_argument("--peer-modes", default="wiener,pu-iter", help="reconstruction modes for --peer")
+    p.add_argument("--modes", default=",".join(MODES), help="reconstruction modes for --model (default %(default)s)")
+    p.add_argument("--peer-modes", default="wiener,pu-iter", help="reconstruction modes for --peer (default %(default)s)")
     p.add_argument("--stft", default="quality", help="STFT of the IRM oracle (livedemix.dsp.SHIPPED_CONFIGS)")
     p.add_argument("--no-bss", dest="bss", action="store_false", help="skip BSS Eval (plain SDR and SI-SDR only)")
     p.add_argument("--no-bss-check", dest="bss_check", action="store_false",
@@ -760,9 +767,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     command = "python -m engine.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
-    from threadpoolctl import threadpool_limits
+    try:  # numpy may have started its BLAS threads before the environment variables above were set
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)
+        threadpool_limits(1)
+    except ImportError:
+        pass
     if args.peer:
         import torch
 
