@@ -231,10 +231,13 @@ class BssEvalV4:
         """D[j, cj, k, c] = Σ_n ref_j,cj(n) · est_c(n + k), k < taps (museval's D)."""
         import scipy.fft
 
-        sef = scipy.fft.rfft(est.T, n=self._n_fft, axis=-1)  # (c, F)
-        prod = self._ref_spec[:, :, None, :] * np.conj(sef)[None, None]  # (J, cj, c, F)
-        r = scipy.fft.irfft(prod, n=self._n_fft, axis=-1)  # (J, cj, c, n_fft)
-        return np.moveaxis(r[..., self._lags], 3, 2)  # (J, cj, L, c)
+        sef = np.conj(scipy.fft.rfft(est.T, n=self._n_fft, axis=-1))  # (c, F)
+        nsrc, nchan = self._ref_spec.shape[:2]
+        D = np.empty((nsrc, nchan, nchan, self.filters_len))
+        for j in range(nsrc):  # one source at a time: the full-length temporaries stay small
+            r = scipy.fft.irfft(self._ref_spec[j][:, None, :] * sef[None], n=self._n_fft, axis=-1)  # (cj, c, n_fft)
+            D[j] = r[..., self._lags]
+        return np.moveaxis(D, 3, 2)  # (J, cj, L, c)
 
     def _solve(self, lu, D: np.ndarray, nsrc: int, nchan: int, est_j: np.ndarray, j: int | None) -> np.ndarray:
         import scipy.linalg
@@ -332,7 +335,8 @@ def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead:
     engine gets it): the phase recovery then sees L leading silent frames, exactly as in the
     engine. Otherwise V (T, J, C, F) is aligned with X."""
     J, C = V.shape[1], X.shape[1]
-    pr = PhaseRecovery(J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop))
+    # the engine's settings (livedemix.engine.Engine without a preset)
+    pr = PhaseRecovery(J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop), kappa=2.0)
     if lookahead:
         X = np.concatenate([np.zeros((lookahead,) + X.shape[1:], X.dtype), X])
     T = min(len(X), len(V))
@@ -426,6 +430,7 @@ class CardRunner(_MagnitudeRunner):
         tr = c.get("training", {})
         return {"kind": "ONNX model card", "path": str(self.card_path), "architecture": c.get("architecture", {}).get("type"),
                 "parameters": c.get("parameters"), "lookahead_frames": self.lookahead, "stft": c["stft"],
+                "pu_iter_n_iter": default_n_iter(self.cfg.hop),
                 "default_phase": c.get("default_phase"),
                 "training": {k: tr.get(k) for k in ("cpu_minutes", "steps", "train_songs", "train_minutes", "data")},
                 "valid_scores": c.get("scores", {}).get("valid_stft_sdr")}
@@ -479,6 +484,7 @@ class PeerRunner(_MagnitudeRunner):
         return {"kind": "torch checkpoint", "path": str(self.path), "architecture": self.arch,
                 "parameters": self.parameters, "lookahead_frames": self.lookahead,
                 "stft": {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window},
+                "pu_iter_n_iter": default_n_iter(self.cfg.hop),
                 "training": {"cpu_minutes": tr.get("cpu_minutes"), "steps": tr.get("steps", self.step),
                              "train_songs": tr.get("train_songs"), "train_minutes": tr.get("train_minutes"),
                              "data": tr.get("data")},
@@ -886,7 +892,9 @@ def _main(argv=None) -> int:
                    "offset_seconds": args.offset_seconds, "stft_irm": args.stft, "modes": _modes(args.modes),
                    "peer_modes": _modes(args.peer_modes), "bss": args.bss, "check_seconds": args.check_seconds,
                    "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
-                   "mixture": "sum of the stems", "n_iter": default_n_iter(256)},
+                   "mixture": "sum of the stems",
+                   "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
+                            "livedemix.engine.default_n_iter(hop), kappa = 2"},
         "stems": names,
         "methods": methods,
         "data": {"songs": len(songs), "song_seconds": song_seconds, "shifted": int(shifted), "short": int(short),
