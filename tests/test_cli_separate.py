@@ -127,3 +127,27 @@ def test_demo_runs_on_the_bundled_song(model, tmp_path):
     assert rep["latency_samples"] == 512 and 0 < rep["real_time_factor"] < 1
     names = sorted(p.name for p in (tmp_path / "livedemix-demo").iterdir())
     assert names == ["bass.wav", "drums.wav", "karaoke.wav", "other.wav", "vocals.wav"]
+
+
+def test_eval_scores_a_musdb_layout_folder(model, tmp_path):
+    song = tmp_path / "stems" / "demo"
+    song.mkdir(parents=True)
+    for name in ("mixture", "vocals", "drums", "bass", "other"):
+        x, sr = sf.read(DEMO / f"{name}.flac", dtype="float32")
+        sf.write(song / f"{name}.wav", x[10 * sr : 13 * sr], sr)
+    r = run("eval", tmp_path / "stems", "--model", model, "--json")
+    assert r.returncode == 0, r.stderr
+    t = json.loads(r.stdout)
+    assert t["songs"] == 1 and set(t["mean"]) == {"vocals", "drums", "bass", "other"}
+    assert all(np.isfinite(v["SDR"]) for v in t["mean"].values())
+    msg = one_sentence_failure(run("eval", tmp_path / "nothing-here", "--model", model))
+    assert "not a folder" in msg
+
+
+def test_bench_pipeline_reports_budget_shares(model):
+    r = run("bench", "pipeline", "--model", model, "--no-peers", "--seconds", "0.2", "--json")
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)["pipeline"]["engine"]
+    assert e["hop"] == 256 and e["stems"] == 4
+    assert 0 < e["real_time_factor"] and e["per_hop_us"]["p50"] <= e["per_hop_us"]["p99.9"]
+    assert e["separator_step_us"] > 0 and e["phase_us"] > 0
