@@ -119,6 +119,41 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_devices(args) -> int:
+    from . import live_audio
+
+    devs = live_audio.list_devices()
+    if args.json:
+        print(json.dumps({"host_apis": live_audio.host_apis(), "devices": devs}, indent=2))
+    else:
+        print(live_audio.format_devices(devs))
+    return 0
+
+
+def cmd_play(args) -> int:
+    from . import session
+
+    return session.run(args, "play")
+
+
+def cmd_live(args) -> int:
+    from . import session
+
+    return session.run(args, "live")
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="preset name or .toml file (gains, mutes, routing of buses to outputs)")
+    p.add_argument("--model", default=None, help="model name or card (default: the preset's, else the shipped default)")
+    p.add_argument("--device", default=None, help="output device: index or name substring (see `livedemix devices`)")
+    p.add_argument("--block", type=int, default=0, metavar="N",
+                   help="samples per callback (default 0: the host's own size, which adds no buffering on JACK)")
+    p.add_argument("--deadline", type=float, default=None, metavar="MS",
+                   help="a separator step slower than this passes the mix through for a second (default: one hop; 0: never)")
+    p.add_argument("--no-ui", action="store_true", help="no terminal UI: run headless until the end or Ctrl-C")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
@@ -168,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
+
+    dev = sub.add_parser("devices", help="list audio devices and host APIs (JACK, ALSA, ...)")
+    dev.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    dev.set_defaults(func=cmd_devices)
+
+    play = sub.add_parser("play", help="play a file through the engine, remixing its stems live")
+    play.add_argument("file", metavar="FILE", help="audio file (WAV, FLAC, OGG, MP3)")
+    _stream_options(play)
+    play.set_defaults(func=cmd_play)
+
+    live = sub.add_parser("live", help="separate and remix a live input: input channels -> engine -> each bus to its outputs")
+    live.add_argument("--in", dest="inputs", default=None, metavar="CH",
+                      help="input channels, 1-based: '1,2' (default), '3-4', or one channel for a mono source")
+    live.add_argument("--input-device", default=None, help="input device if it is not the output device (index or name)")
+    _stream_options(live)
+    live.set_defaults(func=cmd_live)
     return p
 
 
