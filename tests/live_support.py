@@ -79,11 +79,15 @@ class Recorder:
     """A JACK client with input ports that records into a preallocated array, stamped with the
     JACK frame time of every period, and counts the server's xruns."""
 
-    def __init__(self, server: JackServer, name: str = "ldcap", channels: int = 2, seconds: float = 30.0):
+    def __init__(self, server: JackServer, name: str = "ldcap", channels: int = 2, seconds: float = 30.0,
+                 midi: bool = False):
         import jack
 
         self.client = jack.Client(name, no_start_server=True, servername=server.name)
         self.ports = [self.client.inports.register(f"in_{i}") for i in range(channels)]
+        #: with ``midi``: a MIDI input whose events are kept as (frame time, bytes)
+        self.midi_in = self.client.midi_inports.register("midi_in") if midi else None
+        self.midi_events: list[tuple[int, bytes]] = []
         self.data = np.zeros((channels, int(seconds * server.rate)), np.float32)
         self.t0 = None  # frame time of data[:, 0]
         self.pos = 0
@@ -108,6 +112,9 @@ class Recorder:
             return
         for i, port in enumerate(self.ports):
             self.data[i, p : p + frames] = port.get_array()
+        if self.midi_in is not None:
+            for offset, data in self.midi_in.incoming_midi_events():
+                self.midi_events.append((t + offset, bytes(data)))
         self.pos = p + frames
 
     def connected(self) -> bool:
@@ -164,6 +171,60 @@ class Player:
         self.client.close()
 
 
+class MidiPeer:
+    """tests/midi_peer.py in its own process: a second python-rtmidi client that sends to
+    ``send_to`` (stamping each send with the JACK frame time) and records ``listen``."""
+
+    def __init__(self, send_to: str, listen: str | None = None, env=None):
+        args = [sys.executable, str(Path(__file__).with_name("midi_peer.py")), "--send-to", send_to]
+        if listen:
+            args += ["--listen", listen]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise AssertionError(f"midi_peer did not start: {line} {self.proc.stderr.read()}")
+        self.feedback: list[list[int]] = []
+
+    def send(self, msg: list[int]) -> int:
+        self.proc.stdin.write(" ".join(f"{b:02x}" for b in msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        assert line[0] == "sent", line
+        return int(line[1])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith("feedback "):
+                    self.feedback = json.loads(line[len("feedback "):])
+            self.proc.wait(30)
+
+
+class MidiSender:
+    """A python-rtmidi client (JACK MIDI API) in the test process that sends to a port of another
+    client; only for tests without JACK clients of their own in this process (see MidiPeer)."""
+
+    def __init__(self, port_substring: str, name: str = "ldsender", timeout: float = 60.0):
+        import rtmidi
+
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=name)
+        wait_until(lambda: any(port_substring in p for p in self.out.get_ports()), timeout, f"MIDI port {port_substring}")
+        ports = self.out.get_ports()
+        self.out.open_port([i for i, p in enumerate(ports) if port_substring in p][0])
+        self.sent: list[tuple[int, list[int]]] = []
+
+    def send(self, msg: list[int]) -> None:
+        self.out.send_message(msg)
+        self.sent.append(list(msg))
+
+    def close(self) -> None:
+        self.out.close_port()
+        self.out.delete()
+
+
 def livedemix(*args, env=None, **kw) -> subprocess.Popen:
     """The CLI as a user runs it, in its own process."""
     return subprocess.Popen([sys.executable, "-m", "livedemix", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -213,10 +274,10 @@ def live_model(tmp_path_factory) -> Path:
     return export_random_model(tmp_path_factory.mktemp("live-model"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jack_server():
-    """A JACK server (dummy driver, 44.1 kHz, 256-sample periods) for the whole session; the
-    environment points every client at it."""
+    """A JACK server (dummy driver, 44.1 kHz, 256-sample periods) for a test module; the
+    environment points every client (PortAudio, rtmidi, JACK-Client) at it."""
     server = JackServer()
     old = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     server.activate_env()

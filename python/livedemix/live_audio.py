@@ -53,21 +53,45 @@ _pa_ready = False
 _jack_name = ctypes.create_string_buffer(JACK_CLIENT_NAME.encode())  # PortAudio keeps the pointer
 
 
+class quiet_stderr:
+    """Silence C libraries that print to file descriptor 2 (libjack probing for a server, ALSA
+    looking for its sequencer) while a device list is taken; our own errors say what matters."""
+
+    def __enter__(self):
+        import os
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        return False
+
+
 def _sd():
     """sounddevice, with PortAudio (re)initialised so its JACK client is called ``livedemix``
     and clients started after the import are listed."""
     global _pa_ready
     try:
-        import sounddevice as sd
+        with quiet_stderr():
+            import sounddevice as sd
     except OSError as e:  # PortAudio missing
         raise AudioDeviceError(f"PortAudio can't be loaded ({e}): install the Debian package libportaudio2") from None
     if not _pa_ready:
-        sd._terminate()
-        try:
-            ctypes.CDLL(sd._libname).PaJack_SetClientName(_jack_name)
-        except (OSError, AttributeError):  # a PortAudio built without JACK
-            pass
-        sd._initialize()
+        with quiet_stderr():
+            sd._terminate()
+            try:
+                ctypes.CDLL(sd._libname).PaJack_SetClientName(_jack_name)
+            except (OSError, AttributeError):  # a PortAudio built without JACK
+                pass
+            sd._initialize()
         _pa_ready = True
     return sd
 
