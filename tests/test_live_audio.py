@@ -196,3 +196,40 @@ def test_devices_lists_jack(jack_server):
     assert system["outputs"] == 4 and system["inputs"] == 2 and system["default_samplerate"] == 44100
     rc, out, err = finish(livedemix("devices"))
     assert "system" in out and "JACK" in out
+
+
+def test_the_audio_callback_allocates_no_arrays(jack_server, live_model):
+    """The callback of `live` (input → engine → routing → meters, with MIDI-style controls in
+    the queue) run 1500 times against the real device description: no per-block buffers."""
+    import tracemalloc
+
+    import sounddevice as sd
+
+    from livedemix.engine import Engine
+    from livedemix.live_audio import StreamRunner, find_device
+
+    eng = Engine(model=live_model, preset="karaoke", buses=["main", "cue"], block_size=4096)
+    r = StreamRunner(eng, output_device=find_device("system", "output"), input_device=find_device("system", "input"),
+                     input_channels=[1, 2], routes={"main": [1, 2], "cue": [3, 4]})
+    r.warm_up()
+    rng = np.random.default_rng(0)
+    n = 1024
+    inputs = [(0.1 * rng.standard_normal((n, 2))).astype(np.float32) for _ in range(8)]
+    outdata = np.zeros((n, r.out_channels), np.float32)
+    flags = sd.CallbackFlags()
+    for i in range(50):
+        r._callback(inputs[i % 8], outdata, n, None, flags)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    for i in range(1500):
+        if i % 100 == 0:
+            r.controls.post(eng.set_gain, "drums", -6.0 * (i % 200 == 0), "cue")
+        r._callback(inputs[i % 8], outdata, n, None, flags)
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"\n1500 callbacks of {n} frames: growth {cur - base} B, peak above start {peak - base} B")
+    # One input or output block is 8 KiB, one STFT frame 8 KiB, the stem meter's scratch 16 KiB.
+    assert peak - base < 6144
+    assert cur - base < 2048
+    assert r.stats.controls_applied == 15 and np.abs(outdata[:, 2:]).max() > 0

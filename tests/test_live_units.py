@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from livedemix.live_audio import AudioDeviceError, ControlQueue, FileReader, parse_channels
+from live_support import live_model  # noqa: F401
+from livedemix import dsp
+from livedemix.live_audio import AudioDeviceError, ControlQueue, FileReader, parse_channels, power_scale
 
 
 def test_parse_channels():
@@ -69,3 +71,33 @@ def test_file_reader_fills_the_ring_at_the_model_rate(tmp_path, rate):
 def test_file_reader_refuses_a_missing_file(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         FileReader(tmp_path / "nope.wav", 44100)
+
+
+@pytest.mark.parametrize("config", ["quality", "low-latency", "reference"])
+def test_meter_scale_reads_a_full_scale_sine_as_0_dbfs(config):
+    cfg = dsp.config(config)
+    t = np.arange(44100) / 44100
+    for amp, want_db in ((1.0, 0.0), (0.1, -20.0)):
+        x = np.tile((amp * np.sin(2 * np.pi * 997 * t)).astype(np.float32), (2, 1))
+        frames = dsp.stft(x, cfg)[10:-10]
+        power = (np.abs(frames) ** 2).mean(axis=(1, 2))
+        db = 10 * np.log10(power * power_scale(cfg))
+        assert np.abs(db - want_db).max() < 0.2
+
+
+def test_engine_stem_meters(live_model):
+    from livedemix.engine import Engine
+
+    e = Engine(model=live_model, preset="karaoke", block_size=1024)
+    out = np.full(len(e.stems), -1.0, np.float32)
+    e.process(np.zeros((2, 1024), np.float32))
+    e.stem_power_into(out)
+    assert np.all(out == 0)
+    t = np.arange(44100) / 44100
+    x = np.tile((0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), (2, 1))
+    for s in range(0, 44100 - 1024, 1024):
+        e.process(np.ascontiguousarray(x[:, s : s + 1024]))
+    e.stem_power_into(out)
+    assert np.all(out >= 0) and out.sum() > 0
+    # pre-fader: the vocals muted by the karaoke preset still show their level
+    assert out[e.stems.index("vocals")] > 0

@@ -86,7 +86,8 @@ def _sd():
         raise AudioDeviceError(f"PortAudio can't be loaded ({e}): install the Debian package libportaudio2") from None
     if not _pa_ready:
         with quiet_stderr():
-            sd._terminate()
+            while sd._initialized > 0:
+                sd._terminate()
             try:
                 ctypes.CDLL(sd._libname).PaJack_SetClientName(_jack_name)
             except (OSError, AttributeError):  # a PortAudio built without JACK
@@ -99,6 +100,18 @@ def _sd():
 def rescan_devices() -> None:
     """Forget PortAudio's device list (it is taken once); the next query scans again."""
     global _pa_ready
+    _pa_ready = False
+
+
+def release_portaudio() -> None:
+    """Terminate PortAudio now (no stream may be open): its JACK client leaves the server, so
+    the server may go away without PortAudio failing at exit."""
+    global _pa_ready
+    sd = sys.modules.get("sounddevice")
+    if sd is not None:
+        with quiet_stderr():
+            while sd._initialized > 0:
+                sd._terminate()
     _pa_ready = False
 
 
@@ -211,6 +224,13 @@ class StreamStats:
     controls_applied: int = 0
     audio_seconds: float = 0.0  # time spent in the audio path
     max_block_ms: float = 0.0
+
+
+def power_scale(cfg) -> float:
+    """Mean |X_k|² over a frame's bins × this = twice the mean square of the windowed signal,
+    by Parseval (one-sided spectrum): a full-scale sine reads 1, i.e. 0 dBFS."""
+    w = np.asarray(cfg.windows()[0], np.float64)
+    return float(2.0 * cfg.bins / (cfg.n_fft / 2 * np.sum(w * w)))
 
 
 class ControlQueue:
@@ -349,6 +369,12 @@ class StreamRunner:
         self._peak_tmp = np.zeros(C, np.float32)
         #: per bus and channel: peak level with a decay of ~20 dB/s (read by the UI)
         self.bus_peaks = np.zeros((B, C), np.float32)
+        J = len(engine.stems)
+        #: per stem, before the mixer: mean power of the latest STFT frame, same decay (read by the UI)
+        self.stem_power = np.zeros(J, np.float32)
+        self._stem_tmp = np.zeros(J, np.float32)
+        #: stem_power × this: a full-scale sine reads 1 (0 dBFS)
+        self.stem_power_scale = power_scale(engine.stft_config)
         self._route_list = [(engine.buses.index(b), c, o - 1) for b, outs in self.routes.items()
                             for c, o in ([(0, outs[0]), (1, outs[0])] if len(outs) == 1 else
                                          [(i % C, o) for i, o in enumerate(outs)])]
@@ -473,6 +499,7 @@ class StreamRunner:
                 self._route(y, outdata, pos, n)
                 self._meter(y, n)
                 pos += n
+            self._meter_stems(frames)
         st.frames += frames
         self._out_pos += frames
         dt = time.perf_counter() - t0
@@ -514,6 +541,12 @@ class StreamRunner:
             p = self.bus_peaks[b]
             np.multiply(p, decay, out=p)
             np.maximum(p, self._peak_tmp, out=p)
+
+    def _meter_stems(self, n):
+        self.engine.stem_power_into(self._stem_tmp)
+        p = self.stem_power
+        np.multiply(p, 0.01 ** (n / self.samplerate), out=p)  # -20 dB/s in power terms
+        np.maximum(p, self._stem_tmp, out=p)
 
     def _callback_ring(self, indata, outdata, frames):
         """Resampling mode: move audio between the device and the rings; the worker does the rest."""
@@ -600,6 +633,7 @@ class StreamRunner:
             m = min(self.max_block, n - s)
             y = self.engine.process(np.ascontiguousarray(x[:, s : s + m]))
             out[:, s : s + m] = y.reshape(B * C, m)
+            self._meter_stems(int(m * self.samplerate / self.model_rate))
         yd = self._out_rs.resample_chunk(np.ascontiguousarray(out.T), last=last).T
         yd = np.ascontiguousarray(yd)
         done = 0
@@ -645,6 +679,7 @@ class StreamRunner:
             raise AudioDeviceError(f"the audio stream on '{self.output_device['name']}' can't be started ({e}): "
                                    f"check the device with `livedemix devices`") from None
         self._t_start = time.monotonic()
+        self._last_cb, self._last_cb_t = -1, self._t_start
         if self.resampling:  # the latency is known once the worker has primed the output
             t_end = time.monotonic() + 5.0
             while not self._primed and time.monotonic() < t_end:
@@ -658,26 +693,28 @@ class StreamRunner:
         lat = self._stream.latency
         return (lat[0], lat[1]) if isinstance(lat, tuple) else (0.0, lat)
 
-    def wait(self, poll: float = 0.05, should_stop=None) -> str:
-        """Run until the file ends, ``should_stop()`` is true, or Ctrl-C; raise AudioDeviceError
-        when the device stops calling back."""
-        last_cb, last_t = -1, time.monotonic()
+    def check(self) -> bool:
+        """True while the stream runs, False once it has ended; raises AudioDeviceError when
+        the device stopped calling back (gone) or the file reader failed."""
+        if self.finished.is_set():
+            return False
+        if self.source is not None and self.source.error:
+            raise self.source.error
+        now = time.monotonic()
+        if self.stats.callbacks != self._last_cb:
+            self._last_cb, self._last_cb_t = self.stats.callbacks, now
+        elif now - self._last_cb_t > WATCHDOG_SECONDS:
+            self.stop_reason = "device lost"
+            raise AudioDeviceError(
+                f"the audio device '{self.output_device['name']}' stopped delivering audio "
+                f"({WATCHDOG_SECONDS:.0f} s without a callback; a JACK server that quit or an interface that was "
+                f"unplugged): check it with `livedemix devices` and start again")
+        return True
+
+    def wait(self, poll: float = 0.05) -> str:
+        """Run until the file ends or Ctrl-C; raise AudioDeviceError when the device is gone."""
         try:
-            while not self.finished.is_set():
-                if should_stop is not None and should_stop():
-                    self.stop_reason = "quit"
-                    break
-                if self.source is not None and self.source.error:
-                    raise self.source.error
-                now = time.monotonic()
-                if self.stats.callbacks != last_cb:
-                    last_cb, last_t = self.stats.callbacks, now
-                elif now - last_t > WATCHDOG_SECONDS:
-                    self.stop_reason = "device lost"
-                    raise AudioDeviceError(
-                        f"the audio device '{self.output_device['name']}' stopped delivering audio "
-                        f"({WATCHDOG_SECONDS:.0f} s without a callback; a JACK server that quit or an interface that was "
-                        f"unplugged): check it with `livedemix devices` and start again")
+            while self.check():
                 time.sleep(poll)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"

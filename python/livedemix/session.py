@@ -127,8 +127,15 @@ def run(args, mode: str) -> int:
                 f"latency {runner.latency_samples} samples ({runner.latency_ms:.2f} ms)")
         if midi is not None:
             head += f"; MIDI in {midi.port_names[0]}" + (f", feedback {midi.port_names[1]}" if midi.port_names[1] else "")
-        print(head + "; Ctrl-C stops", file=sys.stderr, flush=True)
-        runner.wait()
+        if not args.no_ui and sys.stdin.isatty() and sys.stdout.isatty():
+            from .tui import LiveUI
+
+            LiveUI(runner, title=what, midi=midi).run()
+        else:
+            if not args.no_ui:
+                head += " (no terminal for the UI: running headless)"
+            print(head + "; Ctrl-C stops", file=sys.stderr, flush=True)
+            runner.wait()
     except AudioDeviceError as e:
         if runner.stop_reason == "device lost":
             _exit_device_lost(runner, e)
