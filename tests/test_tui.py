@@ -72,7 +72,7 @@ def test_play_ui_in_a_pseudo_terminal(jack_server, live_model):
     """The UI draws meters and state, takes keys from the terminal, and q ends the run cleanly."""
     import pty
 
-    env = dict(os.environ, COLUMNS="110", LINES="40", TERM="xterm")
+    env = dict(os.environ, COLUMNS="140", LINES="40", TERM="xterm")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "python"), env.get("PYTHONPATH")]))
     pid, fd = pty.fork()
     if pid == 0:  # the child: livedemix with a terminal
@@ -113,3 +113,40 @@ def test_play_ui_in_a_pseudo_terminal(jack_server, live_model):
     assert re.search(r"▶2\s+drums .*\+3\.0 dB\s+M", last)  # muted and raised from the keyboard
     assert re.search(r"▶main\s+1-2", last) and "latency 11.6 ms" in last and "xruns" in last
     assert "stopped: quit" in text and "Traceback" not in text
+
+
+def test_midi_learn_from_the_ui_maps_the_next_control_and_saves_it(live_model, tmp_path):
+    import shutil
+
+    from livedemix.midi import MidiController
+    from livedemix.presets import load_preset, shipped_presets_dir
+
+    copy = tmp_path / "pads.toml"
+    shutil.copy(shipped_presets_dir() / "fader-controller.toml", copy)
+    preset = load_preset(copy)
+    eng = Engine(model=live_model, preset=preset, block_size=256)
+    q = ControlQueue()
+    midi = MidiController(eng, q, preset.midi, output=False, source=copy)
+    kc = KeyControls(eng, q.post, presets=[], midi=midi)
+    kc.key("right")
+    kc.key("right")  # bass
+    kc.key("l")
+    assert "MIDI learn" in kc.message
+    midi._on_message(([0xF8], 0.0))  # a clock tick is not a control: still learning
+    midi._on_message(([0x92, 50, 100], 0.0))  # a pad: note 50 on channel 3 → bass mute
+    kc.poll()
+    assert kc.message == f"learned note 50 on channel 3 → bass mute (toggle); saved to {copy}"
+    saved = [m for m in load_preset(copy).midi.map if m.kind == "note" and m.number == 50]
+    assert len(saved) == 1 and saved[0].stem == "bass" and saved[0].action == "mute" and saved[0].channel == 3
+    midi._on_message(([0x92, 50, 100], 0.0))  # the pad now works
+    q.drain()
+    assert eng.state()["bass"]["mute"] is True
+    # A fader learned while the mappings come from a shipped preset works but is not saved.
+    midi.source = shipped_presets_dir() / "fader-controller.toml"
+    kc.key("l")
+    midi._on_message(([0xB0, 20, 5], 0.0))
+    kc.poll()
+    assert kc.message.startswith("learned CC 20 on channel 1 → bass gain (not saved")
+    kc.key("l")
+    kc.key("l")
+    assert kc.message == "MIDI learn cancelled" and midi._learning is None

@@ -272,17 +272,17 @@ class MidiController:
     """
 
     def __init__(self, engine, controls, settings: MidiSettings, *, input: str | None = None,
-                 output: str | None | bool = None, api: int | None = None):
+                 output: str | None | bool = None, api: int | None = None, source: Path | None = None):
         self.engine = engine
+        self.source = source  # the preset file the mappings came from (MIDI learn saves there)
+        self._learning = None  # (spec, on_done) while the UI waits for a control
         self.controls = controls
         self.settings = settings
         self.stats = MidiStats()
         self.input_spec, self.output_spec, self.api = input, output, api
-        self._by_key: dict[tuple[str, int, int], list[MidiMapping]] = {}
         for m in settings.map:
             self._check_mapping(m)
-            kind = "note" if m.kind == "note" else m.kind
-            self._by_key.setdefault((kind, m.channel, m.number if m.kind != "program" else -1), []).append(m)
+        self._by_key = self._index(settings.map)
         self._presets = self._load_presets(settings)
         # soft takeover state per target: (picked up, last fader position, value we last set)
         self._takeover: dict[tuple, list] = {}
@@ -298,6 +298,37 @@ class MidiController:
                             f"play with a preset that defines it, or change the mapping's bus")
         if m.stem is not None and m.stem not in self.engine.stems:
             raise MidiError(f"a MIDI mapping targets stem '{m.stem}' but the model separates {', '.join(self.engine.stems)}")
+
+    @staticmethod
+    def _index(maps) -> dict[tuple[str, int, int], list[MidiMapping]]:
+        by_key: dict = {}
+        for m in maps:
+            by_key.setdefault((m.kind, m.channel, m.number if m.kind != "program" else -1), []).append(m)
+        return by_key
+
+    def learn_next(self, spec: dict, on_done) -> None:
+        """MIDI learn from the UI: the next CC, note-on or program change is mapped to ``spec``
+        (a CC to the gain, a note to the mute of ``spec['stem']`` unless spec says otherwise);
+        ``on_done(mapping)`` is called on the MIDI thread (save the preset elsewhere)."""
+        self._learning = (spec, on_done)
+
+    def cancel_learn(self) -> None:
+        self._learning = None
+
+    def _learn(self, msg: Message) -> bool:
+        spec, on_done = self._learning
+        if msg.kind not in ("cc", "note_on", "program"):
+            return False
+        if "action" not in spec:
+            spec = {**spec, "action": "gain" if msg.kind == "cc" else "mute"}
+        m = mapping_for(msg, spec)
+        if m is None:
+            return False
+        self._learning = None
+        self.settings.map = replace_mapping(self.settings.map, m)
+        self._by_key = self._index(self.settings.map)  # one reference swap: read only by this thread
+        on_done(m)
+        return True
 
     @staticmethod
     def _load_presets(settings: MidiSettings) -> dict[str, Preset]:
@@ -353,6 +384,8 @@ class MidiController:
             msg = decode(raw)
             if isinstance(msg, str):
                 self._ignore(msg)
+                return
+            if self._learning is not None and self._learn(msg):
                 return
             self.handle(msg)
         except Exception:  # noqa: BLE001 — nothing from a MIDI cable may stop livedemix
@@ -537,22 +570,35 @@ def learn(preset_path: str | Path, target: str, *, port: str | None = None, time
             time.sleep(0.005)
     finally:
         close_port(mi)
-    kind = {"cc": "cc", "note_on": "note", "program": "program"}[msg.kind]
-    if kind == "program" and spec["action"] != "preset":
+    mapping = mapping_for(msg, spec, mode=mode, range_db=range_db)
+    if mapping is None:
         raise MidiError(f"a program change can only recall presets, not {target!r}: use --target preset:NAME1,NAME2, "
                         f"or move a fader or press a pad")
-    mapping = MidiMapping(kind=kind, action=spec["action"], channel=msg.channel,
-                          number=msg.number if kind != "program" else 0, stem=spec.get("stem"),
-                          bus=spec.get("bus", "main"), mode=mode, presets=spec.get("presets", []))
-    if range_db is not None:
-        mapping.range_db = tuple(range_db)
-
-    def same_control(m: MidiMapping) -> bool:
-        return (m.kind == kind and (kind == "program" or m.number == mapping.number)
-                and (m.channel in (0, mapping.channel) or mapping.channel == 0))
-    preset.midi.map = [m for m in preset.midi.map if not same_control(m)] + [mapping]
+    preset.midi.map = replace_mapping(preset.midi.map, mapping)
     save_preset(preset, path)
     return mapping
+
+
+def mapping_for(msg: Message, spec: dict, mode: str = "toggle", range_db=None) -> MidiMapping | None:
+    """The mapping of the control that sent ``msg`` to ``spec`` (see :func:`parse_target`);
+    None when that kind of control can't drive it (a program change only recalls presets)."""
+    kind = {"cc": "cc", "note_on": "note", "program": "program"}[msg.kind]
+    if kind == "program" and spec["action"] != "preset":
+        return None
+    m = MidiMapping(kind=kind, action=spec["action"], channel=msg.channel,
+                    number=msg.number if kind != "program" else 0, stem=spec.get("stem"),
+                    bus=spec.get("bus", "main"), mode=mode, presets=list(spec.get("presets", [])))
+    if range_db is not None:
+        m.range_db = tuple(range_db)
+    return m
+
+
+def replace_mapping(maps: list[MidiMapping], new: MidiMapping) -> list[MidiMapping]:
+    """``maps`` without any mapping of the same control (kind, number, overlapping channel), plus ``new``."""
+    def same_control(m: MidiMapping) -> bool:
+        return (m.kind == new.kind and (new.kind == "program" or m.number == new.number)
+                and (m.channel in (0, new.channel) or new.channel == 0))
+    return [m for m in maps if not same_control(m)] + [new]
 
 
 def describe_mapping(m: MidiMapping) -> str:
@@ -565,4 +611,5 @@ def describe_mapping(m: MidiMapping) -> str:
 
 
 __all__ = ["MidiController", "MidiError", "Message", "decode", "fader_db", "fader_position", "learn", "list_ports",
+           "mapping_for", "replace_mapping",
            "open_input", "open_output", "close_port", "parse_target", "describe_mapping", "midi_api"]

@@ -53,13 +53,16 @@ def make_midi(args, engine, runner):
     come from --midi-map (a preset) or the preset itself."""
     preset = engine.preset
     spec = getattr(args, "midi", None)
+    if spec is None and getattr(args, "midi_map", None):
+        spec = "virtual"
     if spec is None and not (preset and preset.midi.input):
         return None
     from .midi import MidiController, MidiError, midi_api
 
     if spec is None:
         spec = preset.midi.input
-    settings = load_preset(args.midi_map).midi if getattr(args, "midi_map", None) else (preset.midi if preset else None)
+    source_preset = load_preset(args.midi_map) if getattr(args, "midi_map", None) else preset
+    settings = source_preset.midi if source_preset else None
     if settings is None or not settings.map:
         raise MidiError("MIDI is on but no mapping is set: add --midi-map fader-controller (or another preset with [[midi.map]]), "
                         "or map controls with `livedemix midi learn`")
@@ -69,7 +72,7 @@ def make_midi(args, engine, runner):
     if out == "none":
         out = False
     return MidiController(engine, runner.controls, settings, input=spec, output=out,
-                          api=midi_api(getattr(args, "midi_api", None)))
+                          api=midi_api(getattr(args, "midi_api", None)), source=source_preset.path)
 
 
 def _exit_device_lost(runner, e: Exception) -> None:

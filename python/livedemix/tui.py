@@ -2,7 +2,8 @@
 the audio path's CPU share, late hops, xruns, latency, MIDI activity; keys to remix.
 
 Keys: 1-4 mute a stem, shift+1-4 (! @ # $) solo it, ←/→ select a stem, ↑/↓ its gain ±1 dB,
-0 back to 0 dB, b next bus, p next preset, q quit. Every change goes to the audio path through
+0 back to 0 dB, b next bus, p next preset, l MIDI learn for the selected stem (a fader → its
+gain, a pad → its mute; saved into the preset file the mappings came from), q quit. Every change goes to the audio path through
 the stream's control queue (applied at the next block boundary, with the mixer's ramp).
 
 :class:`KeyControls` is the key logic without a terminal (tested on its own); :class:`LiveUI`
@@ -16,8 +17,9 @@ import os
 import select
 import sys
 import time
+from pathlib import Path
 
-from .presets import PresetError, list_presets, load_preset
+from .presets import PresetError, list_presets, load_preset, save_preset, shipped_presets_dir
 
 SOLO_KEYS = "!@#$%^&*("  # shift + 1..9 on a US keyboard
 GAIN_STEP_DB = 1.0
@@ -26,7 +28,7 @@ GAIN_CEIL_DB = 24.0
 ARROWS = {"\x1b[A": "up", "\x1b[B": "down", "\x1b[C": "right", "\x1b[D": "left",
           "\x1bOA": "up", "\x1bOB": "down", "\x1bOC": "right", "\x1bOD": "left"}
 
-HELP = "1-4 mute · shift+1-4 (!@#$) solo · ←/→ stem · ↑/↓ gain · 0 unity · b bus · p preset · q quit"
+HELP = "1-4 mute · shift+1-4 (!@#$) solo · ←/→ stem · ↑/↓ gain · 0 unity · b bus · p preset · l MIDI learn · q quit"
 
 
 def parse_keys(text: str) -> list[str]:
@@ -57,9 +59,11 @@ class KeyControls:
     """What each key does to an engine; changes are posted with ``post(fn, *args)`` (a
     ControlQueue's) and decided on the audio path, so they never race with MIDI."""
 
-    def __init__(self, engine, post, presets: list[str] | None = None):
+    def __init__(self, engine, post, presets: list[str] | None = None, midi=None):
         self.engine = engine
         self.post = post
+        self.midi = midi
+        self._learned = None  # a mapping learned on the MIDI thread, to be saved here
         self.stem = 0
         self.bus = 0
         self.presets = presets if presets is not None else list_presets()
@@ -118,6 +122,8 @@ class KeyControls:
             self.post(eng.set_gain, self.stem_name, 0.0, bus)
         elif k == "b":
             self.bus = (self.bus + 1) % len(eng.buses)
+        elif k == "l":
+            self._learn()
         elif k == "p" and self.presets:
             for _ in range(len(self.presets)):
                 self.preset_index = (self.preset_index + 1) % len(self.presets)
@@ -131,6 +137,45 @@ class KeyControls:
                 self.message = f"recalled {name}"
                 break
         return True
+
+
+    # ---- MIDI learn ----
+    def _learn(self) -> None:
+        if self.midi is None:
+            self.message = "MIDI learn needs MIDI: start with --midi"
+            return
+        if self.midi._learning is not None:
+            self.midi.cancel_learn()
+            self.message = "MIDI learn cancelled"
+            return
+        stem, bus = self.stem_name, self.bus_name
+        self.midi.learn_next({"stem": stem, "bus": bus}, self._on_learned)
+        self.message = f"MIDI learn: move a fader (→ {stem} gain) or press a pad (→ {stem} mute); l cancels"
+
+    def _on_learned(self, mapping) -> None:  # MIDI thread: no file I/O here
+        self._learned = mapping
+
+    def poll(self) -> None:
+        """UI thread, every frame: save what MIDI learn found into the mappings' preset file."""
+        m, self._learned = self._learned, None
+        if m is None:
+            return
+        from .midi import describe_mapping, replace_mapping
+
+        what = describe_mapping(m)
+        src = self.midi.source
+        shipped = src is not None and Path(src).resolve().parent == shipped_presets_dir().resolve()
+        if src is None or shipped:
+            self.message = (f"learned {what} (not saved: the mappings come from a shipped preset; copy it and pass "
+                            f"--midi-map FILE to keep them)")
+            return
+        try:
+            preset = load_preset(src)
+            preset.midi.map = replace_mapping(preset.midi.map, m)
+            save_preset(preset, Path(src))
+            self.message = f"learned {what}; saved to {src}"
+        except (PresetError, OSError) as e:
+            self.message = f"learned {what} but could not save it: {e}"
 
 
 def _bar(db: float, width: int = 24, floor: float = -60.0) -> str:
@@ -191,7 +236,7 @@ class LiveUI:
         self.engine = runner.engine
         self.title = title
         self.midi = midi
-        self.controls = KeyControls(self.engine, runner.controls.post, presets)
+        self.controls = KeyControls(self.engine, runner.controls.post, presets, midi=midi)
         self._cpu = (time.monotonic(), runner.stats.audio_seconds, 0.0)
 
     def cpu_share(self) -> float:
@@ -257,6 +302,7 @@ class LiveUI:
                         if not self.controls.key(k):
                             self.runner.stop_reason = "quit"
                             return "quit"
+                    self.controls.poll()
                     live.update(self.render(), refresh=True)
                     time.sleep(1.0 / fps)
             except KeyboardInterrupt:
