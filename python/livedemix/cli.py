@@ -128,6 +128,103 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_devices(args) -> int:
+    from . import live_audio
+
+    devs = live_audio.list_devices()
+    if args.json:
+        print(json.dumps({"host_apis": live_audio.host_apis(), "devices": devs}, indent=2))
+    else:
+        print(live_audio.format_devices(devs))
+    return 0
+
+
+def cmd_play(args) -> int:
+    from . import session
+
+    return session.run(args, "play")
+
+
+def cmd_live(args) -> int:
+    from . import session
+
+    return session.run(args, "live")
+
+
+def cmd_midi(args) -> int:
+    from . import midi
+
+    api = midi.midi_api(args.api)
+    if args.action == "ports":
+        ports = midi.list_ports(api)
+        if args.json:
+            print(json.dumps(ports, indent=2))
+        else:
+            print(f"MIDI ({ports['api']})")
+            print("  inputs:  " + (", ".join(ports["inputs"]) or "none"))
+            print("  outputs: " + (", ".join(ports["outputs"]) or "none"))
+        return 0
+    if args.action == "monitor":
+        return _midi_monitor(midi, args, api)
+    if not args.preset or not args.target:
+        raise ValueError("`midi learn` needs --preset FILE and --target: e.g. livedemix midi learn --preset my.toml --target gain:vocals")
+    rng = None
+    if args.range:
+        try:
+            rng = tuple(float(v) for v in args.range.split(","))
+            assert len(rng) == 2 and rng[0] < rng[1]
+        except (ValueError, AssertionError):
+            raise ValueError(f"--range {args.range!r} is not LOW,HIGH in dB: write e.g. --range -60,6") from None
+    m = midi.learn(args.preset, args.target, port=args.port, timeout=args.timeout, mode=args.mode, range_db=rng, api=api,
+                   on_waiting=lambda: print(f"waiting for a control on {args.port or 'the virtual port livedemix'} "
+                                            f"(move a fader, press a pad) ...", file=sys.stderr, flush=True))
+    print(f"learned: {midi.describe_mapping(m)}; written to {args.preset}")
+    return 0
+
+
+def _midi_monitor(midi, args, api) -> int:
+    import time
+    from collections import deque
+
+    got: deque = deque()
+    mi = midi.open_input(args.port, api, client=midi.CLIENT_NAME + "-monitor")
+    mi.set_callback(lambda ev, d=None: got.append(ev[0]))
+    print(f"listening on {args.port or 'the virtual port livedemix'}; Ctrl-C stops", file=sys.stderr, flush=True)
+    t_end = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while t_end is None or time.monotonic() < t_end:
+            while got:
+                raw = got.popleft()
+                m = midi.decode(raw)
+                hexb = " ".join(f"{b:02x}" for b in raw)
+                print(f"{m}" if isinstance(m, midi.Message) else f"ignored ({m}): {hexb}", flush=True)
+            time.sleep(0.005)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        midi.close_port(mi)
+    return 0
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="preset name or .toml file (gains, mutes, routing of buses to outputs)")
+    p.add_argument("--model", default=None, help="model name or card (default: the preset's, else the shipped default)")
+    p.add_argument("--device", default=None, help="output device: index or name substring (see `livedemix devices`)")
+    p.add_argument("--block", type=int, default=0, metavar="N",
+                   help="samples per callback (default 0: the host's own size, which adds no buffering on JACK)")
+    p.add_argument("--deadline", type=float, default=None, metavar="MS",
+                   help="a separator step slower than this passes the mix through for a second (default: one hop; 0: never)")
+    p.add_argument("--midi", nargs="?", const="virtual", default=None, metavar="PORT",
+                   help="MIDI control: an input port name substring, or nothing for a virtual port 'livedemix'")
+    p.add_argument("--midi-map", default=None, metavar="PRESET",
+                   help="take the MIDI mappings from this preset (default: the --preset's own), e.g. fader-controller")
+    p.add_argument("--midi-out", default=None, metavar="PORT",
+                   help="feedback of mute/solo states to this output port (default: a virtual port 'livedemix-feedback'; 'none': off)")
+    p.add_argument("--midi-api", choices=["jack", "alsa"], default=None, help="MIDI API (default: JACK when a server runs, else ALSA)")
+    p.add_argument("--no-ui", action="store_true", help="no terminal UI: run headless until the end or Ctrl-C")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
@@ -181,6 +278,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
+
+    dev = sub.add_parser("devices", help="list audio devices and host APIs (JACK, ALSA, ...)")
+    dev.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    dev.set_defaults(func=cmd_devices)
+
+    play = sub.add_parser("play", help="play a file through the engine, remixing its stems live")
+    play.add_argument("file", metavar="FILE", help="audio file (WAV, FLAC, OGG, MP3)")
+    _stream_options(play)
+    play.set_defaults(func=cmd_play)
+
+    live = sub.add_parser("live", help="separate and remix a live input: input channels -> engine -> each bus to its outputs")
+    live.add_argument("--in", dest="inputs", default=None, metavar="CH",
+                      help="input channels, 1-based: '1,2' (default), '3-4', or one channel for a mono source")
+    live.add_argument("--input-device", default=None, help="input device if it is not the output device (index or name)")
+    _stream_options(live)
+    live.set_defaults(func=cmd_live)
+
+    mid = sub.add_parser("midi", help="MIDI: list ports, monitor incoming messages, learn a mapping into a preset")
+    mid.add_argument("action", choices=["ports", "monitor", "learn"])
+    mid.add_argument("--port", default=None, help="input port name substring (default: a virtual port 'livedemix')")
+    mid.add_argument("--api", choices=["jack", "alsa"], default=None, help="MIDI API (default: JACK when a server runs, else ALSA)")
+    mid.add_argument("--json", action="store_true", help="ports: print JSON")
+    mid.add_argument("--seconds", type=float, default=None, help="monitor: stop after this long (default: Ctrl-C)")
+    mid.add_argument("--preset", default=None, metavar="FILE", help="learn: the preset file to write the mapping into")
+    mid.add_argument("--target", default=None,
+                     help="learn: gain:STEM[@BUS], mute:STEM[@BUS], solo:STEM[@BUS], master[@BUS] or preset:NAME1,NAME2")
+    mid.add_argument("--mode", choices=["toggle", "momentary"], default="toggle", help="learn: for mute/solo (default toggle)")
+    mid.add_argument("--range", default=None, metavar="LOW,HIGH", help="learn: fader range in dB (default -60,6)")
+    mid.add_argument("--timeout", type=float, default=60.0, help="learn: seconds to wait for a control (default 60)")
+    mid.set_defaults(func=cmd_midi)
     return p
 
 

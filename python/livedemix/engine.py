@@ -328,6 +328,19 @@ class Engine:
         self._bypassing = True
         self._apply_gains()
 
+    # ---- meters (audio thread) -----------------------------------------------------------
+    def stem_power_into(self, out: np.ndarray) -> None:
+        """Mean |S_j|² over channels and bins of the latest frame's stems, before the mixer
+        (so a muted stem still shows), into ``out``: float32 (stems,). Allocates nothing after
+        the first call."""
+        scratch = getattr(self, "_meter_scratch", None)
+        J = len(self.stems)
+        if scratch is None or scratch.shape != (J,) + self._stems.shape[1:]:
+            scratch = self._meter_scratch = np.zeros((J,) + self._stems.shape[1:], np.float32)
+        np.abs(self._stems[:J], out=scratch)
+        np.square(scratch, out=scratch)
+        scratch.mean(axis=(1, 2), out=out)
+
     # ---- conveniences ---------------------------------------------------------------------
     def describe(self) -> dict:
         card = self.separator.card
