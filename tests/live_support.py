@@ -26,6 +26,26 @@ DEFAULT_MODEL = REPO / "python" / "livedemix" / "models" / "default.json"
 DEMO = REPO / "python" / "livedemix" / "data" / "demo" / "mixture.flac"
 
 
+_registry_checked = False
+
+
+def _clear_stale_registry() -> None:
+    """JACK keeps every server it has seen in /dev/shm/jack-shm-registry (8 at most); servers
+    killed by an interrupted earlier test run stay there and a later start fails with "Too
+    many servers already active". Once per test process, before this process has attached to
+    the registry, and only with no jackd running (then nothing in it is live), remove it."""
+    global _registry_checked
+    if _registry_checked:
+        return
+    _registry_checked = True
+    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode != 0:
+        for f in Path("/dev/shm").glob("jack*"):
+            if f.is_dir():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
+
+
 class JackServer:
     """``jackd -S --no-realtime -d dummy -r RATE -p PERIOD`` under a unique server name."""
 
@@ -36,13 +56,14 @@ class JackServer:
         self.rate, self.period = rate, period
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log", "w+")
+        _clear_stale_registry()
         self.proc = subprocess.Popen(
             ["jackd", "-n", self.name, "-S", "-t", "5000", "--no-realtime", "-d", "dummy", "-r", str(rate),
              "-p", str(period), "-C", str(inputs), "-P", str(outputs)],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 15.0) -> None:
+    def _wait_ready(self, timeout: float = 30.0) -> None:
         import jack
 
         t_end = time.monotonic() + timeout
@@ -56,7 +77,10 @@ class JackServer:
                 return
             except jack.JackOpenError:
                 time.sleep(0.1)
-        pytest.fail("jackd did not come up within 15 s")
+        self.proc.kill()  # never leave a half-started server behind
+        self.proc.wait()
+        self.log.seek(0)
+        pytest.fail(f"jackd did not come up within {timeout:.0f} s: {self.log.read()[-1000:]}")
 
     def activate_env(self, monkeypatch=None) -> None:
         os.environ["JACK_DEFAULT_SERVER"] = self.name
