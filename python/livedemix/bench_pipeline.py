@@ -97,18 +97,22 @@ def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3) -> dict:
     frames = np.concatenate([ana.process(b) for b in blocks[:400]])
     mags = np.abs(frames).astype(np.float32)
     sep = eng.separator
-    sep.reset()
-    t0 = time.perf_counter()
-    for m in mags:
-        sep.step(m)
-    step_us = 1e6 * (time.perf_counter() - t0) / len(mags)
+    step_us = np.inf
+    for _ in range(rounds):  # best of rounds, like the whole engine's figure
+        sep.reset()
+        t0 = time.perf_counter()
+        for m in mags:
+            sep.step(m)
+        step_us = min(step_us, 1e6 * (time.perf_counter() - t0) / len(mags))
     V = sep.run(mags)
     out = np.empty((len(eng.stems), eng.channels, eng.stft_config.bins), np.complex64)
-    eng.phase.reset()
-    t0 = time.perf_counter()
-    for X, v in zip(frames, V):
-        eng.phase.process(X, v, out=out)
-    phase_us = 1e6 * (time.perf_counter() - t0) / len(frames)
+    phase_us = np.inf
+    for _ in range(rounds):
+        eng.phase.reset()
+        t0 = time.perf_counter()
+        for X, v in zip(frames, V):
+            eng.phase.process(X, v, out=out)
+        phase_us = min(phase_us, 1e6 * (time.perf_counter() - t0) / len(frames))
     overhead = null_model_overhead_us(sep)
     hop_us = 1e6 * best_total / len(blocks)
     return {
@@ -118,7 +122,7 @@ def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3) -> dict:
         "hop_budget_us": budget_us, "mean_hop_us": hop_us, "real_time_factor": best_total / (n / sr),
         "per_hop_us": _percentiles(best_hops), "p99_9_share_of_budget": float(np.percentile(best_hops, 99.9) * 1e6 / budget_us),
         "separator_step_us": step_us, "onnxruntime_call_overhead_us": overhead, "phase_us": phase_us,
-        "rest_us": hop_us - step_us - phase_us,
+        "rest_us": max(0.0, hop_us - step_us - phase_us),
     }
 
 
