@@ -14,6 +14,18 @@ for fft in fftw builtin; do
   (cd "build/ctest-$fft" && ctest --output-on-failure)
 done
 
-echo "== pytest"
 # Run from the tests' own directory layout against the installed package (not python/).
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The live tests (real JACK servers, PortAudio, JACK MIDI) run in a process of their own:
+# libjack and PortAudio keep per-process state, and in the same process as the rest of the
+# suite (torch, onnxruntime threads) the impulse tests were seen to time out.
+LIVE=(tests/test_live_audio.py tests/test_live_units.py tests/test_midi.py tests/test_tui.py)
+if [ $# -gt 0 ]; then
+  echo "== pytest $*"
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+fi
+ignore=()
+for f in "${LIVE[@]}"; do ignore+=(--ignore="$f"); done
+echo "== pytest (everything but the live tests)"
+.venv/bin/python -m pytest -q -p no:cacheprovider "${ignore[@]}"
+echo "== pytest (live: JACK, PortAudio, MIDI)"
+.venv/bin/python -m pytest -q -p no:cacheprovider "${LIVE[@]}"
