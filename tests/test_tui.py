@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 import re
 import select
 import sys
@@ -73,7 +74,9 @@ def test_play_ui_in_a_pseudo_terminal(jack_server, live_model):
     import pty
 
     env = dict(os.environ, COLUMNS="140", LINES="40", TERM="xterm")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "python"), env.get("PYTHONPATH")]))
+    import livedemix as _ld  # the child imports the same livedemix as this process (installed or source)
+
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(_ld.__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
     pid, fd = pty.fork()
     if pid == 0:  # the child: livedemix with a terminal
         os.execvpe(sys.executable, [sys.executable, "-m", "livedemix", "play", str(DEMO), "--model", str(live_model),
