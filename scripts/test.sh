@@ -16,8 +16,8 @@ done
 
 # Run from the tests' own directory layout against the installed package (not python/).
 # The live tests (real JACK servers, PortAudio, JACK MIDI) run in a process of their own:
-# libjack and PortAudio keep per-process state, and in the same process as the rest of the
-# suite (torch, onnxruntime threads) the impulse tests were seen to time out.
+# libjack and PortAudio keep per-process state (registries, host API handles) that should
+# not depend on which tests ran before.
 LIVE=(tests/test_live_audio.py tests/test_live_units.py tests/test_midi.py tests/test_tui.py)
 if [ $# -gt 0 ]; then
   echo "== pytest $*"

@@ -44,6 +44,9 @@ def _sigterm_as_interrupt():
         raise KeyboardInterrupt
     try:
         signal.signal(signal.SIGTERM, handler)
+        # A program started in the background by a shell script inherits SIGINT *ignored*, and
+        # Python then never raises KeyboardInterrupt: restore it so Ctrl-C always stops cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
         pass
 
