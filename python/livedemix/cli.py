@@ -312,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # A command started from a script's background job inherits SIGINT as ignored, and Python
+    # then never raises KeyboardInterrupt: restore it, so Ctrl-C stops every command cleanly.
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # main() called from a thread other than the main one
+        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
