@@ -64,7 +64,6 @@ import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -78,6 +77,7 @@ from livedemix.engine import default_n_iter  # noqa: E402
 from livedemix.phase import MODES, PhaseRecovery  # noqa: E402
 from livedemix.separator import ModelError, Separator, load_card, resolve_model  # noqa: E402
 
+from .export import atomic_write_bytes  # noqa: E402
 from .stems_data import STEMS, find_songs  # noqa: E402
 
 MARK_START = "<!-- separator-eval:start -->"
@@ -101,24 +101,7 @@ DEFAULT_OFFSET = 10.0
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary file in the same folder and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def _stem_path(song_dir: Path, stem: str) -> Path:

@@ -27,14 +27,18 @@ from .model import ModelConfig, StreamingStep, WaveNetSeparator
 CARD_SCHEMA = 1
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, fsync, rename: never half-written.
+    A replaced file keeps its permissions; a new one is readable by all (mkstemp makes it private)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped model must be readable by all
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -78,7 +82,7 @@ def export_step_model(
                 opset_version=17,
                 dynamo=False,
             )
-        _atomic_write_bytes(onnx_path, tmp_onnx.read_bytes())
+        atomic_write_bytes(onnx_path, tmp_onnx.read_bytes())
     card = {
         "schema": CARD_SCHEMA,
         "name": name,
@@ -105,7 +109,7 @@ def export_step_model(
         "scores": scores or {},
     }
     card_path = out_dir / f"{name}.json"
-    _atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return card_path
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import dsp
 from .phase import PhaseRecovery
-from .presets import BusSettings, Preset, PresetError, load_preset
+from .presets import BusSettings, Preset, PresetError, console_gains, load_preset
 from .separator import Separator
 
 RAMP_SECONDS = 0.010
@@ -70,14 +70,8 @@ class _BusControl:
             self.gain_db[name], self.mute[name], self.solo[name] = s.gain_db, s.mute, s.solo
 
     def linear_gains(self, stems) -> list[float]:
-        """Console semantics: any solo → only soloed stems sound (solo overrides mute)."""
-        any_solo = any(self.solo.values())
-        master = 10 ** (self.master_db / 20)
-        out = []
-        for s in stems:
-            audible = self.solo[s] if any_solo else not self.mute[s]
-            out.append(master * 10 ** (self.gain_db[s] / 20) if audible else 0.0)
-        return out
+        gains = console_gains(self.gain_db, self.mute, self.solo, self.master_db)
+        return [gains[s] for s in stems]
 
 
 class Engine:

@@ -105,39 +105,33 @@ def _pick(ports: list[str], spec: str, kind: str) -> int:
     raise MidiError(f"'{spec}' matches several MIDI {kind} ports ({', '.join(repr(ports[i]) for i in matches)}): give more of the name")
 
 
+def _open_port(kind: str, spec: str | None, api: int | None, client: str, virtual_name: str):
+    port = _open(kind, api, client)
+    if kind == "input":
+        port.ignore_types(sysex=False, timing=True, active_sense=True)  # sysex reaches us to be counted
+    try:
+        if spec is None or spec == "virtual":
+            port.open_virtual_port(virtual_name)
+        else:
+            port.open_port(_pick(port.get_ports(), spec, kind), name=virtual_name)
+    except _rtmidi().RtMidiError as e:
+        port.delete()
+        raise MidiError(f"the MIDI {kind} can't be opened ({e}): check `livedemix midi ports`") from None
+    except MidiError:
+        port.delete()
+        raise
+    return port
+
+
 def open_input(spec: str | None = None, api: int | None = None, client: str = CLIENT_NAME):
     """An rtmidi MidiIn on the port whose name contains ``spec``, or on a virtual port named
     ``livedemix`` (others connect to it) when ``spec`` is None or 'virtual'."""
-    mi = _open("input", api, client)
-    mi.ignore_types(sysex=False, timing=True, active_sense=True)  # sysex reaches us to be counted
-    try:
-        if spec is None or spec == "virtual":
-            mi.open_virtual_port(VIRTUAL_IN)
-        else:
-            mi.open_port(_pick(mi.get_ports(), spec, "input"), name=VIRTUAL_IN)
-    except _rtmidi().RtMidiError as e:
-        mi.delete()
-        raise MidiError(f"the MIDI input can't be opened ({e}): check `livedemix midi ports`") from None
-    except MidiError:
-        mi.delete()
-        raise
-    return mi
+    return _open_port("input", spec, api, client, VIRTUAL_IN)
 
 
 def open_output(spec: str | None = None, api: int | None = None, client: str = CLIENT_NAME + "-out"):
-    mo = _open("output", api, client)
-    try:
-        if spec is None or spec == "virtual":
-            mo.open_virtual_port(VIRTUAL_OUT)
-        else:
-            mo.open_port(_pick(mo.get_ports(), spec, "output"), name=VIRTUAL_OUT)
-    except _rtmidi().RtMidiError as e:
-        mo.delete()
-        raise MidiError(f"the MIDI output can't be opened ({e}): check `livedemix midi ports`") from None
-    except MidiError:
-        mo.delete()
-        raise
-    return mo
+    """An rtmidi MidiOut (controller feedback) chosen like :func:`open_input`."""
+    return _open_port("output", spec, api, client, VIRTUAL_OUT)
 
 
 def close_port(port) -> None:

@@ -65,6 +65,15 @@ def shipped_presets_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "presets"
 
 
+def console_gains(gain_db: dict[str, float], mute: dict[str, bool], solo: dict[str, bool],
+                  master_db: float = 0.0) -> dict[str, float]:
+    """Linear stem gains with console semantics: if any stem is soloed, only soloed stems sound
+    (solo overrides mute); otherwise muted stems are silent."""
+    any_solo = any(solo.values())
+    master = 10 ** (master_db / 20)
+    return {n: master * 10 ** (g / 20) if (solo[n] if any_solo else not mute[n]) else 0.0 for n, g in gain_db.items()}
+
+
 class PresetError(ValueError):
     """A preset that can't be used; the message names the file, the key and the fix."""
 
@@ -123,15 +132,10 @@ class Preset:
     path: Path | None = None
 
     def stem_gains(self, bus: str) -> dict[str, float]:
-        """Linear gain of each stem on `bus` with console semantics: if any stem is soloed, only
-        soloed stems sound (solo overrides mute); otherwise muted stems are silent."""
+        """Linear gain of each stem on `bus` with console semantics (see :func:`console_gains`)."""
         b = self.buses[bus]
-        any_solo = any(s.solo for s in b.stems.values())
-        gains = {}
-        for name, s in b.stems.items():
-            audible = s.solo if any_solo else not s.mute
-            gains[name] = 10 ** (s.gain_db / 20) if audible else 0.0
-        return gains
+        return console_gains({n: s.gain_db for n, s in b.stems.items()}, {n: s.mute for n, s in b.stems.items()},
+                             {n: s.solo for n, s in b.stems.items()})
 
 
 # ---- validation -------------------------------------------------------------------------
