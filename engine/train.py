@@ -63,11 +63,26 @@ def wiener(V: torch.Tensor, X: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return p / (p.sum(dim=1, keepdim=True) + eps) * X.unsqueeze(1)
 
 
-def loss_fn(V, S, X, complex_weight: float) -> torch.Tensor:
+def loss_fn(V, S, X, complex_weight: float, eps: float = 1e-8) -> torch.Tensor:
+    """L1(|S|) + w · L1(Wiener(V) − S). The Wiener term is written on real views of the complex
+    spectra (mask · X − S per real/imaginary part): the same value as ``wiener(V, X) − S``, but
+    it compiles to a few fused loops, where complex autograd made this loss 60% of a step."""
     loss = (V - S.abs()).abs().mean()
     if complex_weight:
-        loss = loss + complex_weight * (wiener(V, X) - S).abs().mean()
+        p = V * V
+        mask = p / (p.sum(dim=1, keepdim=True) + eps)
+        d = mask.unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+        loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
     return loss
+
+
+def compiled(fn, what: str):
+    """torch.compile(fn), or fn itself when this machine cannot compile (no C++ compiler)."""
+    try:
+        return torch.compile(fn, dynamic=False)
+    except Exception as e:  # pragma: no cover - depends on the machine
+        print(f"note: training {what} without torch.compile ({e})")
+        return fn
 
 
 @torch.no_grad()
@@ -129,6 +144,9 @@ def main(argv=None) -> int:
                         "the equal budget for side-by-side comparisons")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-compile", action="store_true",
+                   help="run the training step eagerly (torch.compile fuses the loss and the gated layers: "
+                        "1.5x faster steps on CPU, after ~30 s of compiling)")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="pause at this step (checkpointed); the same command without it resumes")
     p.add_argument("--stop-after-minutes", type=float, default=None,
@@ -164,7 +182,7 @@ def main(argv=None) -> int:
     print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
-    step, best, elapsed = 0, -math.inf, 0.0
+    step, best, elapsed, wall = 0, -math.inf, 0.0, 0.0
     last = args.out / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
@@ -172,6 +190,7 @@ def main(argv=None) -> int:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         step, best, elapsed = ck["step"], ck["best"], ck["elapsed_s"]
+        wall = ck.get("wall_s", 0.0)
         print(f"resuming from step {step} (best valid SDR {best:.2f} dB)")
     else:
         rng = np.random.default_rng([args.seed, 10**9])
@@ -181,17 +200,18 @@ def main(argv=None) -> int:
     def checkpoint(scores):
         return {
             "model_config": model_config, "arch": args.arch, "state_dict": net.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "step": step, "best": best, "elapsed_s": elapsed,
+            "scheduler": sched.state_dict(), "step": step, "best": best, "elapsed_s": elapsed, "wall_s": wall,
             "stft": stft.as_dict(), "sample_rate": SAMPLE_RATE, "stems": list(STEMS), "scores": scores,
             "training": {
                 "data": str(args.data), "train_songs": len(train_songs), "train_minutes": round(train_seconds / 60, 1),
                 "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed,
-                "cpu_minutes": round(elapsed / 60, 1), "threads": args.threads,
+                "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
                 "loss": f"L1(|S|) + {args.complex_weight} * L1(Wiener(V) - S)",
                 "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
             },
         }
 
+    train_net, train_loss = (net, loss_fn) if args.no_compile else (compiled(net, "the network"), compiled(loss_fn, "the loss"))
     log = open(args.out / "log.jsonl", "a")
     net.train()
     losses = []
@@ -201,12 +221,13 @@ def main(argv=None) -> int:
     out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
     while step < stop_at:
         t0 = time.process_time()  # CPU time: the fair budget when runs share the machine
+        w0 = time.time()
         rng = np.random.default_rng([args.seed, step])
         stems = torch.from_numpy(sampler.batch(rng, args.batch))
         S = stft(stems)  # (B, J, C, F, T)
         X = S.sum(1)
-        V = net(X.abs())
-        loss = loss_fn(V, S, X, args.complex_weight)
+        V = train_net(X.abs())
+        loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -214,6 +235,7 @@ def main(argv=None) -> int:
         sched.step()
         step += 1
         elapsed += time.process_time() - t0
+        wall += time.time() - w0
         out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
         losses.append(loss.item())
         bar.update(1)
@@ -224,7 +246,8 @@ def main(argv=None) -> int:
             improved = scores["mean"] > best
             best = max(best, scores["mean"])
             entry = {"step": step, "train_loss": float(np.mean(losses)), "valid_sdr": scores,
-                     "lr": sched.get_last_lr()[0], "cpu_minutes": round(elapsed / 60, 2)}
+                     "lr": sched.get_last_lr()[0], "cpu_minutes": round(elapsed / 60, 2),
+                     "wall_minutes": round(wall / 60, 2)}
             log.write(json.dumps(entry) + "\n")
             log.flush()
             losses = []

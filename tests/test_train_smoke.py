@@ -49,7 +49,8 @@ def stems_folder(tmp_path_factory):
 
 
 ARGS = ["--steps", "4", "--eval-every", "2", "--batch", "2", "--seconds", "1", "--valid-seconds", "2",
-        "--residual", "8", "--skip", "8", "--hidden", "8", "--dilations", "1,2", "--threads", "1"]
+        "--residual", "8", "--skip", "8", "--hidden", "8", "--dilations", "1,2", "--threads", "1",
+        "--no-compile"]  # (the compiled path is checked against the eager one below)
 
 
 def test_train_logs_checkpoints_and_resumes_deterministically(stems_folder, tmp_path):
@@ -83,3 +84,29 @@ def test_checkpoint_exports_to_a_runnable_model(stems_folder, tmp_path):
     assert card["training"]["train_songs"] == 3 and card["training"]["steps"] == 4
     out = sep.step(np.ones((2, 513), np.float32))
     assert out.shape == (4, 2, 513) and np.isfinite(out).all() and (out >= 0).all()
+
+
+def test_loss_on_real_views_equals_the_complex_wiener_l1():
+    g = torch.Generator().manual_seed(0)
+    S = torch.randn(2, 4, 2, 33, 7, 2, generator=g)
+    S = torch.view_as_complex(S)
+    X = S.sum(1)
+    V = torch.rand(2, 4, 2, 33, 7, generator=g)
+    ref = (V - S.abs()).abs().mean() + 0.7 * (train.wiener(V, X) - S).abs().mean()
+    torch.testing.assert_close(train.loss_fn(V, S, X, 0.7), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_loss_matches_eager_value_and_gradient():
+    g = torch.Generator().manual_seed(1)
+    S = torch.view_as_complex(torch.randn(1, 4, 2, 17, 5, 2, generator=g))
+    X = S.sum(1)
+    V0 = torch.rand(1, 4, 2, 17, 5, generator=g)
+    fast = train.compiled(train.loss_fn, "the loss")
+    results = []
+    for fn in (train.loss_fn, fast):
+        V = V0.clone().requires_grad_()
+        loss = fn(V, S, X, 1.0)
+        loss.backward()
+        results.append((loss.detach(), V.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-7)
