@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -128,6 +129,12 @@ def run(args, mode: str) -> int:
     try:
         if midi is not None:
             midi.start()
+        # Everything built so far lives as long as the stream: move it out of the cyclic garbage
+        # collector's reach, so that a collection triggered by an allocation in the audio
+        # callback (sounddevice makes its numpy views there) scans a few objects, not all of
+        # them (a full collection over numpy/onnxruntime/rich's objects stalls for milliseconds).
+        gc.collect()
+        gc.freeze()
         runner.start()
         head = (f"livedemix {mode}: '{out_dev['name']}' at {runner.samplerate} Hz, buses {', '.join(runner.routes)}, "
                 f"latency {runner.latency_samples} samples ({runner.latency_ms:.2f} ms)")
