@@ -99,8 +99,12 @@ def main() -> int:
         def xrun(delay):
             seen["xruns"] += 1
 
+        # This process's two JACK callbacks are Python too: keep them from stalling in a full
+        # garbage collection, or waiting the default 5 ms for the interpreter lock while the
+        # main loop below runs (livedemix does the same for its own callback).
         gc.collect()
-        gc.freeze()  # this process's JACK callbacks must not stall in a full garbage collection either
+        gc.freeze()
+        sys.setswitchinterval(0.0005)
         src.set_process_callback(play)
         cap.set_process_callback(record)
         cap.set_xrun_callback(xrun)

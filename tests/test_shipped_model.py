@@ -39,7 +39,9 @@ def test_the_default_model_ships_with_a_complete_card():
     assert card["default_phase"] in ("wiener", "pu-iter", "anisotropic")
     for key in ("parameters", "flops_per_frame", "training", "scores", "state_pairs", "lookahead_frames"):
         assert key in card, key
-    assert card["training"]["cpu_minutes"] <= 120
+    # the recipe fits the "≤ 2 hours on this 2-core CPU" (older cards: 1 thread, CPU = wall)
+    t = card["training"]
+    assert t.get("wall_minutes", t["cpu_minutes"]) <= 120
 
 
 def test_shipped_model_streams_like_its_pytorch_network(demo):
@@ -99,7 +101,7 @@ def test_karaoke_removes_the_vocals_by_at_least_their_sir(karaoke):
 
 
 @pytest.mark.xfail(strict=True, reason="known gap of the shipped model: muting the vocals also takes "
-                   "~1.2 dB of drums, ~1.6 dB of bass and ~4.4 dB of 'other' (a sweeping pad it confuses "
+                   "~0.9 dB of drums, ~1.2 dB of bass and ~3.2 dB of 'other' (a sweeping pad it confuses "
                    "with the formant voice); the target is < 1 dB each")
 def test_karaoke_keeps_the_band_within_1_db(karaoke):
     kept, _ = karaoke
