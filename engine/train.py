@@ -77,12 +77,20 @@ def loss_fn(V, S, X, complex_weight: float, eps: float = 1e-8) -> torch.Tensor:
 
 
 def compiled(fn, what: str):
-    """torch.compile(fn), or fn itself when this machine cannot compile (no C++ compiler)."""
-    try:
-        return torch.compile(fn, dynamic=False)
-    except Exception as e:  # pragma: no cover - depends on the machine
-        print(f"note: training {what} without torch.compile ({e})")
-        return fn
+    """torch.compile(fn), falling back to fn itself for good when compiling fails (it happens
+    lazily, at the first call: e.g. a machine without a C++ compiler)."""
+    fast, failed = torch.compile(fn, dynamic=False), []
+
+    def call(*args, **kwargs):
+        if not failed:
+            try:
+                return fast(*args, **kwargs)
+            except Exception as e:  # pragma: no cover - depends on the machine
+                failed.append(e)
+                print(f"note: training {what} without torch.compile ({type(e).__name__}: {str(e)[:200]})")
+        return fn(*args, **kwargs)
+
+    return call
 
 
 @torch.no_grad()
