@@ -57,21 +57,24 @@ class TorchStft:
         return {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window}
 
 
-def wiener(V: torch.Tensor, X: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def wiener_mask(V: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Each stem's share of the power, V² / Σ V², from magnitudes V (B, J, C, F, T)."""
+    p = V * V
+    return p / (p.sum(dim=1, keepdim=True) + eps)
+
+
+def wiener(V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """Stems' complex estimates from magnitudes V (B, J, C, F, T) and mixture X (B, C, F, T)."""
-    p = V**2
-    return p / (p.sum(dim=1, keepdim=True) + eps) * X.unsqueeze(1)
+    return wiener_mask(V) * X.unsqueeze(1)
 
 
-def loss_fn(V, S, X, complex_weight: float, eps: float = 1e-8) -> torch.Tensor:
+def loss_fn(V, S, X, complex_weight: float) -> torch.Tensor:
     """L1(|S|) + w · L1(Wiener(V) − S). The Wiener term is written on real views of the complex
     spectra (mask · X − S per real/imaginary part): the same value as ``wiener(V, X) − S``, but
     it compiles to a few fused loops, where complex autograd made this loss 60% of a step."""
     loss = (V - S.abs()).abs().mean()
     if complex_weight:
-        p = V * V
-        mask = p / (p.sum(dim=1, keepdim=True) + eps)
-        d = mask.unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+        d = wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
         loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
     return loss
 
