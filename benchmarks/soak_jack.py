@@ -8,6 +8,12 @@ Prints a table: xruns (livedemix's count and the server's, as a second client sa
 hops, underruns, the audio path's CPU share, and livedemix's resident memory after a minute of
 warm-up and at the end. The server runs in JACK's default asynchronous mode (what a user runs);
 ``--sync`` makes the graph wait for late clients instead.
+
+Alongside runs `benchmarks/machine_stalls.c` (built here with ``cc``): one do-nothing real-time
+thread per CPU, above JACK's priority, that notes every time the machine kept it from running
+on schedule. The table then says how many of the server's xruns fell on such a stall (and, as a
+control, how many would with the xrun times shifted by half a second): an xrun during a stall
+of the machine is one no client could have avoided.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +43,31 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def start_stall_probe(threshold_us: int) -> subprocess.Popen | None:
+    """Build and start benchmarks/machine_stalls.c; None (with a note) where there's no C compiler."""
+    exe = Path(tempfile.mkdtemp(prefix="ldsoak")) / "machine_stalls"
+    try:
+        subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(REPO / "benchmarks" / "machine_stalls.c")],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"soak: no machine-stall probe ({e}); install a C compiler to get one", file=sys.stderr)
+        return None
+    return subprocess.Popen([str(exe), str(threshold_us)], stdout=subprocess.PIPE, text=True)
+
+
+def xruns_on_stalls(xrun_times: list[float], stalls: list, period_s: float, shift: float = 0.0) -> int:
+    """How many xruns (monotonic times the client heard of them) came within a few periods after
+    a stall of the machine ended: the server notices a late cycle at the next period's start and
+    tells clients from its notification thread, a few ms later."""
+    ends = np.sort(np.array([due + late / 1000 for due, late, _cpu in stalls])) if stalls else np.zeros(0)
+    n = 0
+    for t in xrun_times:
+        t = t + shift
+        i = np.searchsorted(ends, t - 3 * period_s - 0.02)
+        n += bool(i < len(ends) and ends[i] <= t + 0.005)
+    return n
 
 
 def main() -> int:
@@ -90,7 +122,7 @@ def main() -> int:
 
         cap = jack.Client("ldcap", no_start_server=True, servername=name)
         ins = [cap.inports.register(f"in_{i}") for i in range(2)]
-        seen = {"xruns": 0, "frames": 0, "peak": 0.0}
+        seen = {"xruns": 0, "frames": 0, "peak": 0.0, "xrun_times": []}
 
         def record(frames):
             seen["frames"] += frames
@@ -98,6 +130,7 @@ def main() -> int:
 
         def xrun(delay):
             seen["xruns"] += 1
+            seen["xrun_times"].append(time.monotonic())
 
         # This process's two JACK callbacks are Python too: keep them from stalling in a full
         # garbage collection, or waiting the default 5 ms for the interpreter lock while the
@@ -133,6 +166,11 @@ def main() -> int:
             procs.append(peer)
             assert peer.stdout.readline().strip() == "ready"
             threading.Thread(target=lambda: [None for _ in peer.stdout], daemon=True).start()  # drain its replies
+        period_s = a.period / a.rate
+        probe = start_stall_probe(int(period_s / 2 * 1e6))
+        if probe is not None:
+            procs.append(probe)
+        xruns_before = seen["xruns"]  # the start-up's own (connections made) don't count against the soak
         t0 = time.monotonic()
         duration = a.minutes * 60
         rss_warm = None
@@ -158,6 +196,10 @@ def main() -> int:
             if live.poll() is not None:
                 break
         rss_end = rss_kib(live.pid)
+        stalls = None
+        if probe is not None:
+            probe.send_signal(signal.SIGTERM)
+            stalls = json.loads(probe.communicate(timeout=30)[0])
         if peer is not None:
             peer.stdin.write("quit\n")
             peer.stdin.flush()
@@ -179,6 +221,7 @@ def main() -> int:
         res = {
             "minutes": round((time.monotonic() - t0) / 60, 2), "jack": f"dummy {a.rate} Hz, period {a.period}, "
             + ("sync" if a.sync else "async") + (", no realtime" if a.no_realtime else ", realtime"), "xruns_livedemix": r["xruns"], "xruns_server": seen["xruns"],
+            "xruns_server_during_soak": seen["xruns"] - xruns_before,
             "late_hops": r["late_hops"], "underruns": r["underruns"], "separator_errors": r["separator_errors"],
             "cpu_share": r["cpu_share"], "max_block_ms": r["max_block_ms"], "latency_ms": r["latency_ms"],
             "rss_after_warmup_mib": round((rss_warm or 0) / 1024, 1), "rss_end_mib": round(rss_end / 1024, 1),
@@ -186,6 +229,17 @@ def main() -> int:
             "midi_received": r.get("midi", {}).get("received", 0), "output_peak": round(seen["peak"], 3),
             "rss_samples": samples, "load_average": os.getloadavg(),
         }
+        if stalls is not None:
+            soak_xruns = [t for t in seen["xrun_times"] if t >= t0]
+            long_stalls = [st for st in stalls["stalls"] if st[1] > period_s * 1000]
+            res.update({
+                "machine_stalls_over_half_period": len(stalls["stalls"]),
+                "machine_stalls_over_period": len(long_stalls),
+                "machine_longest_stall_ms": stalls["max_late_ms"],
+                "xruns_at_machine_stalls": xruns_on_stalls(soak_xruns, stalls["stalls"], period_s),
+                "xruns_at_machine_stalls_control": xruns_on_stalls(soak_xruns, stalls["stalls"], period_s, shift=0.5),
+                "probe_realtime": stalls["realtime"],
+            })
         # Whom the server blamed: a client still running when the next period began, or the
         # driver itself woken late (a busy machine delays every client alike).
         log.flush()

@@ -127,6 +127,27 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def keep_freed_memory() -> None:
+    """Make glibc's malloc reuse freed memory instead of handing it back to the kernel.
+
+    Every step allocates and frees the same few large tensors (spectra of the batch, tens of
+    MB each). By default glibc serves each one with a fresh mmap and unmaps it when freed, so
+    every step page-faults all of them in again: measured here, a third of the CPU time went
+    to the kernel and a step of the 128-channel network took 1.96 s; with mmap off and no
+    trimming, 1.03 s. Linux/glibc only; elsewhere this does nothing."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        libc.mallopt(M_MMAP_MAX, 0)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
@@ -167,6 +188,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
     args = p.parse_args(argv)
 
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
