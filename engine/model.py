@@ -14,7 +14,7 @@ frame t's estimate L frames late. The default model uses L = 0.
 
 Streaming: a kernel-2 dilated causal conv at dilation d needs its input from d frames ago,
 so its state is the last d inputs. `StreamingStep` runs one frame with those caches packed
-into one tensor `conv_state` of shape (1, residual, Σ d) (and, with lookahead, `mag_state`,
+into one tensor `conv_state` of shape (1, Σ d, residual), time-major (and, with lookahead, `mag_state`,
 the last L magnitude frames); it shares the weights of the full model, and
 `engine/export.py` turns it into the ONNX step model that the runtime runs.
 """
@@ -137,12 +137,20 @@ class WaveNetSeparator(nn.Module):
 class StreamingStep(nn.Module):
     """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
 
-    Inputs: mag (1, C, F); conv_state (1, R, Σ d); with lookahead L also mag_state (1, C, F, L).
+    Inputs: mag (1, C, F); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
+    rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C, F, L).
     Outputs: stems (1, J, C, F) for frame t - L; the new states.
 
     Built from a trained network (it copies the weights, fused for a short ONNX graph: one
     matrix product per gated conv over [x(t-d), x(t)], one for the residual and skip
     projections together), so build it after training or loading.
+
+    The state is handled with two gathers for the whole stack rather than slices per layer:
+    every layer's past input x(t-d) is in the *incoming* state, so one gather reads them all,
+    and the outgoing state is one gather from [incoming state, this frame's layer inputs] with
+    a constant index (each segment shifted by one, the new input appended): 140 graph nodes
+    instead of 210. The state is time-major so that both gathers copy whole rows of R floats
+    (onnxruntime's Gather copies one block per index: along a last axis, one float at a time).
     """
 
     def __init__(self, net: WaveNetSeparator):
@@ -154,6 +162,15 @@ class StreamingStep(nn.Module):
             self.offsets.append((off, d))
             off += d
         self.state_len = off
+        n = len(cfg.dilations)
+        # past_index[i]: the slot of layer i's input d_i frames ago (the oldest in its segment).
+        # shift_index[k]: where slot k of the next state comes from in [state, layer inputs].
+        shift = []
+        for i, (o, d) in enumerate(self.offsets):
+            shift += list(range(o + 1, o + d)) + [off + i]
+        self.register_buffer("past_index", torch.tensor([o for o, _ in self.offsets], dtype=torch.long))
+        self.register_buffer("shift_index", torch.tensor(shift, dtype=torch.long))
+        self.n_layers = n
         with torch.no_grad():
             self.register_buffer("in_scale", net.in_scale.detach().clone())
             self.register_buffer("in_bias", net.in_bias.detach().clone())
@@ -172,7 +189,7 @@ class StreamingStep(nn.Module):
 
     def initial_state(self) -> list[torch.Tensor]:
         cfg = self.cfg
-        states = [torch.zeros(1, cfg.residual, self.state_len)]
+        states = [torch.zeros(1, self.state_len, cfg.residual)]
         if cfg.lookahead:
             states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
         return states
@@ -182,21 +199,22 @@ class StreamingStep(nn.Module):
         r = cfg.residual
         feat = torch.log1p(mag).reshape(1, -1) * self.in_scale + self.in_bias
         x = F.linear(feat, self.inp_w, self.inp_b)  # (1, R)
+        pasts = conv_state[0].index_select(0, self.past_index).split(1, dim=0)  # n × (1, R)
         skip = 0
-        new_segments = []
-        for i, (off, d) in enumerate(self.offsets):
-            seg = conv_state[:, :, off : off + d]
-            past = seg[:, :, 0]  # this layer's input d frames ago
-            a = F.linear(torch.cat([past, x], dim=1), getattr(self, f"gate_w{i}"), getattr(self, f"gate_b{i}"))
-            z = torch.tanh(a[:, :r]) * torch.sigmoid(a[:, r:])
-            new_segments.append(torch.cat([seg[:, :, 1:], x.unsqueeze(-1)], dim=-1) if d > 1 else x.unsqueeze(-1))
-            o = F.linear(z, getattr(self, f"out_w{i}"), getattr(self, f"out_b{i}"))
-            x = x + o[:, :r]
-            skip = skip + o[:, r:]
+        inputs = []
+        for i in range(self.n_layers):
+            a = F.linear(torch.cat([pasts[i], x], dim=1), getattr(self, f"gate_w{i}"), getattr(self, f"gate_b{i}"))
+            t, g = a.split(r, dim=1)
+            z = torch.tanh(t) * torch.sigmoid(g)
+            res, sk = F.linear(z, getattr(self, f"out_w{i}"), getattr(self, f"out_b{i}")).split([r, cfg.skip], dim=1)
+            inputs.append(x)
+            x = x + res
+            skip = skip + sk
         h = F.relu(F.linear(F.relu(skip), self.head1_w, self.head1_b))
         masks = torch.sigmoid(F.linear(h, self.head2_w, self.head2_b))
         masks = masks.reshape(1, cfg.stems, cfg.channels, cfg.bins)
-        conv_state_out = torch.cat(new_segments, dim=-1)
+        new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
+        conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
         if cfg.lookahead:
             target = mag_state[..., 0]  # the frame L steps back
             mag_state_out = torch.cat([mag_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
