@@ -67,7 +67,7 @@ def export_step_model(
     net = net.eval()
     step = StreamingStep(net).eval()
     states = step.initial_state()
-    state_names = ["conv_state"] + (["mag_state"] if cfg.lookahead else [])
+    state_names = step.state_names()
     mag = torch.zeros(1, cfg.channels, cfg.bins)
     onnx_path = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:

@@ -9,6 +9,14 @@ Body: a stack of gated (tanh·sigmoid), dilated, causal 1-D convolutions over ti
 Head: skip sum → ReLU → 1x1 → ReLU → 1x1 to one bounded mask per stem, channel and bin; the
 output is mask · |X| (non-negative by construction).
 
+Local refiner (optional, `local` > 0 channels): the head's mask logits come out of a
+`hidden`-wide bottleneck, so for every frame they lie in a low-dimensional family: enough for
+"which stem is loud where" in broad strokes, not for the bin-sharp detail of which spectral
+peak or onset belongs to whom. The refiner adds it back per bin: a small convolution over the
+mixture's features in a patch of 5 bins × 3 frames (causal in time), stacked with the head's
+logits at that bin, and a per-bin two-layer MLP (weights shared by all bins) that corrects the
+logits. Its last layer starts at zero, so training starts from the plain model.
+
 Lookahead L: the output for frame t is computed from frames up to t + L, so the stream emits
 frame t's estimate L frames late. The default model uses L = 0.
 
@@ -38,6 +46,7 @@ class ModelConfig:
     hidden: int = 128
     dilations: tuple = (1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32)
     lookahead: int = 0
+    local: int = 0  # channels of the local refiner; 0: none
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -49,6 +58,10 @@ class ModelConfig:
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
         return cls(**d)
+
+    def __post_init__(self):
+        if self.local and self.lookahead:
+            raise ValueError("the local refiner is written for lookahead 0")
 
     @property
     def receptive_field(self) -> int:
@@ -71,6 +84,26 @@ class GatedLayer(nn.Module):
         return x + self.res(z), self.skip(z)
 
 
+PATCH_BINS, PATCH_FRAMES = 5, 3  # the local refiner's receptive field: ±2 bins, this frame and 2 back
+
+
+class LocalRefiner(nn.Module):
+    def __init__(self, cfg: "ModelConfig"):
+        super().__init__()
+        n = cfg.stems * cfg.channels
+        self.patch = nn.Conv2d(cfg.channels, cfg.local, kernel_size=(PATCH_BINS, PATCH_FRAMES))
+        self.mix = nn.Conv2d(n + cfg.local, cfg.local, 1)
+        self.out = nn.Conv2d(cfg.local, n, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, feat: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T) → corrected logits."""
+        p = self.patch(F.pad(feat, (PATCH_FRAMES - 1, 0, PATCH_BINS // 2, PATCH_BINS // 2)))
+        z = F.relu(self.mix(torch.cat([logits, F.relu(p)], dim=1)))
+        return logits + self.out(z)
+
+
 class WaveNetSeparator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -82,10 +115,11 @@ class WaveNetSeparator(nn.Module):
         self.layers = nn.ModuleList(GatedLayer(cfg.residual, cfg.skip, d) for d in cfg.dilations)
         self.head1 = nn.Conv1d(cfg.skip, cfg.hidden, 1)
         self.head2 = nn.Conv1d(cfg.hidden, cfg.stems * cfg.channels * cfg.bins, 1)
+        self.refiner = LocalRefiner(cfg) if cfg.local else None
 
     def init_input_stats(self, mag: torch.Tensor) -> None:
         """Set the input affine so log1p features start near zero mean, unit variance."""
-        feat = torch.log1p(mag).transpose(1, 2).reshape(mag.shape[0], -1, mag.shape[-1])  # (B, C*F, T)
+        feat = torch.log1p(mag).reshape(mag.shape[0], -1, mag.shape[-1])  # (B, C*F, T), as features() orders it
         mean = feat.mean(dim=(0, 2))
         std = feat.std(dim=(0, 2)).clamp_min(1e-2)
         with torch.no_grad():
@@ -100,7 +134,8 @@ class WaveNetSeparator(nn.Module):
     def masks(self, mag: torch.Tensor) -> torch.Tensor:
         """Masks (B, J, C, F, T) in [0, 1]; mask[..., t] belongs to frame t - lookahead."""
         cfg = self.cfg
-        x = self.inp(self.features(mag))
+        feat = self.features(mag)
+        x = self.inp(feat)
         skip = 0
         for layer in self.layers:
             x, s = layer(x)
@@ -108,6 +143,9 @@ class WaveNetSeparator(nn.Module):
         h = F.relu(self.head1(F.relu(skip)))
         logits = self.head2(h)
         b, _, t = logits.shape
+        if self.refiner is not None:
+            logits = self.refiner(feat.reshape(b, cfg.channels, cfg.bins, t),
+                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t))
         return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
 
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
@@ -131,7 +169,9 @@ class WaveNetSeparator(nn.Module):
         n_in = cfg.channels * cfg.bins
         per_layer = 2 * cfg.residual * 2 * cfg.residual + cfg.residual * cfg.residual + cfg.residual * cfg.skip
         head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_in
-        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head
+        n = cfg.stems * cfg.channels
+        local = cfg.bins * cfg.local * (cfg.channels * PATCH_BINS * PATCH_FRAMES + n + cfg.local + n)
+        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + (local if cfg.local else 0)
 
 
 class StreamingStep(nn.Module):
@@ -186,15 +226,27 @@ class StreamingStep(nn.Module):
             self.register_buffer("head1_b", net.head1.bias.clone())
             self.register_buffer("head2_w", net.head2.weight[:, :, 0].clone())
             self.register_buffer("head2_b", net.head2.bias.clone())
+            if net.refiner is not None:
+                for part in ("patch", "mix", "out"):
+                    conv = getattr(net.refiner, part)
+                    self.register_buffer(f"{part}_w", conv.weight.clone())
+                    self.register_buffer(f"{part}_b", conv.bias.clone())
 
     def initial_state(self) -> list[torch.Tensor]:
         cfg = self.cfg
         states = [torch.zeros(1, self.state_len, cfg.residual)]
         if cfg.lookahead:
             states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
+        if cfg.local:
+            states.append(torch.zeros(1, cfg.channels, cfg.bins, PATCH_FRAMES - 1))
         return states
 
-    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, mag_state: torch.Tensor | None = None):
+    def state_names(self) -> list[str]:
+        return ["conv_state"] + (["mag_state"] if self.cfg.lookahead else []) + (["feat_state"] if self.cfg.local else [])
+
+    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
+        """extra_state: mag_state (1, C, F, L) with lookahead L, feat_state (1, C, F, 2) (the last
+        two frames' features) with the local refiner; the two don't go together."""
         cfg = self.cfg
         r = cfg.residual
         feat = torch.log1p(mag).reshape(1, -1) * self.in_scale + self.in_bias
@@ -211,12 +263,20 @@ class StreamingStep(nn.Module):
             x = x + res
             skip = skip + sk
         h = F.relu(F.linear(F.relu(skip), self.head1_w, self.head1_b))
-        masks = torch.sigmoid(F.linear(h, self.head2_w, self.head2_b))
-        masks = masks.reshape(1, cfg.stems, cfg.channels, cfg.bins)
+        logits = F.linear(h, self.head2_w, self.head2_b)
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
+        if cfg.local:
+            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, 3)
+            p = F.conv2d(F.pad(window, (0, 0, PATCH_BINS // 2, PATCH_BINS // 2)), self.patch_w, self.patch_b)
+            lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
+            z = F.relu(F.conv2d(torch.cat([lg, F.relu(p)], dim=1), self.mix_w, self.mix_b))
+            logits = lg + F.conv2d(z, self.out_w, self.out_b)
+        masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
         if cfg.lookahead:
-            target = mag_state[..., 0]  # the frame L steps back
-            mag_state_out = torch.cat([mag_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
+            target = extra_state[..., 0]  # the frame L steps back
+            mag_state_out = torch.cat([extra_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
             return masks * target.unsqueeze(1), conv_state_out, mag_state_out
+        if cfg.local:
+            return masks * mag.unsqueeze(1), conv_state_out, window[..., 1:]
         return masks * mag.unsqueeze(1), conv_state_out

@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--dilations", default="1,2,4,8,16,32,1,2,4,8,16,32")
     p.add_argument("--lookahead", type=int, default=0)
+    p.add_argument("--local", type=int, default=0, help="channels of the per-bin local refiner of the masks (0: none)")
     p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
                    help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
     p.add_argument("--umx-hidden", type=int, default=512)
@@ -203,7 +204,8 @@ def main(argv=None) -> int:
 
     if args.arch == "wavenet":
         mcfg = ModelConfig(bins=stft.cfg.bins, residual=args.residual, skip=args.skip, hidden=args.hidden,
-                           dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead)
+                           dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
+                           local=args.local)
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:

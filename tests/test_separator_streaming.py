@@ -22,40 +22,45 @@ from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
 QUALITY = dict(n_fft=1024, hop=256, window="asymmetric")
 
 
-def random_model(lookahead=0, seed=0):
+def random_model(lookahead=0, seed=0, local=0):
     torch.manual_seed(seed)
-    cfg = ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead)
+    cfg = ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead, local=local)
     net = WaveNetSeparator(cfg)
     with torch.no_grad():  # make the random model's masks far from 0.5 everywhere
         net.head2.weight.mul_(8.0)
+        if local:  # the refiner starts as a no-op (zero last layer): give it weights to check
+            net.refiner.out.weight.normal_(0, 0.5)
     return net.eval()
+
+
+VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local": dict(local=6, seed=3)}
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     nets = {}
-    for L in (0, 2):
-        net = random_model(lookahead=L, seed=L)
-        export_step_model(net, d, f"la{L}", stft=QUALITY)
-        nets[L] = net
+    for name, kw in VARIANTS.items():
+        nets[name] = random_model(**kw)
+        export_step_model(nets[name], d, name, stft=QUALITY)
     return d, nets
 
 
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, lookahead):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
     d, nets = exported
+    lookahead = VARIANTS[variant].get("lookahead", 0)
     rng = np.random.default_rng(1)
     mags = (np.abs(rng.standard_normal((120, 2, 513))) * rng.uniform(0.01, 30, (120, 1, 1))).astype(np.float32)
     with torch.no_grad():
-        ref = nets[lookahead](torch.from_numpy(mags).permute(1, 2, 0)[None])[0].permute(3, 0, 1, 2).numpy()
-    sep = Separator(d / f"la{lookahead}.json", stft=dsp.config("quality"), sample_rate=44100)
+        ref = nets[variant](torch.from_numpy(mags).permute(1, 2, 0)[None])[0].permute(3, 0, 1, 2).numpy()
+    sep = Separator(d / f"{variant}.json", stft=dsp.config("quality"), sample_rate=44100)
     out = sep.run(mags)
     L = lookahead
     got = out[L:]  # row t + L holds frame t
     want = ref[: len(ref) - L]
     err = np.abs(got - want).max() / max(1e-6, np.abs(want).max())
-    print(f"lookahead {L}: max |onnx stream - torch batch| / max = {err:.2e}")
+    print(f"{variant}: max |onnx stream - torch batch| / max = {err:.2e}")
     assert err < 1e-4
     # reuse after reset gives the same stream (no state survives between songs)
     sep.reset()
@@ -69,7 +74,7 @@ def test_card_describes_the_model(exported):
     assert card["stems"] == ["vocals", "drums", "bass", "other"]
     assert card["state_pairs"] == {"conv_state": "conv_state_out"}
     assert card["inputs"]["conv_state"] == [1, sum((1, 2, 4, 8, 1, 2)), 16]
-    assert card["parameters"] == nets[0].parameter_count() and card["flops_per_frame"] > card["parameters"]
+    assert card["parameters"] == nets["la0"].parameter_count() and card["flops_per_frame"] > card["parameters"]
     assert len(card["onnx_sha256"]) == 64
 
 

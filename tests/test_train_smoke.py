@@ -14,6 +14,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine import export, train  # noqa: E402
+from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
 SR = 44100
 
@@ -110,3 +111,16 @@ def test_compiled_loss_matches_eager_value_and_gradient():
         results.append((loss.detach(), V.grad))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-7)
+
+
+def test_input_statistics_normalise_each_feature_of_its_own_bin_and_channel():
+    # Channels and bins with very different levels: each feature must come out at zero mean and
+    # unit variance, which only holds if the statistics are laid out as features() reads them.
+    torch.manual_seed(0)
+    net = WaveNetSeparator(ModelConfig(bins=9, residual=4, skip=4, hidden=4, dilations=(1,)))
+    level = torch.logspace(-0.5, 2, 18).reshape(1, 2, 9, 1)
+    mag = torch.rand(3, 2, 9, 200) * level
+    net.init_input_stats(mag)
+    feat = net.features(mag).detach()
+    assert torch.allclose(feat.mean(dim=(0, 2)), torch.zeros(18), atol=1e-4)
+    assert torch.allclose(feat.std(dim=(0, 2)), torch.ones(18), atol=1e-2)
