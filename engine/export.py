@@ -95,7 +95,9 @@ def export_step_model(
         "bins": cfg.bins,
         "feature": "log1p(|X|) of both channels, learned per-bin affine, learned projection to "
         f"{cfg.residual} channels",
-        "output": "stem magnitudes = sigmoid mask * |X| (non-negative)",
+        "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
+        + (f"; mask logits refined per bin from a 5-bin x 3-frame patch of the features ({cfg.local} channels)"
+           if cfg.local else ""),
         "inputs": {"mag": [1, cfg.channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
         "outputs": {"stems": [1, cfg.stems, cfg.channels, cfg.bins], **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)}},
         "state_pairs": {s: f"{s}_out" for s in state_names},
