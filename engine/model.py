@@ -171,7 +171,7 @@ class WaveNetSeparator(nn.Module):
         head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_in
         n = cfg.stems * cfg.channels
         local = cfg.bins * cfg.local * (cfg.channels * PATCH_BINS * PATCH_FRAMES + n + cfg.local + n)
-        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + (local if cfg.local else 0)
+        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + local
 
 
 class StreamingStep(nn.Module):
@@ -188,7 +188,7 @@ class StreamingStep(nn.Module):
     The state is handled with two gathers for the whole stack rather than slices per layer:
     every layer's past input x(t-d) is in the *incoming* state, so one gather reads them all,
     and the outgoing state is one gather from [incoming state, this frame's layer inputs] with
-    a constant index (each segment shifted by one, the new input appended): 140 graph nodes
+    a constant index (each segment shifted by one, the new input appended): 139 graph nodes
     instead of 210. The state is time-major so that both gathers copy whole rows of R floats
     (onnxruntime's Gather copies one block per index: along a last axis, one float at a time).
     """
