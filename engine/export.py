@@ -96,7 +96,11 @@ def export_step_model(
         "feature": "log1p(|X|) of both channels, learned per-bin affine, learned projection to "
         f"{cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
-        + (f"; mask logits refined per bin from a 5-bin x 3-frame patch of the features ({cfg.local} channels)"
+        + ("; mask logits refined per bin from patches of the features ("
+           + ", ".join(f"{b} bins x {f} frames" for b, f in cfg.local_patches)
+           + f"; {cfg.local} channels each, {cfg.local_depth} hidden layer(s)"
+           + (", the head's hidden vector" if cfg.local_context else "")
+           + (", a bias per bin" if cfg.local_bin_bias else "") + ")"
            if cfg.local else ""),
         "inputs": {"mag": [1, cfg.channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
         "outputs": {"stems": [1, cfg.stems, cfg.channels, cfg.bins], **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)}},

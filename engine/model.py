@@ -13,9 +13,12 @@ Local refiner (optional, `local` > 0 channels): the head's mask logits come out 
 `hidden`-wide bottleneck, so for every frame they lie in a low-dimensional family: enough for
 "which stem is loud where" in broad strokes, not for the bin-sharp detail of which spectral
 peak or onset belongs to whom. The refiner adds it back per bin: a small convolution over the
-mixture's features in a patch of 5 bins × 3 frames (causal in time), stacked with the head's
-logits at that bin, and a per-bin two-layer MLP (weights shared by all bins) that corrects the
-logits. Its last layer starts at zero, so training starts from the plain model.
+mixture's features in a patch of bins × frames (5 × 3 by default; causal in time), stacked with
+the head's logits at that bin, and a per-bin MLP (weights shared by all bins) that corrects the
+logits. Optionally the MLP also sees the head's hidden vector (`local_context`: what this frame
+is, the same for every bin) and a learned bias per bin (`local_bin_bias`: where in the spectrum
+it is), and has more hidden layers (`local_depth`). Its last layer starts at zero, so training
+starts from the plain model.
 
 Lookahead L: the output for frame t is computed from frames up to t + L, so the stream emits
 frame t's estimate L frames late. The default model uses L = 0.
@@ -29,6 +32,7 @@ the last L magnitude frames); it shares the weights of the full model, and
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -47,21 +51,39 @@ class ModelConfig:
     dilations: tuple = (1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32)
     lookahead: int = 0
     local: int = 0  # channels of the local refiner; 0: none
+    # The refiner's patches, each (bins: odd, centred; frames: causal) with `local` channels. A
+    # tall one (many bins, one frame) sees vertical structure (onsets: drums), a long one (one
+    # bin, many frames) horizontal structure (sustained partials), as in harmonic/percussive
+    # separation by median filtering (FitzGerald 2010).
+    local_patches: tuple = ((5, 3),)
+    local_context: bool = False  # the refiner also sees the head's hidden vector (this frame's summary)
+    local_bin_bias: bool = False  # the refiner knows which bin it is at (a learned bias per bin)
+    local_depth: int = 1  # hidden layers of the refiner's per-bin MLP
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["dilations"] = list(self.dilations)
+        d["local_patches"] = [list(p) for p in self.local_patches]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
+        if "local_patches" in d:
+            d["local_patches"] = tuple(tuple(p) for p in d["local_patches"])
         return cls(**d)
 
     def __post_init__(self):
         if self.local and self.lookahead:
             raise ValueError("the local refiner is written for lookahead 0")
+        if any(b % 2 == 0 for b, _ in self.local_patches):
+            raise ValueError("the local refiner's patches need an odd number of bins (centred on the bin)")
+
+    @property
+    def local_frames(self) -> int:
+        """Frames the refiner looks at (this one and the past), over all its patches."""
+        return max(f for _, f in self.local_patches)
 
     @property
     def receptive_field(self) -> int:
@@ -84,23 +106,51 @@ class GatedLayer(nn.Module):
         return x + self.res(z), self.skip(z)
 
 
-PATCH_BINS, PATCH_FRAMES = 5, 3  # the local refiner's receptive field: ±2 bins, this frame and 2 back
-
-
 class LocalRefiner(nn.Module):
+    """Per-bin correction of the head's mask logits (see the module docstring)."""
+
     def __init__(self, cfg: "ModelConfig"):
         super().__init__()
         n = cfg.stems * cfg.channels
-        self.patch = nn.Conv2d(cfg.channels, cfg.local, kernel_size=(PATCH_BINS, PATCH_FRAMES))
-        self.mix = nn.Conv2d(n + cfg.local, cfg.local, 1)
+        self.shapes = cfg.local_patches
+        self.frames = cfg.local_frames
+        self.patches = nn.ModuleList(nn.Conv2d(cfg.channels, cfg.local, kernel_size=s) for s in self.shapes)
+        self.mix = nn.Conv2d(n + len(self.shapes) * cfg.local, cfg.local, 1)
+        # The head's hidden vector summarises the whole frame; projected, it shifts every bin's
+        # MLP the same way (what the frame is), and the bin bias says where in the spectrum it is.
+        self.context = nn.Conv1d(cfg.hidden, cfg.local, 1) if cfg.local_context else None
+        self.bin_bias = nn.Parameter(torch.zeros(cfg.local, cfg.bins, 1)) if cfg.local_bin_bias else None
+        self.deep = nn.ModuleList(nn.Conv2d(cfg.local, cfg.local, 1) for _ in range(cfg.local_depth - 1))
         self.out = nn.Conv2d(cfg.local, n, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, feat: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T) → corrected logits."""
-        p = self.patch(F.pad(feat, (PATCH_FRAMES - 1, 0, PATCH_BINS // 2, PATCH_BINS // 2)))
-        z = F.relu(self.mix(torch.cat([logits, F.relu(p)], dim=1)))
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before several patches (the first shipped refiner) named the one `patch`.
+        for name in ("weight", "bias"):
+            old = f"{prefix}patch.{name}"
+            if old in state_dict:
+                state_dict[f"{prefix}patches.0.{name}"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, feat: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor,
+                pad_time: bool = True) -> torch.Tensor:
+        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T), hidden (B, H, T) →
+        corrected logits. With pad_time=False, feat holds the patch's frames before each output
+        frame too (T + `frames` - 1 of them): the streaming step's window."""
+        ps = []
+        for (pb, pf), conv in zip(self.shapes, self.patches):
+            x = F.pad(feat, (pf - 1, 0, pb // 2, pb // 2)) if pad_time else \
+                F.pad(feat[..., self.frames - pf:], (0, 0, pb // 2, pb // 2))
+            ps.append(F.relu(conv(x)))
+        a = self.mix(torch.cat([logits] + ps, dim=1))
+        if self.context is not None:
+            a = a + self.context(hidden).unsqueeze(2)
+        if self.bin_bias is not None:
+            a = a + self.bin_bias
+        z = F.relu(a)
+        for layer in self.deep:
+            z = F.relu(layer(z))
         return logits + self.out(z)
 
 
@@ -145,7 +195,7 @@ class WaveNetSeparator(nn.Module):
         b, _, t = logits.shape
         if self.refiner is not None:
             logits = self.refiner(feat.reshape(b, cfg.channels, cfg.bins, t),
-                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t))
+                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t), h)
         return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
 
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
@@ -170,7 +220,10 @@ class WaveNetSeparator(nn.Module):
         per_layer = 2 * cfg.residual * 2 * cfg.residual + cfg.residual * cfg.residual + cfg.residual * cfg.skip
         head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_in
         n = cfg.stems * cfg.channels
-        local = cfg.bins * cfg.local * (cfg.channels * PATCH_BINS * PATCH_FRAMES + n + cfg.local + n)
+        patches = sum(cfg.channels * pb * pf for pb, pf in cfg.local_patches)
+        local = cfg.bins * cfg.local * (patches + n + len(cfg.local_patches) * cfg.local
+                                        + cfg.local * (cfg.local_depth - 1)) + cfg.bins * cfg.local * n
+        local += cfg.hidden * cfg.local if cfg.local_context else 0
         return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + local
 
 
@@ -226,11 +279,8 @@ class StreamingStep(nn.Module):
             self.register_buffer("head1_b", net.head1.bias.clone())
             self.register_buffer("head2_w", net.head2.weight[:, :, 0].clone())
             self.register_buffer("head2_b", net.head2.bias.clone())
-            if net.refiner is not None:
-                for part in ("patch", "mix", "out"):
-                    conv = getattr(net.refiner, part)
-                    self.register_buffer(f"{part}_w", conv.weight.clone())
-                    self.register_buffer(f"{part}_b", conv.bias.clone())
+        # The refiner runs as is on a window of the last frames' features.
+        self.refiner = copy.deepcopy(net.refiner) if net.refiner is not None else None
 
     def initial_state(self) -> list[torch.Tensor]:
         cfg = self.cfg
@@ -238,7 +288,7 @@ class StreamingStep(nn.Module):
         if cfg.lookahead:
             states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
         if cfg.local:
-            states.append(torch.zeros(1, cfg.channels, cfg.bins, PATCH_FRAMES - 1))
+            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.local_frames - 1))
         return states
 
     def state_names(self) -> list[str]:
@@ -246,7 +296,7 @@ class StreamingStep(nn.Module):
 
     def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
         """extra_state: mag_state (1, C, F, L) with lookahead L, feat_state (1, C, F, 2) (the last
-        two frames' features) with the local refiner; the two don't go together."""
+        patch frames - 1 features) with the local refiner; the two don't go together."""
         cfg = self.cfg
         r = cfg.residual
         feat = torch.log1p(mag).reshape(1, -1) * self.in_scale + self.in_bias
@@ -267,11 +317,9 @@ class StreamingStep(nn.Module):
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
         if cfg.local:
-            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, 3)
-            p = F.conv2d(F.pad(window, (0, 0, PATCH_BINS // 2, PATCH_BINS // 2)), self.patch_w, self.patch_b)
+            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, frames)
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
-            z = F.relu(F.conv2d(torch.cat([lg, F.relu(p)], dim=1), self.mix_w, self.mix_b))
-            logits = lg + F.conv2d(z, self.out_w, self.out_b)
+            logits = self.refiner(window, lg, h.unsqueeze(-1), pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
         if cfg.lookahead:
             target = extra_state[..., 0]  # the frame L steps back

@@ -169,6 +169,11 @@ def main(argv=None) -> int:
     p.add_argument("--dilations", default="1,2,4,8,16,32,1,2,4,8,16,32")
     p.add_argument("--lookahead", type=int, default=0)
     p.add_argument("--local", type=int, default=0, help="channels of the per-bin local refiner of the masks (0: none)")
+    p.add_argument("--local-patches", default="5x3",
+                   help="the refiner's patches, BINSxFRAMES[,BINSxFRAMES...] (bins odd), e.g. 5x3,17x1,1x9")
+    p.add_argument("--local-context", action="store_true", help="the refiner also sees the head's hidden vector")
+    p.add_argument("--local-bin-bias", action="store_true", help="the refiner learns a bias per bin")
+    p.add_argument("--local-depth", type=int, default=1, help="hidden layers of the refiner's per-bin MLP")
     p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
                    help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
     p.add_argument("--umx-hidden", type=int, default=512)
@@ -205,7 +210,9 @@ def main(argv=None) -> int:
     if args.arch == "wavenet":
         mcfg = ModelConfig(bins=stft.cfg.bins, residual=args.residual, skip=args.skip, hidden=args.hidden,
                            dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
-                           local=args.local)
+                           local=args.local, local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
+                           local_context=args.local_context, local_bin_bias=args.local_bin_bias,
+                           local_depth=args.local_depth)
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:

@@ -22,18 +22,24 @@ from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
 QUALITY = dict(n_fft=1024, hop=256, window="asymmetric")
 
 
-def random_model(lookahead=0, seed=0, local=0):
+def random_model(lookahead=0, seed=0, local=0, **refiner):
     torch.manual_seed(seed)
-    cfg = ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead, local=local)
+    cfg = ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead, local=local,
+                      **refiner)
     net = WaveNetSeparator(cfg)
     with torch.no_grad():  # make the random model's masks far from 0.5 everywhere
         net.head2.weight.mul_(8.0)
         if local:  # the refiner starts as a no-op (zero last layer): give it weights to check
             net.refiner.out.weight.normal_(0, 0.5)
+            if net.refiner.bin_bias is not None:
+                net.refiner.bin_bias.normal_(0, 0.5)
     return net.eval()
 
 
-VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local": dict(local=6, seed=3)}
+VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local": dict(local=6, seed=3),
+            # every refiner option at once: three patches, the frame context, bin bias, 2 layers
+            "local-full": dict(local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6)), local_context=True, local_bin_bias=True,
+                               local_depth=2)}
 
 
 @pytest.fixture(scope="module")
