@@ -223,7 +223,7 @@ def main() -> int:
             + ("sync" if a.sync else "async") + (", no realtime" if a.no_realtime else ", realtime"), "xruns_livedemix": r["xruns"], "xruns_server": seen["xruns"],
             "xruns_server_during_soak": seen["xruns"] - xruns_before,
             "late_hops": r["late_hops"], "underruns": r["underruns"], "separator_errors": r["separator_errors"],
-            "cpu_share": r["cpu_share"], "max_block_ms": r["max_block_ms"], "latency_ms": r["latency_ms"],
+            "cpu_share": r["cpu_share"], "busy_share": r["busy_share"], "max_block_ms": r["max_block_ms"], "latency_ms": r["latency_ms"],
             "rss_after_warmup_mib": round((rss_warm or 0) / 1024, 1), "rss_end_mib": round(rss_end / 1024, 1),
             "rss_growth_mib": round((rss_end - (rss_warm or rss_end)) / 1024, 2),
             "midi_received": r.get("midi", {}).get("received", 0), "output_peak": round(seen["peak"], 3),

@@ -222,7 +222,8 @@ class StreamStats:
     output_underflows: int = 0
     underruns: int = 0  # file read-ahead (play) or resampling worker (resampling mode) not ready in time
     controls_applied: int = 0
-    audio_seconds: float = 0.0  # time spent in the audio path
+    audio_seconds: float = 0.0  # wall time spent in the audio path (includes time it was preempted)
+    audio_cpu_seconds: float = 0.0  # CPU time the audio path's thread used (what it costs)
     max_block_ms: float = 0.0
 
 
@@ -478,6 +479,7 @@ class StreamRunner:
     # ---- the audio path ----------------------------------------------------------------------
     def _callback(self, indata, outdata, frames, time_info, status):
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         st = self.stats
         st.callbacks += 1
         if status:
@@ -504,6 +506,7 @@ class StreamRunner:
         self._out_pos += frames
         dt = time.perf_counter() - t0
         st.audio_seconds += dt
+        st.audio_cpu_seconds += time.thread_time() - c0
         if dt * 1000.0 > st.max_block_ms:
             st.max_block_ms = dt * 1000.0
         if self._end_frame is None and self.source is not None and self.source.eof:
@@ -625,6 +628,7 @@ class StreamRunner:
 
     def _run_engine(self, x: np.ndarray, last: bool = False) -> None:
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         self.stats.controls_applied += self.controls.drain()
         C, B = self.C, self.B
         n = x.shape[1]
@@ -642,6 +646,7 @@ class StreamRunner:
             if done < yd.shape[1]:
                 time.sleep(0.001)
         self.stats.audio_seconds += time.perf_counter() - t0
+        self.stats.audio_cpu_seconds += time.thread_time() - c0
 
     # ---- control ---------------------------------------------------------------------------
     def warm_up(self, blocks: int = 40) -> None:
@@ -746,7 +751,10 @@ class StreamRunner:
             "device_latency_ms": [round(1000 * v, 2) for v in self.device_latency],
             **st, "late_hops": es.late_hops, "separator_errors": es.separator_errors,
             "bypass_frames": es.bypass_frames, "seconds": round(wall, 2),
-            "cpu_share": round(self.stats.audio_seconds / wall, 4), "stopped": self.stop_reason or "end",
+            # cpu_share: CPU the audio path used; busy_share: wall time inside it, which also
+            # counts the time its thread was preempted or the machine stalled.
+            "cpu_share": round(self.stats.audio_cpu_seconds / wall, 4),
+            "busy_share": round(self.stats.audio_seconds / wall, 4), "stopped": self.stop_reason or "end",
         }
 
 

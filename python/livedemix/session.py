@@ -97,7 +97,8 @@ def format_report(r: dict, what: str) -> str:
     return (f"{what}: {r['seconds']:.1f} s on '{r['device']}' at {r['samplerate']} Hz ({r['mode']}), stopped: {r['stopped']}\n"
             f"  latency {r['latency_samples']} samples = {r['latency_ms']:.2f} ms{dev}\n"
             f"  xruns {r['xruns']}, underruns {r['underruns']}, late hops {r['late_hops']}, separator errors {r['separator_errors']}\n"
-            f"  audio path {100 * r['cpu_share']:.1f}% of a core, longest block {r['max_block_ms']:.2f} ms"
+            f"  audio path {100 * r['cpu_share']:.1f}% of a core (busy {100 * r['busy_share']:.1f}% of the time), "
+            f"longest block {r['max_block_ms']:.2f} ms"
             + (f"\n  MIDI: {r['midi']['received']} messages, {r['midi']['applied']} applied, {r['midi']['ignored']} ignored"
                if "midi" in r else ""))
 

@@ -237,11 +237,11 @@ class LiveUI:
         self.title = title
         self.midi = midi
         self.controls = KeyControls(self.engine, runner.controls.post, presets, midi=midi)
-        self._cpu = (time.monotonic(), runner.stats.audio_seconds, 0.0)
+        self._cpu = (time.monotonic(), runner.stats.audio_cpu_seconds, 0.0)
 
     def cpu_share(self) -> float:
         t0, a0, last = self._cpu
-        t, a = time.monotonic(), self.runner.stats.audio_seconds
+        t, a = time.monotonic(), self.runner.stats.audio_cpu_seconds
         if t - t0 >= 0.5:
             last = (a - a0) / (t - t0)
             self._cpu = (t, a, last)
