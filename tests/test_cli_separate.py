@@ -151,3 +151,7 @@ def test_bench_pipeline_reports_budget_shares(model):
     assert e["hop"] == 256 and e["stems"] == 4
     assert 0 < e["real_time_factor"] and e["per_hop_us"]["p50"] <= e["per_hop_us"]["p99.9"]
     assert e["separator_step_us"] > 0 and e["phase_us"] > 0
+    # the paced run keeps real time: 2 s of hops take about 2 s, each hop's CPU is counted
+    p = e["paced"]
+    assert p["hops"] == int(2.0 * 44100 / 256) and p["mean_cpu_us"] > 0
+    assert p["cpu_share"] == pytest.approx(p["mean_cpu_us"] / e["hop_budget_us"])
