@@ -33,7 +33,7 @@ the last L magnitude frames); it shares the weights of the full model, and
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -140,8 +140,10 @@ class LocalRefiner(nn.Module):
         frame too (T + `frames` - 1 of them): the streaming step's window."""
         ps = []
         for (pb, pf), conv in zip(self.shapes, self.patches):
-            x = F.pad(feat, (pf - 1, 0, pb // 2, pb // 2)) if pad_time else \
-                F.pad(feat[..., self.frames - pf:], (0, 0, pb // 2, pb // 2))
+            if pad_time:
+                x = F.pad(feat, (pf - 1, 0, pb // 2, pb // 2))
+            else:  # the window's last pf frames (no slice when that is all of it: one node less)
+                x = F.pad(feat if pf == self.frames else feat[..., self.frames - pf:], (0, 0, pb // 2, pb // 2))
             ps.append(F.relu(conv(x)))
         a = self.mix(torch.cat([logits] + ps, dim=1))
         if self.context is not None:
