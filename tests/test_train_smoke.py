@@ -73,6 +73,53 @@ def test_train_logs_checkpoints_and_resumes_deterministically(stems_folder, tmp_
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-6)
 
 
+def test_second_stage_starts_from_the_first_and_reports_both(stems_folder, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS]) == 0
+    ARGS2 = [a if a != "4" else "2" for a in ARGS]  # two more steps
+    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS2, "--loss", "sdr",
+                       "--init-from", str(first / "last.pt"), "--stop-at-step", "1"]) == 0
+    start = torch.load(second / "last.pt", weights_only=False)
+    assert start["step"] == 1 and start["training"]["steps"] == 5  # 4 + 1
+    # resuming the second stage continues it, not the first
+    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS2, "--loss", "sdr",
+                       "--init-from", str(first / "last.pt")]) == 0
+    ck = torch.load(second / "last.pt", weights_only=False)
+    tr = ck["training"]
+    assert ck["step"] == 2 and tr["steps"] == 6
+    assert [st["steps"] for st in tr["stages"]] == [4, 2]
+    assert tr["stages"][1]["loss"].startswith("-SDR")
+    assert tr["cpu_minutes"] == round(sum(st["cpu_minutes"] for st in tr["stages"]), 1)
+    w1 = torch.load(first / "last.pt", weights_only=False)["state_dict"]
+    assert any(not torch.equal(w1[k], ck["state_dict"][k]) for k in w1)  # it trained on
+
+
+def test_second_stage_refuses_weights_of_another_model(stems_folder, tmp_path):
+    first = tmp_path / "first"
+    assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS]) == 0
+    wider = [a if a != "8" else "12" for a in ARGS]
+    with pytest.raises(SystemExit, match="do not fit this model"):
+        train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *wider,
+                    "--init-from", str(first / "last.pt")])
+
+
+def test_sdr_loss_is_minus_the_stft_sdr_of_the_wiener_estimate():
+    g = torch.Generator().manual_seed(2)
+    S = torch.view_as_complex(torch.randn(2, 4, 2, 33, 7, 2, generator=g))
+    S[1, 3] = 0  # a stem silent in this excerpt: finite, 0 dB at best
+    X = S.sum(1)
+    V = torch.rand(2, 4, 2, 33, 7, generator=g)
+    est = train.wiener(V, X)
+    eps = 1e-4 * (X.abs() ** 2).sum(dim=(1, 2, 3)) + 1e-8
+    sdr = [10 * torch.log10(((S[b, j].abs() ** 2).sum() + eps[b]) / (((est[b, j] - S[b, j]).abs() ** 2).sum() + eps[b]))
+           for b in range(2) for j in range(4)]
+    loss = train.sdr_loss_fn(V, S, X)
+    torch.testing.assert_close(loss, -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(loss)
+    # the true magnitudes score better than random ones
+    assert train.sdr_loss_fn(S.abs(), S, X) < loss
+
+
 def test_checkpoint_exports_to_a_runnable_model(stems_folder, tmp_path):
     out = tmp_path / "run"
     train.main(["--data", str(stems_folder), "--out", str(out), *ARGS])
