@@ -426,7 +426,7 @@ class CardRunner(_MagnitudeRunner):
                 "pu_iter_n_iter": default_n_iter(self.cfg.hop),
                 "default_phase": c.get("default_phase"),
                 "training": {k: tr.get(k) for k in ("cpu_minutes", "steps", "train_songs", "train_minutes", "data")},
-                "valid_scores": c.get("scores", {}).get("valid_stft_sdr")}
+                "valid_scores": c.get("scores", {}).get("valid_sdr", c.get("scores", {}).get("valid_stft_sdr"))}
 
 
 class PeerRunner(_MagnitudeRunner):
@@ -481,7 +481,7 @@ class PeerRunner(_MagnitudeRunner):
                 "training": {"cpu_minutes": tr.get("cpu_minutes"), "steps": tr.get("steps", self.step),
                              "train_songs": tr.get("train_songs"), "train_minutes": tr.get("train_minutes"),
                              "data": tr.get("data")},
-                "valid_scores": self.scores.get("valid_stft_sdr")}
+                "valid_scores": self.scores.get("valid_sdr", self.scores.get("valid_stft_sdr"))}
 
 
 def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rate: int = 44100) -> float:

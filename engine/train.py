@@ -4,7 +4,7 @@
 
 Data: any folder in the stems layout of `engine.stems_data` (the livedemix corpus, or
 MUSDB18-HQ with `--valid-split test`). Every `--eval-every` steps is an "epoch": the log
-(`<out>/log.jsonl`) gets the mean training loss and the validation score (STFT-domain SDR of
+(`<out>/log.jsonl`) gets the mean training loss and the validation score (the waveform SDR of
 the Wiener estimate from the model's magnitudes, averaged over stems and songs), `last.pt`
 is written, and `best.pt` when the score improved. Re-running the same command resumes
 from `last.pt`. Deterministic given `--seed`: example k of step s is drawn from a generator
@@ -45,8 +45,9 @@ class TorchStft:
         from livedemix import dsp
 
         self.cfg = dsp.StftConfig(n_fft, hop, window)
-        analysis, _ = self.cfg.windows()
+        analysis, synthesis = self.cfg.windows()
         self.window = torch.from_numpy(np.asarray(analysis, np.float32))
+        self.synthesis = torch.from_numpy(np.asarray(synthesis, np.float32))
         self.n_fft, self.hop = n_fft, hop
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,6 +56,19 @@ class TorchStft:
         x = torch.nn.functional.pad(x.reshape(-1, shape[-1]), (self.n_fft - self.hop, 0))
         spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
+
+    def inverse(self, Z: torch.Tensor, length: int) -> torch.Tensor:
+        """(..., bins, frames) complex → (..., length) float: the synthesis window's overlap-add
+        at the analysis frames' places, so ``inverse(self(x))`` is ``x`` (the runtime's ISTFT,
+        without its delay) up to the last whole hop; the hop before it lacks the frame after it
+        and is not exact, and what lies past it (never analysed) comes back as zeros."""
+        shape, frames = Z.shape[:-2], Z.shape[-1]
+        y = torch.fft.irfft(Z.reshape(-1, *Z.shape[-2:]), n=self.n_fft, dim=-2) * self.synthesis[:, None]
+        y = torch.nn.functional.fold(y, output_size=(1, (frames - 1) * self.hop + self.n_fft),
+                                     kernel_size=(1, self.n_fft), stride=(1, self.hop))
+        y = y[..., 0, 0, self.n_fft - self.hop:][..., :length]
+        y = torch.nn.functional.pad(y, (0, length - y.shape[-1]))
+        return y.reshape(*shape, length)
 
     def as_dict(self) -> dict:
         return {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window}
@@ -87,10 +101,10 @@ def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
 
     The evaluation scores 10·log10(Σs²/Σ(s−ŝ)²) per stem and song and averages the dBs, so a
     stem that is separated badly counts as much as a loud one done well; an L1 loss on
-    spectra instead weighs every bin by its level. The STFT is close to a tight frame, so the
-    STFT-domain SDR tracks the waveform's. ε (1e-4 of the mixture's energy) keeps a stem that
-    is silent in the excerpt finite: its best score is then 0 dB, reached by estimating
-    silence. ``complex_weight`` is unused (same signature as ``loss_fn``)."""
+    spectra instead weighs every bin by its level. In the STFT domain this is not the
+    waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
+    ε (1e-4 of the mixture's energy) keeps a stem that is silent in the excerpt finite: its
+    best score is then 0 dB, reached by estimating silence. ``complex_weight`` is unused (same signature as ``loss_fn``)."""
     d = wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
     err = (d * d).sum(dim=(2, 3, 4, 5))  # (B, J)
     ref = torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5))
@@ -98,8 +112,25 @@ def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
     return -torch.log10((ref + eps) / (err + eps)).mean()
 
 
+def waveform_sdr_loss(stft: "TorchStft"):
+    """−SDR/10 per excerpt and stem like ``sdr_loss_fn``, but of the waveforms after the
+    runtime's synthesis (``stft.inverse``): the evaluation's measure itself."""
+
+    def fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
+        n = S.shape[-1] * stft.hop
+        est = stft.inverse(wiener_mask(V) * X.unsqueeze(1), n)  # (B, J, C, n)
+        ref = stft.inverse(S, n)
+        err = (est - ref).square().sum(dim=(2, 3))
+        energy = ref.square().sum(dim=(2, 3))
+        eps = 1e-4 * ref.sum(1).square().sum(dim=(1, 2)).unsqueeze(1) + 1e-8
+        return -torch.log10((energy + eps) / (err + eps)).mean()
+
+    return fn
+
+
 LOSSES = {"l1": (loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
-          "sdr": (sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)")}
+          "sdr": (sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
+          "sdr-wave": (waveform_sdr_loss, "-SDR(ISTFT(Wiener(V)), ISTFT(S)) / 10 dB per excerpt and stem")}
 
 
 def compiled(fn, what: str):
@@ -121,7 +152,12 @@ def compiled(fn, what: str):
 
 @torch.no_grad()
 def validate(net, stft, songs, seconds: float) -> dict:
-    """STFT-domain SDR (dB) of the Wiener estimate per stem, averaged over songs."""
+    """SDR (dB) of the Wiener estimate per stem in the waveform (the evaluation's measure),
+    averaged over songs. Both the estimate and the reference go through the same synthesis, so
+    the first and last frames' edges count the same for both. (In the STFT domain the score
+    differs: with the asymmetric window pair the STFT is not a tight frame. A second stage on
+    the SDR loss gained 0.28 dB there on the valid songs, 0.18 dB in their waveforms, and
+    0.07 dB in the test split's.)"""
     net.eval()
     n = int(seconds * SAMPLE_RATE)
     per_stem = {s: [] for s in STEMS}
@@ -130,13 +166,14 @@ def validate(net, stft, songs, seconds: float) -> dict:
         S = stft(stems)  # (J, C, F, T)
         X = S.sum(0)
         V = net(X.abs().unsqueeze(0))[0]
-        est = wiener(V.unsqueeze(0), X.unsqueeze(0))[0]
+        est = stft.inverse(wiener(V.unsqueeze(0), X.unsqueeze(0))[0], stems.shape[-1])
+        ref = stft.inverse(S, stems.shape[-1])
         for j, name in enumerate(STEMS):
-            ref = (S[j].abs() ** 2).sum()
-            if ref < 1e-6:  # the stem is silent in this song: SDR undefined, skip
+            energy = (ref[j] ** 2).sum()
+            if energy < 1e-6:  # the stem is silent in this song: SDR undefined, skip
                 continue
-            err = ((S[j] - est[j]).abs() ** 2).sum()
-            per_stem[name].append(float(10 * torch.log10(ref / (err + 1e-12))))
+            err = ((ref[j] - est[j]) ** 2).sum()
+            per_stem[name].append(float(10 * torch.log10(energy / (err + 1e-12))))
     net.train()
     means = {k: float(np.mean(v)) if v else float("nan") for k, v in per_stem.items()}
     means["mean"] = float(np.nanmean(list(means.values())))
@@ -184,7 +221,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--complex-weight", type=float, default=1.0)
     p.add_argument("--loss", choices=sorted(LOSSES), default="l1",
-                   help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate")
+                   help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate "
+                        "(STFT domain); sdr-wave: the same in the waveform, after the runtime's synthesis")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from this checkpoint's weights (a second stage: new optimizer and schedule; "
                         "the model flags must match it)")
@@ -296,7 +334,7 @@ def main(argv=None) -> int:
             "training": stage,
         }
 
-    loss_of = LOSSES[args.loss][0]
+    loss_of = LOSSES[args.loss][0] if args.loss != "sdr-wave" else waveform_sdr_loss(stft)
     train_net, train_loss = (net, loss_of) if args.no_compile else (compiled(net, "the network"), compiled(loss_of, "the loss"))
     log = open(args.out / "log.jsonl", "a")
     net.train()
@@ -337,7 +375,7 @@ def main(argv=None) -> int:
             log.write(json.dumps(entry) + "\n")
             log.flush()
             losses = []
-            ck = checkpoint({"valid_stft_sdr": scores})
+            ck = checkpoint({"valid_sdr": scores})
             save_atomic(ck, last)
             if improved:
                 save_atomic(ck, args.out / "best.pt")

@@ -103,6 +103,20 @@ def test_second_stage_refuses_weights_of_another_model(stems_folder, tmp_path):
                     "--init-from", str(first / "last.pt")])
 
 
+def test_torch_istft_inverts_the_torch_stft_like_the_core():
+    from livedemix import dsp
+
+    stft = train.TorchStft(**dsp.SHIPPED_CONFIGS["quality"])
+    x = torch.randn(2, 3, 44100, generator=torch.Generator().manual_seed(3))
+    y = stft.inverse(stft(x), x.shape[-1])
+    assert y.shape == x.shape
+    exact = 44100 // 256 * 256 - 256  # up to the last whole hop, less the hop that lacks its next frame
+    torch.testing.assert_close(y[..., :exact], x[..., :exact], rtol=0, atol=1e-5)
+    # the same synthesis as the runtime's ISTFT (which adds the round trip's delay)
+    core = dsp.istft(dsp.stft(x[0].numpy(), dsp.config("quality")), dsp.config("quality"), x.shape[-1])
+    np.testing.assert_allclose(core[:, :exact], y[0, :, :exact].numpy(), atol=1e-5)
+
+
 def test_sdr_loss_is_minus_the_stft_sdr_of_the_wiener_estimate():
     g = torch.Generator().manual_seed(2)
     S = torch.view_as_complex(torch.randn(2, 4, 2, 33, 7, 2, generator=g))
@@ -118,6 +132,25 @@ def test_sdr_loss_is_minus_the_stft_sdr_of_the_wiener_estimate():
     assert torch.isfinite(loss)
     # the true magnitudes score better than random ones
     assert train.sdr_loss_fn(S.abs(), S, X) < loss
+
+
+def test_waveform_sdr_loss_scores_the_synthesised_estimate():
+    from livedemix import dsp
+
+    stft = train.TorchStft(**dsp.SHIPPED_CONFIGS["quality"])
+    g = torch.Generator().manual_seed(4)
+    stems = torch.randn(2, 4, 2, 8192, generator=g) * torch.tensor([1.0, 0.5, 0.2, 0.1]).reshape(1, 4, 1, 1)
+    S = stft(stems)
+    X = S.sum(1)
+    V = torch.rand(S.shape, generator=g)
+    loss = train.waveform_sdr_loss(stft)
+    n = S.shape[-1] * stft.hop
+    ref, est = stft.inverse(S, n), stft.inverse(train.wiener(V, X), n)
+    eps = 1e-4 * ref.sum(1).square().sum(dim=(1, 2)) + 1e-8
+    sdr = [10 * torch.log10((ref[b, j].square().sum() + eps[b]) / ((est[b, j] - ref[b, j]).square().sum() + eps[b]))
+           for b in range(2) for j in range(4)]
+    torch.testing.assert_close(loss(V, S, X), -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
+    assert loss(S.abs(), S, X) < loss(V, S, X)
 
 
 def test_checkpoint_exports_to_a_runnable_model(stems_folder, tmp_path):
