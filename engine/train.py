@@ -13,9 +13,10 @@ seeded with (seed, s), so a resumed run sees the same data as an uninterrupted o
 Loss: L1 between predicted and true stem magnitudes, plus L1 between the complex Wiener
 estimate built from the predicted magnitudes and the true stem spectra (this is what the
 Wiener reconstruction turns into audio, so it tracks SDR better than magnitudes alone).
-`--loss sdr` instead maximises the SDR of that Wiener estimate per excerpt and stem, the
-evaluation's own measure. `--init-from CHECKPOINT` starts a second stage from a trained
-model's weights (new optimizer and schedule); its checkpoints report both stages and the totals.
+`--loss sdr` instead maximises the SDR of that Wiener estimate per excerpt and stem (in the
+STFT domain; `sdr-wave` in the waveform, the evaluation's own measure). `--init-from
+CHECKPOINT` starts a second stage from a trained model's weights (new optimizer and
+schedule); its checkpoints report both stages and the totals.
 """
 
 from __future__ import annotations
@@ -96,20 +97,25 @@ def loss_fn(V, S, X, complex_weight: float) -> torch.Tensor:
     return loss
 
 
+def _minus_sdr(energy: torch.Tensor, err: torch.Tensor, mix_energy: torch.Tensor) -> torch.Tensor:
+    """−SDR/10 averaged over (excerpt, stem): energy and err (B, J), mix_energy (B,). ε (1e-4
+    of the mixture's energy) keeps a stem that is silent in the excerpt finite: its best score
+    is then 0 dB, reached by estimating silence."""
+    eps = 1e-4 * mix_energy.unsqueeze(1) + 1e-8
+    return -torch.log10((energy + eps) / (err + eps)).mean()
+
+
 def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
-    """−SDR/10 of the Wiener estimate, per example and stem in the STFT domain, averaged.
+    """−SDR/10 of the Wiener estimate, per excerpt and stem in the STFT domain, averaged.
 
     The evaluation scores 10·log10(Σs²/Σ(s−ŝ)²) per stem and song and averages the dBs, so a
     stem that is separated badly counts as much as a loud one done well; an L1 loss on
     spectra instead weighs every bin by its level. In the STFT domain this is not the
     waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
-    ε (1e-4 of the mixture's energy) keeps a stem that is silent in the excerpt finite: its
-    best score is then 0 dB, reached by estimating silence. ``complex_weight`` is unused (same signature as ``loss_fn``)."""
+    ``complex_weight`` is unused (the same signature as ``loss_fn``)."""
     d = wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
-    err = (d * d).sum(dim=(2, 3, 4, 5))  # (B, J)
-    ref = torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5))
-    eps = 1e-4 * torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)).unsqueeze(1) + 1e-8
-    return -torch.log10((ref + eps) / (err + eps)).mean()
+    return _minus_sdr(torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)), (d * d).sum(dim=(2, 3, 4, 5)),
+                      torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)))
 
 
 def waveform_sdr_loss(stft: "TorchStft"):
@@ -120,16 +126,15 @@ def waveform_sdr_loss(stft: "TorchStft"):
         n = S.shape[-1] * stft.hop
         est = stft.inverse(wiener_mask(V) * X.unsqueeze(1), n)  # (B, J, C, n)
         ref = stft.inverse(S, n)
-        err = (est - ref).square().sum(dim=(2, 3))
-        energy = ref.square().sum(dim=(2, 3))
-        eps = 1e-4 * ref.sum(1).square().sum(dim=(1, 2)).unsqueeze(1) + 1e-8
-        return -torch.log10((energy + eps) / (err + eps)).mean()
+        return _minus_sdr(ref.square().sum(dim=(2, 3)), (est - ref).square().sum(dim=(2, 3)),
+                          ref.sum(1).square().sum(dim=(1, 2)))
 
     return fn
 
 
-LOSSES = {"l1": (loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
-          "sdr": (sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
+# name → (the loss for a given TorchStft, its description for the checkpoint)
+LOSSES = {"l1": (lambda stft: loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
+          "sdr": (lambda stft: sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
           "sdr-wave": (waveform_sdr_loss, "-SDR(ISTFT(Wiener(V)), ISTFT(S)) / 10 dB per excerpt and stem")}
 
 
@@ -292,6 +297,7 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     step, best, elapsed, wall = 0, -math.inf, 0.0, 0.0
     last = args.out / "last.pt"
+    first_stage = torch.load(args.init_from, map_location="cpu", weights_only=False) if args.init_from else None
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net.load_state_dict(ck["state_dict"])
@@ -300,8 +306,8 @@ def main(argv=None) -> int:
         step, best, elapsed = ck["step"], ck["best"], ck["elapsed_s"]
         wall = ck.get("wall_s", 0.0)
         print(f"resuming from step {step} (best valid SDR {best:.2f} dB)")
-    elif args.init_from:
-        ck = torch.load(args.init_from, map_location="cpu", weights_only=False)
+    elif first_stage is not None:
+        ck = first_stage
         try:
             net.load_state_dict(ck["state_dict"])
         except RuntimeError as e:
@@ -313,7 +319,7 @@ def main(argv=None) -> int:
         init = torch.from_numpy(sampler.batch(rng, 16)).sum(1)
         net.init_input_stats(stft(init).abs())
     # A second stage reports its first stage's training too, and the totals.
-    previous = torch.load(args.init_from, map_location="cpu", weights_only=False)["training"] if args.init_from else None
+    previous = first_stage["training"] if first_stage is not None else None
 
     def checkpoint(scores):
         stage = {
@@ -334,7 +340,7 @@ def main(argv=None) -> int:
             "training": stage,
         }
 
-    loss_of = LOSSES[args.loss][0] if args.loss != "sdr-wave" else waveform_sdr_loss(stft)
+    loss_of = LOSSES[args.loss][0](stft)
     train_net, train_loss = (net, loss_of) if args.no_compile else (compiled(net, "the network"), compiled(loss_of, "the loss"))
     log = open(args.out / "log.jsonl", "a")
     net.train()
