@@ -86,13 +86,17 @@ def wiener(V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return wiener_mask(V) * X.unsqueeze(1)
 
 
+def wiener_error(V, S, X) -> torch.Tensor:
+    """Wiener(V) − S on real views (..., 2): the same values as ``wiener(V, X) − S``, but it
+    compiles to a few fused loops, where complex autograd made the loss 60% of a step."""
+    return wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+
+
 def loss_fn(V, S, X, complex_weight: float) -> torch.Tensor:
-    """L1(|S|) + w · L1(Wiener(V) − S). The Wiener term is written on real views of the complex
-    spectra (mask · X − S per real/imaginary part): the same value as ``wiener(V, X) − S``, but
-    it compiles to a few fused loops, where complex autograd made this loss 60% of a step."""
+    """L1(|S|) + w · L1(Wiener(V) − S), the second term on real views (``wiener_error``)."""
     loss = (V - S.abs()).abs().mean()
     if complex_weight:
-        d = wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+        d = wiener_error(V, S, X)
         loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
     return loss
 
@@ -113,7 +117,7 @@ def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
     spectra instead weighs every bin by its level. In the STFT domain this is not the
     waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
     ``complex_weight`` is unused (the same signature as ``loss_fn``)."""
-    d = wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+    d = wiener_error(V, S, X)
     return _minus_sdr(torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)), (d * d).sum(dim=(2, 3, 4, 5)),
                       torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)))
 
@@ -307,13 +311,13 @@ def main(argv=None) -> int:
         wall = ck.get("wall_s", 0.0)
         print(f"resuming from step {step} (best valid SDR {best:.2f} dB)")
     elif first_stage is not None:
-        ck = first_stage
         try:
-            net.load_state_dict(ck["state_dict"])
+            net.load_state_dict(first_stage["state_dict"])
         except RuntimeError as e:
             raise SystemExit(f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
                              "give the model flags it was trained with") from None
-        print(f"starting from {args.init_from} (step {ck['step']}, trained {ck['training'].get('cpu_minutes')} CPU-min)")
+        print(f"starting from {args.init_from} (step {first_stage['step']}, "
+              f"trained {first_stage['training'].get('cpu_minutes')} CPU-min)")
     else:
         rng = np.random.default_rng([args.seed, 10**9])
         init = torch.from_numpy(sampler.batch(rng, 16)).sum(1)
