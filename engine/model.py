@@ -134,16 +134,21 @@ class LocalRefiner(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, feat: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor,
-                pad_time: bool = True) -> torch.Tensor:
-        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T), hidden (B, H, T) →
+                pad_time: bool = True, stride: int = 1, offset: int = 0) -> torch.Tensor:
+        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T'), hidden (B, H, T') →
         corrected logits. With pad_time=False, feat holds the patch's frames before each output
-        frame too (T + `frames` - 1 of them): the streaming step's window."""
+        frame too (T + `frames` - 1 of them): the streaming step's window. With stride s > 1
+        (training only), the outputs are for frames offset, offset + s, … (T' of them)."""
         ps = []
         for (pb, pf), conv in zip(self.shapes, self.patches):
             if pad_time:
                 x = F.pad(feat, (pf - 1, 0, pb // 2, pb // 2))
             else:  # the window's last pf frames (no slice when that is all of it: one node less)
                 x = F.pad(feat if pf == self.frames else feat[..., self.frames - pf:], (0, 0, pb // 2, pb // 2))
+            if stride > 1:  # the patches ending at the chosen frames only
+                x = x[..., offset:offset + (logits.shape[-1] - 1) * stride + pf]
+                ps.append(F.relu(F.conv2d(x, conv.weight, conv.bias, stride=(1, stride))))
+                continue
             ps.append(F.relu(conv(x)))
         a = self.mix(torch.cat([logits] + ps, dim=1))
         if self.context is not None:
@@ -183,8 +188,12 @@ class WaveNetSeparator(nn.Module):
         feat = torch.log1p(mag).reshape(b, c * f, t)
         return feat * self.in_scale[:, None] + self.in_bias[:, None]
 
-    def masks(self, mag: torch.Tensor) -> torch.Tensor:
-        """Masks (B, J, C, F, T) in [0, 1]; mask[..., t] belongs to frame t - lookahead."""
+    def masks(self, mag: torch.Tensor, stride: int = 1, offset: int = 0) -> torch.Tensor:
+        """Masks (B, J, C, F, T) in [0, 1]; mask[..., t] belongs to frame t - lookahead.
+
+        stride s > 1 (training; lookahead 0): masks only for frames offset, offset + s, …
+        The body runs on every frame (each output needs its past), but the per-bin part (the
+        head's last layer, the refiner) and the loss then cost 1/s: they are most of a step."""
         cfg = self.cfg
         feat = self.features(mag)
         x = self.inp(feat)
@@ -193,17 +202,25 @@ class WaveNetSeparator(nn.Module):
             x, s = layer(x)
             skip = skip + s
         h = F.relu(self.head1(F.relu(skip)))
+        if stride > 1:
+            h = h[..., offset::stride]
         logits = self.head2(h)
         b, _, t = logits.shape
         if self.refiner is not None:
-            logits = self.refiner(feat.reshape(b, cfg.channels, cfg.bins, t),
-                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t), h)
+            logits = self.refiner(feat.reshape(b, cfg.channels, cfg.bins, mag.shape[-1]),
+                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t), h,
+                                  stride=stride, offset=offset)
         return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
 
-    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+    def forward(self, mag: torch.Tensor, stride: int = 1, offset: int = 0) -> torch.Tensor:
         """Stem magnitudes (B, J, C, F, T) aligned with `mag` (the last L frames are dropped
-        and the first L are zero when lookahead L > 0: they'd need the future)."""
+        and the first L are zero when lookahead L > 0: they'd need the future). With stride
+        s > 1 (lookahead 0 only), those of frames offset, offset + s, … (see ``masks``)."""
         L = self.cfg.lookahead
+        if stride > 1:
+            if L:
+                raise ValueError("a frame stride needs lookahead 0")
+            return self.masks(mag, stride, offset) * mag[..., offset::stride].unsqueeze(1)
         m = self.masks(mag)
         if L == 0:
             return m * mag.unsqueeze(1)

@@ -16,7 +16,9 @@ Wiener reconstruction turns into audio, so it tracks SDR better than magnitudes 
 `--loss sdr` instead maximises the SDR of that Wiener estimate per excerpt and stem (in the
 STFT domain; `sdr-wave` in the waveform, the evaluation's own measure). `--init-from
 CHECKPOINT` starts a second stage from a trained model's weights (new optimizer and
-schedule); its checkpoints report both stages and the totals.
+schedule); its checkpoints report both stages and the totals. `--frame-stride S` trains the
+per-bin part of the network and the loss on every S-th frame of each excerpt (a random offset
+per step; the body still runs on every frame), which is most of a step's cost.
 """
 
 from __future__ import annotations
@@ -235,6 +237,10 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from this checkpoint's weights (a second stage: new optimizer and schedule; "
                         "the model flags must match it)")
+    p.add_argument("--frame-stride", type=int, default=1,
+                   help="train the per-bin part (the head's last layer, the refiner) and the loss on every "
+                        "S-th frame of each excerpt, from a random offset (the body runs on all frames); "
+                        "a step then costs about 1/S of its per-bin work (l1 and sdr losses)")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--valid-seconds", type=float, default=20.0)
     p.add_argument("--valid-songs", type=int, default=30, help="validate on the first N songs of the valid split")
@@ -268,6 +274,9 @@ def main(argv=None) -> int:
                    help="decode songs once into this folder and memory-map them (runs side by side share them)")
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
     args = p.parse_args(argv)
+    if args.frame_stride > 1 and (args.loss == "sdr-wave" or args.arch != "wavenet" or args.lookahead):
+        p.error("--frame-stride needs the WaveNet with lookahead 0 and a loss per frame (l1 or sdr): "
+                "sdr-wave synthesises whole excerpts")
 
     keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -330,7 +339,7 @@ def main(argv=None) -> int:
             "data": str(args.data), "train_songs": len(train_songs), "train_minutes": round(train_seconds / 60, 1),
             "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed, "lr": args.lr,
             "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
-            "loss": LOSSES[args.loss][1].format(w=args.complex_weight),
+            "loss": LOSSES[args.loss][1].format(w=args.complex_weight), "frame_stride": args.frame_stride,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
         }
         if previous is not None:
@@ -359,8 +368,15 @@ def main(argv=None) -> int:
         rng = np.random.default_rng([args.seed, step])
         stems = torch.from_numpy(sampler.batch(rng, args.batch))
         S = stft(stems)  # (B, J, C, F, T)
+        if args.frame_stride > 1:  # a whole number of strides, so every offset gives the same shape
+            S = S[..., : S.shape[-1] - S.shape[-1] % args.frame_stride]
         X = S.sum(1)
-        V = train_net(X.abs())
+        if args.frame_stride > 1:
+            offset = int(rng.integers(args.frame_stride))
+            V = train_net(X.abs(), args.frame_stride, offset)
+            S, X = S[..., offset::args.frame_stride], X[..., offset::args.frame_stride]
+        else:
+            V = train_net(X.abs())
         loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()
