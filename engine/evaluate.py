@@ -60,6 +60,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
@@ -461,6 +462,7 @@ class PeerRunner(_MagnitudeRunner):
         self.step = ck.get("step")
         self.scores = ck.get("scores", {})
         self.parameters = sum(p.numel() for p in net.parameters())
+        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self.modes = list(modes)
         self.methods = [f"{name}/{m}" for m in self.modes]
 
@@ -474,7 +476,7 @@ class PeerRunner(_MagnitudeRunner):
 
     def info(self) -> dict:
         tr = self.training
-        return {"kind": "torch checkpoint", "path": str(self.path), "architecture": self.arch,
+        return {"kind": "torch checkpoint", "path": str(self.path), "sha256": self.sha256, "architecture": self.arch,
                 "parameters": self.parameters, "lookahead_frames": self.lookahead,
                 "stft": {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window},
                 "pu_iter_n_iter": default_n_iter(self.cfg.hop),
@@ -482,6 +484,52 @@ class PeerRunner(_MagnitudeRunner):
                              "train_songs": tr.get("train_songs"), "train_minutes": tr.get("train_minutes"),
                              "data": tr.get("data")},
                 "valid_scores": self.scores.get("valid_sdr", self.scores.get("valid_stft_sdr"))}
+
+
+class ReusedPeer:
+    """A peer whose scores an earlier report already holds for the same checkpoint, songs and
+    settings (``--reuse``): its per-song scores are copied, not recomputed. A peer's checkpoint
+    does not change between evaluations, and BSS Eval is most of an evaluation's time."""
+
+    kind = "peer"
+
+    def __init__(self, runner: PeerRunner, previous: dict):
+        self.name, self.methods, self.modes = runner.name, runner.methods, runner.modes
+        self._info = dict(runner.info(), reused_from=previous["date"])
+        self.songs = {song["name"]: song for song in previous["songs"]}
+        # the earlier run's cost of these methods, which is what they would cost now
+        self.timing = {m: previous["timing"]["per_method_per_song_second"][m] for m in self.methods}
+
+    def run(self, ctx) -> Result:
+        return Result({}, {})
+
+    def scores(self, song_name: str, start_s: float) -> dict:
+        old = self.songs.get(song_name)
+        if old is None or abs(old["start_s"] - start_s) > 1e-6:
+            raise SystemExit(f"--reuse: the earlier report has no excerpt of {song_name} from {start_s:g} s; "
+                             "evaluate without --reuse")
+        return {m: old["scores"][m] for m in self.methods}
+
+    def info(self) -> dict:
+        return self._info
+
+
+REUSE_CONFIG_KEYS = ("data", "split", "songs", "seconds", "offset_seconds", "bss")
+
+
+def reusable(runner: PeerRunner, previous: dict, config: dict) -> bool:
+    """Whether ``previous`` (an earlier report) scored this peer's checkpoint in every mode it
+    asks for, on the same excerpts with the same measures. Reports from before the sha256 was
+    recorded identify a checkpoint by its path, training record and validation scores."""
+    if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
+        return False
+    old = previous["models"].get(runner.name)
+    if old is None or old.get("kind") != "torch checkpoint" or any(m not in previous["summary"] for m in runner.methods):
+        return False
+    new = runner.info()
+    if "sha256" in old:
+        return old["sha256"] == new["sha256"]
+    return all(_json_safe(new[k]) == old.get(k) for k in ("path", "training", "valid_scores"))
 
 
 def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rate: int = 44100) -> float:
@@ -652,8 +700,11 @@ def markdown_section(report: dict) -> str:
                   f"{_f(cfg['check_seconds'], '{:g}')} s of the first song: " + ", ".join(
                       f"{k} ({v['mode']}) {v['relative_difference']:.1e}" for k, v in checks.items()) + " (relative L2)."]
     t = report["timing"]
-    L += ["", f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}. "
-          "CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
+    reused = [n for n, info in report["models"].items() if info.get("reused_from")]
+    L += ["", f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}"
+          + (f"; the scores and times of {', '.join(reused)} are copied from the report of "
+             f"{report['models'][reused[0]]['reused_from']} (same checkpoints and excerpts: `--reuse`)" if reused else "")
+          + ". CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
           "reconstruction):", "",
           "| method | estimate | plain SDR + SI-SDR | BSS Eval |", "| --- | --- | --- | --- |"]
     for m in methods:
@@ -760,6 +811,9 @@ def _main(argv=None) -> int:
                    help="skip the comparison of the BSS Eval here with museval.evaluate on the first song")
     p.add_argument("--check-seconds", type=float, default=3.0,
                    help="compare the evaluation path with the product's on this much of the first song (0: skip)")
+    p.add_argument("--reuse", type=Path, default=None, metavar="REPORT.json",
+                   help="copy the scores of --peer checkpoints that this earlier report already holds for the "
+                        "same excerpts and settings instead of evaluating them again (e.g. docs/separator_eval.json)")
     p.add_argument("--out", type=Path, default=Path("docs/separator_eval.json"))
     p.add_argument("--markdown", type=Path, default=None, help="write the summary between the markers in this file")
     p.add_argument("--set-default-phase", type=Path, default=None, metavar="CARD.json",
@@ -786,9 +840,26 @@ def _main(argv=None) -> int:
         r = CardRunner(name, path, _modes(args.modes))
         runners.append(r)
         models[name] = r
+    config = {"data": str(args.data), "split": args.split, "songs": args.songs, "seconds": args.seconds,
+              "offset_seconds": args.offset_seconds, "stft_irm": args.stft, "modes": _modes(args.modes),
+              "peer_modes": _modes(args.peer_modes), "bss": args.bss, "check_seconds": args.check_seconds,
+              "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
+              "mixture": "sum of the stems",
+              "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
+                       "livedemix.engine.default_n_iter(hop), kappa = 2"}
+    previous = None
+    if args.reuse is not None:
+        try:
+            previous = json.loads(args.reuse.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--reuse {args.reuse}: cannot read it as a report ({e}); give a JSON file this "
+                             "command wrote with --out") from None
     for spec in args.peer:
         name, path = _named(spec, "--peer")
         r = PeerRunner(name, path, _modes(args.peer_modes))
+        if previous is not None and reusable(r, previous, config):
+            r = ReusedPeer(r, previous)
+            print(f"{name}: scores copied from {args.reuse} ({previous['date']}), same checkpoint and excerpts")
         runners.append(r)
         models[name] = r
     if len(models) != len(args.model) + len(args.peer):
@@ -859,6 +930,10 @@ def _main(argv=None) -> int:
             bss = BssEvalV4(stems[active], window=sr, hop=sr)
             bss_setup_s += _cpu() - t0
         scores, secs = score_song(stems, estimates, active, bss, names)
+        for r in runners:
+            if isinstance(r, ReusedPeer):
+                scores.update(r.scores(d.name, start / sr))
+                secs.update({m: {"plain": 0.0, "bss": 0.0} for m in r.methods})
         del bss
         if i == 0 and args.bss and args.bss_check and active:
             bss_check = museval_check(stems, estimates, active, scores, names, secs, sr)
@@ -882,13 +957,7 @@ def _main(argv=None) -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": command,
         "host": f"{os.uname().nodename}, {os.cpu_count()} cores",
-        "config": {"data": str(args.data), "split": args.split, "songs": args.songs, "seconds": args.seconds,
-                   "offset_seconds": args.offset_seconds, "stft_irm": args.stft, "modes": _modes(args.modes),
-                   "peer_modes": _modes(args.peer_modes), "bss": args.bss, "check_seconds": args.check_seconds,
-                   "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
-                   "mixture": "sum of the stems",
-                   "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
-                            "livedemix.engine.default_n_iter(hop), kappa = 2"},
+        "config": config,
         "stems": names,
         "methods": methods,
         "data": {"songs": len(songs), "song_seconds": song_seconds, "shifted": int(shifted), "short": int(short),
@@ -900,7 +969,8 @@ def _main(argv=None) -> int:
         "timing": {
             "wall_s": wall, "cpu_s": cpu, "song_seconds": song_seconds,
             "per_method_per_song_second": {m: {"estimate": est_s[m] / song_seconds, "plain": plain_s[m] / song_seconds,
-                                               "bss": bss_s[m] / song_seconds} for m in methods},
+                                               "bss": bss_s[m] / song_seconds} for m in methods}
+                                          | {m: x for r in runners if isinstance(r, ReusedPeer) for m, x in r.timing.items()},
             "bss_setup_per_song_second": bss_setup_s / song_seconds,
         },
         "songs": songs,

@@ -166,3 +166,43 @@ def test_write_markdown_refuses_one_marker(tmp_path):
     with pytest.raises(SystemExit, match="only one of the markers"):
         evaluate.write_markdown(p, evaluate.MARK_START + "\nnew\n" + evaluate.MARK_END + "\n")
     assert p.read_text() == "x\n" + evaluate.MARK_START + "\n"
+
+
+def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(setup, tmp_path):
+    root, card, ckpt = setup
+    first = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0"])
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps(first))
+    second = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)])
+    assert second["models"]["tinypt"]["reused_from"] == first["date"]
+    assert "reused_from" not in second["models"]["tiny"]  # --model cards are always evaluated
+    for a, b in zip(first["songs"], second["songs"]):
+        assert b["scores"]["tinypt/wiener"] == a["scores"]["tinypt/wiener"]
+    assert second["summary"]["tinypt/wiener"] == first["summary"]["tinypt/wiener"]
+    assert (second["timing"]["per_method_per_song_second"]["tinypt/wiener"]
+            == first["timing"]["per_method_per_song_second"]["tinypt/wiener"])
+    assert "copied from the report of" in (root / "EVALUATION.md").read_text()
+    # a report from before checkpoints were hashed: known by path, training record and scores
+    del first["models"]["tinypt"]["sha256"]
+    prev.write_text(json.dumps(first))
+    older = run(root, card, ckpt, ["--modes", "wiener", "--no-bss", "--check-seconds", "0", "--reuse", str(prev)])
+    assert "reused_from" not in older["models"]["tinypt"]  # (other measures: --no-bss)
+    assert run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)]
+               )["models"]["tinypt"]["reused_from"] == first["date"]
+
+    # another checkpoint under the same name, or other excerpts: evaluated again
+    other = tmp_path / "other.pt"
+    ck = torch.load(ckpt, weights_only=False)
+    ck["state_dict"] = {k: v * 1.01 for k, v in ck["state_dict"].items()}
+    torch.save(ck, other)
+    third = run(root, card, other, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)])
+    assert "reused_from" not in third["models"]["tinypt"]
+    fourth = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev),
+                                    "--offset-seconds", "0.25"])
+    assert "reused_from" not in fourth["models"]["tinypt"]
+
+    # a report that is not JSON: one sentence
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    with pytest.raises(SystemExit, match="cannot read it as a report"):
+        run(root, card, ckpt, ["--reuse", str(bad)])
