@@ -488,17 +488,19 @@ class PeerRunner(_MagnitudeRunner):
 
 class ReusedPeer:
     """A peer whose scores an earlier report already holds for the same checkpoint, songs and
-    settings (``--reuse``): its per-song scores are copied, not recomputed. A peer's checkpoint
-    does not change between evaluations, and BSS Eval is most of an evaluation's time."""
+    settings (``--reuse``): its per-song scores are copied, not recomputed (under this run's
+    name for it, which may differ from the earlier one). A peer's checkpoint does not change
+    between evaluations, and BSS Eval is most of an evaluation's time."""
 
     kind = "peer"
 
-    def __init__(self, runner: PeerRunner, previous: dict):
+    def __init__(self, runner: PeerRunner, previous: dict, old_name: str):
         self.name, self.methods, self.modes = runner.name, runner.methods, runner.modes
         self._info = dict(runner.info(), reused_from=previous["date"])
         self.songs = {song["name"]: song for song in previous["songs"]}
+        self.old = {f"{runner.name}/{m}": f"{old_name}/{m}" for m in runner.modes}  # this run's method → earlier
         # the earlier run's cost of these methods, which is what they would cost now
-        self.timing = {m: previous["timing"]["per_method_per_song_second"][m] for m in self.methods}
+        self.timing = {m: previous["timing"]["per_method_per_song_second"][o] for m, o in self.old.items()}
 
     def run(self, ctx) -> Result:
         return Result({}, {})
@@ -508,7 +510,7 @@ class ReusedPeer:
         if old is None or abs(old["start_s"] - start_s) > 1e-6:
             raise SystemExit(f"--reuse: the earlier report has no excerpt of {song_name} from {start_s:g} s; "
                              "evaluate without --reuse")
-        return {m: old["scores"][m] for m in self.methods}
+        return {m: old["scores"][o] for m, o in self.old.items()}
 
     def info(self) -> dict:
         return self._info
@@ -517,19 +519,23 @@ class ReusedPeer:
 REUSE_CONFIG_KEYS = ("data", "split", "songs", "seconds", "offset_seconds", "bss")
 
 
-def reusable(runner: PeerRunner, previous: dict, config: dict) -> bool:
-    """Whether ``previous`` (an earlier report) scored this peer's checkpoint in every mode it
-    asks for, on the same excerpts with the same measures. Reports from before the sha256 was
-    recorded identify a checkpoint by its path, training record and validation scores."""
+def reusable(runner: PeerRunner, previous: dict, config: dict) -> str | None:
+    """The name under which ``previous`` (an earlier report) scored this peer's checkpoint in
+    every mode it asks for, on the same excerpts with the same measures; None if it did not.
+    Reports from before the sha256 was recorded identify a checkpoint by its path, training
+    record and validation scores."""
     if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
-        return False
-    old = previous["models"].get(runner.name)
-    if old is None or old.get("kind") != "torch checkpoint" or any(m not in previous["summary"] for m in runner.methods):
-        return False
+        return None
     new = runner.info()
-    if "sha256" in old:
-        return old["sha256"] == new["sha256"]
-    return all(_json_safe(new[k]) == old.get(k) for k in ("path", "training", "valid_scores"))
+    for name, old in previous["models"].items():
+        if old.get("kind") != "torch checkpoint" or any(f"{name}/{m}" not in previous["summary"] for m in runner.modes):
+            continue
+        if "sha256" in old:
+            if old["sha256"] == new["sha256"]:
+                return name
+        elif all(_json_safe(new[k]) == old.get(k) for k in ("path", "training", "valid_scores")):
+            return name
+    return None
 
 
 def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rate: int = 44100) -> float:
@@ -857,9 +863,11 @@ def _main(argv=None) -> int:
     for spec in args.peer:
         name, path = _named(spec, "--peer")
         r = PeerRunner(name, path, _modes(args.peer_modes))
-        if previous is not None and reusable(r, previous, config):
-            r = ReusedPeer(r, previous)
-            print(f"{name}: scores copied from {args.reuse} ({previous['date']}), same checkpoint and excerpts")
+        old_name = reusable(r, previous, config) if previous is not None else None
+        if old_name is not None:
+            r = ReusedPeer(r, previous, old_name)
+            print(f"{name}: scores of {old_name} copied from {args.reuse} ({previous['date']}), "
+                  "same checkpoint and excerpts")
         runners.append(r)
         models[name] = r
     if len(models) != len(args.model) + len(args.peer):

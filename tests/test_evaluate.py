@@ -182,6 +182,14 @@ def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(s
     assert (second["timing"]["per_method_per_song_second"]["tinypt/wiener"]
             == first["timing"]["per_method_per_song_second"]["tinypt/wiener"])
     assert "copied from the report of" in (root / "EVALUATION.md").read_text()
+    # the same checkpoint under another name
+    renamed = evaluate.main(["--data", str(root / "data"), "--split", "test", "--songs", "2", "--seconds", "3",
+                             "--offset-seconds", "0.5", "--peer", f"renamed={ckpt}", "--peer-modes", "wiener",
+                             "--check-seconds", "0", "--out", str(tmp_path / "renamed.json"), "--reuse", str(prev)])
+    assert renamed == 0
+    report = json.loads((tmp_path / "renamed.json").read_text())
+    assert report["models"]["renamed"]["reused_from"] == first["date"]
+    assert report["summary"]["renamed/wiener"] == first["summary"]["tinypt/wiener"]
     # a report from before checkpoints were hashed: known by path, training record and scores
     del first["models"]["tinypt"]["sha256"]
     prev.write_text(json.dumps(first))
