@@ -368,15 +368,15 @@ def main(argv=None) -> int:
         rng = np.random.default_rng([args.seed, step])
         stems = torch.from_numpy(sampler.batch(rng, args.batch))
         S = stft(stems)  # (B, J, C, F, T)
-        if args.frame_stride > 1:  # a whole number of strides, so every offset gives the same shape
-            S = S[..., : S.shape[-1] - S.shape[-1] % args.frame_stride]
-        X = S.sum(1)
-        if args.frame_stride > 1:
-            offset = int(rng.integers(args.frame_stride))
-            V = train_net(X.abs(), args.frame_stride, offset)
-            S, X = S[..., offset::args.frame_stride], X[..., offset::args.frame_stride]
+        stride = args.frame_stride
+        if stride > 1:
+            S = S[..., : S.shape[-1] - S.shape[-1] % stride]  # whole strides: one shape for every offset
+            offset = int(rng.integers(stride))
+            V = train_net(S.sum(1).abs(), stride, offset)
+            S = S[..., offset::stride]  # the frames V is for
         else:
-            V = train_net(X.abs())
+            V = train_net(S.sum(1).abs())
+        X = S.sum(1)
         loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()
