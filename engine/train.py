@@ -161,6 +161,17 @@ def compiled(fn, what: str):
     return call
 
 
+def autocast_forward(net, dtype):
+    """net's forward pass under CPU autocast to dtype, its output back in float32: the matrix
+    products (most of a step) run in dtype, the weights and their optimiser stay float32."""
+
+    def forward(*args):
+        with torch.autocast("cpu", dtype=dtype):
+            return net(*args).float()
+
+    return forward
+
+
 @torch.no_grad()
 def validate(net, stft, songs, seconds: float) -> dict:
     """SDR (dB) of the Wiener estimate per stem in the waveform (the evaluation's measure),
@@ -241,6 +252,9 @@ def main(argv=None) -> int:
                    help="train the per-bin part (the head's last layer, the refiner) and the loss on every "
                         "S-th frame of each excerpt, from a random offset (the body runs on all frames); "
                         "a step then costs about 1/S of its per-bin work (l1 and sdr losses)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the network's forward pass under bfloat16 autocast (weights, optimiser and "
+                        "loss stay float32); about 1.4x cheaper steps on CPUs with AVX-512 BF16")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--valid-seconds", type=float, default=20.0)
     p.add_argument("--valid-songs", type=int, default=30, help="validate on the first N songs of the valid split")
@@ -340,6 +354,7 @@ def main(argv=None) -> int:
             "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed, "lr": args.lr,
             "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
             "loss": LOSSES[args.loss][1].format(w=args.complex_weight), "frame_stride": args.frame_stride,
+            "precision": args.precision,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
         }
         if previous is not None:
@@ -354,7 +369,8 @@ def main(argv=None) -> int:
         }
 
     loss_of = LOSSES[args.loss][0](stft)
-    train_net, train_loss = (net, loss_of) if args.no_compile else (compiled(net, "the network"), compiled(loss_of, "the loss"))
+    forward = net if args.precision == "fp32" else autocast_forward(net, torch.bfloat16)
+    train_net, train_loss = (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
     log = open(args.out / "log.jsonl", "a")
     net.train()
     losses = []
