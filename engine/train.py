@@ -60,6 +60,14 @@ class TorchStft:
         spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
+    def frames(self, x: torch.Tensor, offset: int, stride: int, count: int) -> torch.Tensor:
+        """Frames offset, offset + stride, … (count of them) of ``self(x)``, at 1/stride of its cost."""
+        shape = x.shape
+        x = torch.nn.functional.pad(x.reshape(-1, shape[-1]), (self.n_fft - self.hop, 0))[:, offset * self.hop:]
+        spec = torch.stft(x, self.n_fft, self.hop * stride, window=self.window, center=False, return_complex=True)
+        spec = spec[..., :count]
+        return spec.reshape(*shape[:-1], *spec.shape[-2:])
+
     def inverse(self, Z: torch.Tensor, length: int) -> torch.Tensor:
         """(..., bins, frames) complex → (..., length) float: the synthesis window's overlap-add
         at the analysis frames' places, so ``inverse(self(x))`` is ``x`` (the runtime's ISTFT,
@@ -75,6 +83,22 @@ class TorchStft:
 
     def as_dict(self) -> dict:
         return {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window}
+
+
+def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: int):
+    """For a step with ``--frame-stride``: the mixture's magnitudes at every whole stride's
+    frame (the network's input), and the stems' and the mixture's spectra at the chosen frames
+    offset, offset + stride, … (what the loss compares). stems (B, J, C, n).
+
+    Only what is used is transformed: the mixture at every frame, the stems at the chosen
+    frames, and the last stem as the mixture minus the others (the STFT is linear): 60 % of the
+    STFTs of every stem at every frame at stride 2, which were a quarter of a step's CPU."""
+    X = stft(stems.sum(1))
+    X = X[..., : X.shape[-1] - X.shape[-1] % stride]  # whole strides: one shape for every offset
+    Xs = X[..., offset::stride]
+    S = stft.frames(stems[:, :-1], offset, stride, Xs.shape[-1])
+    S = torch.cat([S, (Xs - S.sum(1)).unsqueeze(1)], dim=1)
+    return X.abs(), S, Xs
 
 
 def wiener_mask(V: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -383,16 +407,15 @@ def main(argv=None) -> int:
         w0 = time.time()
         rng = np.random.default_rng([args.seed, step])
         stems = torch.from_numpy(sampler.batch(rng, args.batch))
-        S = stft(stems)  # (B, J, C, F, T)
         stride = args.frame_stride
         if stride > 1:
-            S = S[..., : S.shape[-1] - S.shape[-1] % stride]  # whole strides: one shape for every offset
             offset = int(rng.integers(stride))
-            V = train_net(S.sum(1).abs(), stride, offset)
-            S = S[..., offset::stride]  # the frames V is for
+            mag, S, X = strided_spectra(stft, stems, stride, offset)
+            V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
-            V = train_net(S.sum(1).abs())
-        X = S.sum(1)
+            S = stft(stems)  # (B, J, C, F, T)
+            X = S.sum(1)
+            V = train_net(X.abs())
         loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()

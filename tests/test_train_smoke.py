@@ -222,6 +222,19 @@ def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local):
             torch.testing.assert_close(net(mag, stride, offset), full[..., offset::stride], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_spectra_are_the_full_stfts_chosen_frames(stride):
+    stft = train.TorchStft(n_fft=64, hop=16, window="hann")
+    stems = torch.randn(2, 4, 2, 16 * 40 + 5)
+    S = stft(stems)
+    T = S.shape[-1] - S.shape[-1] % stride
+    for offset in range(stride):
+        mag, Ss, Xs = train.strided_spectra(stft, stems, stride, offset)
+        torch.testing.assert_close(mag, S.sum(1)[..., :T].abs(), rtol=0, atol=1e-4)
+        torch.testing.assert_close(Ss, S[..., :T][..., offset::stride], rtol=0, atol=1e-4)
+        torch.testing.assert_close(Xs, S.sum(1)[..., :T][..., offset::stride], rtol=0, atol=1e-4)
+
+
 def test_training_with_a_frame_stride_runs_and_records_it(stems_folder, tmp_path):
     out = tmp_path / "strided"
     assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--local", "4",
