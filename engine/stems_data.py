@@ -11,6 +11,7 @@ random excerpts, stems remixed across songs, random gains per stem, channel swap
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +129,33 @@ class ExampleSampler:
 
     def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.stack([self.sample(rng) for _ in range(size)])
+
+
+class BatchPrefetcher:
+    """Draws step s + 1's batch in a background thread while step s trains.
+
+    With more songs than the page cache holds, reading an excerpt from the memory-mapped cache
+    waits on the disk (~40 ms per cold 3-second excerpt here, ~48 of them per step); the copy
+    out of the map (numpy's cast) releases the GIL, so the wait overlaps the step's compute.
+    Each step's batch comes from its own generator, ``default_rng([seed, step])``, which is
+    returned with the batch for the step's further draws: the batches are those of drawing in
+    line, whatever the timing."""
+
+    def __init__(self, sampler: ExampleSampler, size: int, seed: int):
+        self.sampler, self.size, self.seed = sampler, size, seed
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self.pending: dict = {}
+
+    def _draw(self, step: int):
+        rng = np.random.default_rng([self.seed, step])
+        return self.sampler.batch(rng, self.size), rng
+
+    def get(self, step: int):
+        """(batch, rng) of this step; starts drawing the next step's."""
+        future = self.pending.pop(step, None)
+        got = future.result() if future is not None else self._draw(step)
+        self.pending = {step + 1: self.pool.submit(self._draw, step + 1)}
+        return got
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

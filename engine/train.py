@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from .model import ModelConfig, WaveNetSeparator
-from .stems_data import STEMS, ExampleSampler, load_split
+from .stems_data import STEMS, BatchPrefetcher, ExampleSampler, load_split
 
 SAMPLE_RATE = 44100
 
@@ -403,11 +403,12 @@ def main(argv=None) -> int:
     wall_start = time.time()
     stop_at = min(args.steps, args.stop_at_step or args.steps)
     out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
+    prefetch = BatchPrefetcher(sampler, args.batch, args.seed)
     while step < stop_at:
         t0 = time.process_time()  # CPU time: the fair budget when runs share the machine
         w0 = time.time()
-        rng = np.random.default_rng([args.seed, step])
-        stems = torch.from_numpy(sampler.batch(rng, args.batch))
+        batch, rng = prefetch.get(step)
+        stems = torch.from_numpy(batch)
         stride = args.frame_stride
         if stride > 1:
             offset = int(rng.integers(stride))
@@ -451,9 +452,11 @@ def main(argv=None) -> int:
                 break
             if pausing and step < args.steps:
                 bar.close()
+                prefetch.close()
                 print(f"paused at step {step}; rerun the same command to resume")
                 return 0
     bar.close()
+    prefetch.close()
     if out_of_budget:
         print(f"CPU budget of {args.cpu_minutes} min used at step {step}")
     print(f"done: best valid SDR {best:.2f} dB; checkpoint {args.out / 'best.pt'}")
