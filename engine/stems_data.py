@@ -135,8 +135,9 @@ class BatchPrefetcher:
     """Draws step s + 1's batch in a background thread while step s trains.
 
     With more songs than the page cache holds, reading an excerpt from the memory-mapped cache
-    waits on the disk (~40 ms per cold 3-second excerpt here, ~48 of them per step); the copy
-    out of the map (numpy's cast) releases the GIL, so the wait overlaps the step's compute.
+    waits on the disk (~40 ms per cold 3-second excerpt of the four stems here, 12 of them per
+    step, read as 48 per-stem pieces); the copy out of the map (numpy's cast) releases the
+    GIL, so the wait overlaps the step's compute.
     Each step's batch comes from its own generator, ``default_rng([seed, step])``, which is
     returned with the batch for the step's further draws: the batches are those of drawing in
     line, whatever the timing."""
