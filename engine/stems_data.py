@@ -145,7 +145,7 @@ class BatchPrefetcher:
     def __init__(self, sampler: ExampleSampler, size: int, seed: int):
         self.sampler, self.size, self.seed = sampler, size, seed
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self.pending: dict = {}
+        self.next_step, self.next = None, None  # the step being drawn ahead, and its future
 
     def _draw(self, step: int):
         rng = np.random.default_rng([self.seed, step])
@@ -153,9 +153,8 @@ class BatchPrefetcher:
 
     def get(self, step: int):
         """(batch, rng) of this step; starts drawing the next step's."""
-        future = self.pending.pop(step, None)
-        got = future.result() if future is not None else self._draw(step)
-        self.pending = {step + 1: self.pool.submit(self._draw, step + 1)}
+        got = self.next.result() if self.next_step == step else self._draw(step)
+        self.next_step, self.next = step + 1, self.pool.submit(self._draw, step + 1)
         return got
 
     def close(self) -> None:
