@@ -262,3 +262,25 @@ def test_master_bus_keeps_the_sum_and_the_ceiling():
         assert np.abs(mix).max() <= 0.97 + 1e-9 and max(np.abs(v).max() for v in out.values()) <= 0.97 + 1e-9
         if info["mastered"]:
             assert np.abs(mix).max() <= 10 ** (info["ceiling_dbfs"] / 20) + 1e-3
+
+
+@needs_renderers
+def test_build_of_chosen_splits_renders_only_their_songs_and_the_same_bytes(tiny, tmp_path):
+    """--splits renders the plan's songs of those splits only (what an evaluation needs); a
+    later build without it adds the rest, and the result is the full build byte for byte."""
+    assert [A.split_of(6, i) for i in (0, 1)] == ["test", "train"]   # seed 6: one song of each
+    cache = tiny[0].parent / "material-cache"
+    part, full = tmp_path / "part", tmp_path / "full"
+    B.build(part, TWO_SONGS_H, seed=6, progress=False, cache_dir=cache, song_seconds=SONG_S, splits=["test"])
+    assert [json.loads(l)["index"] for l in (part / "manifest.jsonl").read_text().splitlines()] == [0]
+    assert (part / "test" / "song00000" / "mixture.flac").exists() and not (part / "train").exists()
+    B.build(part, TWO_SONGS_H, seed=6, progress=False, cache_dir=cache, song_seconds=SONG_S)
+    B.build(full, TWO_SONGS_H, seed=6, progress=False, cache_dir=cache, song_seconds=SONG_S)
+    assert _tree(part) == _tree(full)
+    assert all(filecmp.cmp(part / f, full / f, shallow=False) for f in _tree(full))
+
+
+def test_build_refuses_an_unknown_split(tmp_path):
+    with pytest.raises(ValueError, match="unknown split tset; use some of test, train, valid"):
+        B.build(tmp_path / "c", 0.01, seed=3, progress=False, splits=["tset"])
+    assert not (tmp_path / "c").exists()

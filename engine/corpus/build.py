@@ -222,7 +222,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None = None,
           fmt: str = "flac", force: bool = False, progress: bool = True, cache_dir=None,
-          song_seconds: float | None = None) -> dict:
+          song_seconds: float | None = None, splits=None) -> dict:
+    """Render the songs of the plan for ``hours`` that are not done yet; with ``splits`` (e.g.
+    ``("test",)``) only those splits' songs, which are the same songs a full build makes, so a
+    later build without ``splits`` completes it."""
+    if splits is not None:
+        known = {name for name, _ in A.SPLIT_FRACTIONS} | {"train"}
+        bad = sorted(set(splits) - known)
+        if bad:
+            raise ValueError(f"unknown split {', '.join(bad)}; use some of {', '.join(sorted(known))}.")
     sf2 = R.check_tools(soundfont)                       # before anything is written
     out = Path(out)
     config = {"generator": "livedemix.engine.corpus", "version": VERSION, "seed": seed, "sample_rate": SR,
@@ -248,7 +256,8 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
     cache_dir = Path(cache_dir) if cache_dir else out / ".cache" / "material"
     man_path = out / "manifest.jsonl"
     done = read_manifest(man_path)
-    todo = [i for i in plan_indices(seed, hours, song_seconds) if i not in done]
+    todo = [i for i in plan_indices(seed, hours, song_seconds)
+            if i not in done and (splits is None or A.split_of(seed, i) in splits)]
     t0 = time.perf_counter()
     audio_s = 0.0
     bar = None
