@@ -86,15 +86,21 @@ py::array frames_call(PhaseRecovery& self, const py::array& X, const py::array& 
 
 }  // namespace
 
+static void check_mask_power(float p) {
+  if (!(p >= 0.25f && p <= 8.f))
+    throw py::value_error("mask_power must be a number in [0.25, 8] (2 = Wiener, 1 = magnitude ratio mask)");
+}
+
 void bind_phase_recovery(py::module_& m) {
   py::class_<PhaseRecovery>(m, "PhaseRecovery",
                             "Causal phase recovery and mixture-consistent stem reconstruction "
                             "(see livedemix.phase.PhaseRecovery for the documented wrapper).")
       .def(py::init([](int n_stems, int channels, int n_fft, int hop, const std::string& mode,
                        int n_iter, float kappa, float peak_db, float onset_floor, float onset_ratio,
-                       float onset_smoothing) {
+                       float onset_smoothing, float mask_power) {
              if (n_iter < 1) throw py::value_error("n_iter must be at least 1");
              if (!(kappa >= 0.f)) throw py::value_error("kappa must be a number >= 0");
+             check_mask_power(mask_power);
              PhaseRecoveryOptions o;
              try {
                o.mode = livedemix::parse_phase_mode(mode);
@@ -107,6 +113,7 @@ void bind_phase_recovery(py::module_& m) {
              o.onset_floor = onset_floor;
              o.onset_ratio = onset_ratio;
              o.onset_smoothing = onset_smoothing;
+             o.mask_power = mask_power;
              try {
                return new PhaseRecovery(n_stems, channels, n_fft, hop, o);
              } catch (const std::invalid_argument& e) {
@@ -119,7 +126,8 @@ void bind_phase_recovery(py::module_& m) {
            py::arg("peak_db") = PhaseRecoveryOptions().peak_db,
            py::arg("onset_floor") = PhaseRecoveryOptions().onset_floor,
            py::arg("onset_ratio") = PhaseRecoveryOptions().onset_ratio,
-           py::arg("onset_smoothing") = PhaseRecoveryOptions().onset_smoothing)
+           py::arg("onset_smoothing") = PhaseRecoveryOptions().onset_smoothing,
+           py::arg("mask_power") = PhaseRecoveryOptions().mask_power)
       .def(
           "process",
           [](PhaseRecovery& self, const py::array& X, const py::array& V, py::array& out) {
@@ -173,6 +181,12 @@ void bind_phase_recovery(py::module_& m) {
             if (!(k >= 0.f)) throw py::value_error("kappa must be a number >= 0");
             self.set_kappa(k);
           })
+      .def_property(
+          "mask_power", &PhaseRecovery::mask_power,
+          [](PhaseRecovery& self, float p) {
+            check_mask_power(p);
+            self.set_mask_power(p);
+          })
       .def_property_readonly("n_stems", &PhaseRecovery::n_stems)
       .def_property_readonly("channels", &PhaseRecovery::channels)
       .def_property_readonly("n_fft", &PhaseRecovery::n_fft)
@@ -184,6 +198,7 @@ void bind_phase_recovery(py::module_& m) {
         d["mode"] = livedemix::phase_mode_name(o.mode);
         d["n_iter"] = o.n_iter;
         d["kappa"] = o.kappa;
+        d["mask_power"] = o.mask_power;
         d["peak_db"] = o.peak_db;
         d["onset_floor"] = o.onset_floor;
         d["onset_ratio"] = o.onset_ratio;

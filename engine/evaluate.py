@@ -75,7 +75,7 @@ import soundfile as sf  # noqa: E402
 
 from livedemix import dsp, metrics  # noqa: E402
 from livedemix.engine import default_n_iter  # noqa: E402
-from livedemix.phase import MODES, PhaseRecovery  # noqa: E402
+from livedemix.phase import DEFAULT_MASK_POWER, MODES, PhaseRecovery, card_mask_power  # noqa: E402
 from livedemix.separator import ModelError, Separator, load_card, resolve_model  # noqa: E402
 
 from .export import atomic_write_bytes  # noqa: E402
@@ -322,7 +322,8 @@ class SongContext:
         return self._stfts[key]
 
 
-def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead: int = 0) -> np.ndarray:
+def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead: int = 0,
+                mask_power: float = DEFAULT_MASK_POWER) -> np.ndarray:
     """Stem signals (J, C, n) from the mixture STFT X (T, C, F) and stem magnitudes V.
 
     With ``lookahead`` L, V is the streaming separator's output, row i being frame i − L (as the
@@ -330,7 +331,8 @@ def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead:
     engine. Otherwise V (T, J, C, F) is aligned with X."""
     J, C = V.shape[1], X.shape[1]
     # the engine's settings (livedemix.engine.Engine without a preset)
-    pr = PhaseRecovery(J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop), kappa=2.0)
+    pr = PhaseRecovery(J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop), kappa=2.0,
+                       mask_power=mask_power)
     if lookahead:
         X = np.concatenate([np.zeros((lookahead,) + X.shape[1:], X.dtype), X])
     T = min(len(X), len(V))
@@ -385,6 +387,10 @@ class _MagnitudeRunner:
     def magnitudes(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def mask_power(self, mode: str) -> float:
+        """The mask power of ``mode``: a card's calibrated one; Wiener's 2 for a checkpoint."""
+        return DEFAULT_MASK_POWER
+
     def run(self, ctx: SongContext) -> Result:
         t0 = _cpu()
         X = ctx.mix_stft(self.cfg, self.lookahead)
@@ -394,7 +400,8 @@ class _MagnitudeRunner:
         for mode in self.modes:
             t1 = _cpu()
             out[f"{self.name}/{mode}"] = reconstruct(X, V, self.cfg, mode, ctx.n,
-                                                     self.lookahead if self.streaming else 0)
+                                                     self.lookahead if self.streaming else 0,
+                                                     self.mask_power(mode))
             secs[f"{self.name}/{mode}"] = _cpu() - t1 + t_sep
         return Result(out, secs)
 
@@ -419,6 +426,9 @@ class CardRunner(_MagnitudeRunner):
         self.sep.reset()
         return self.sep.run(np.abs(X))
 
+    def mask_power(self, mode: str) -> float:
+        return card_mask_power(self.card, mode)
+
     def info(self) -> dict:
         c = self.card
         tr = c.get("training", {})
@@ -426,6 +436,7 @@ class CardRunner(_MagnitudeRunner):
                 "parameters": c.get("parameters"), "lookahead_frames": self.lookahead, "stft": c["stft"],
                 "pu_iter_n_iter": default_n_iter(self.cfg.hop),
                 "default_phase": c.get("default_phase"),
+                "mask_power": {m: card_mask_power(c, m) for m in self.modes},
                 "training": {k: tr.get(k) for k in ("cpu_minutes", "steps", "train_songs", "train_minutes", "data")},
                 "valid_scores": c.get("scores", {}).get("valid_sdr", c.get("scores", {}).get("valid_stft_sdr"))}
 
@@ -852,7 +863,8 @@ def _main(argv=None) -> int:
               "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
               "mixture": "sum of the stems",
               "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
-                       "livedemix.engine.default_n_iter(hop), kappa = 2"}
+                       "livedemix.engine.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
+                       "(engine.calibrate), 2 (Wiener) for the peer checkpoints"}
     previous = None
     if args.reuse is not None:
         try:

@@ -224,3 +224,25 @@ def test_steady_state_allocates_no_arrays(model, demo_mix):
     # accumulates either.
     assert peak - base < 6144
     assert cur - base < 1024
+
+
+def test_mask_power_comes_from_the_call_the_preset_or_the_card_per_mode(model, tmp_path):
+    """The card's calibrated power for the engine's mode (engine.calibrate writes it), 2 for a
+    mode it has none for; a preset's or the caller's power wins."""
+    import json
+
+    from livedemix.presets import load_preset
+
+    card = json.loads(Path(model).read_text())
+    card["mask_power"] = {"wiener": 1.0, "anisotropic": 1.5}
+    mine = tmp_path / "calibrated.json"
+    mine.write_text(json.dumps(card))
+    (tmp_path / card["onnx_file"]).write_bytes((Path(model).parent / card["onnx_file"]).read_bytes())
+    assert Engine(model=mine, phase="wiener").phase.mask_power == 1.0
+    assert Engine(model=mine, phase="anisotropic").phase.mask_power == 1.5
+    assert Engine(model=mine, phase="pu-iter").phase.mask_power == 2.0
+    assert Engine(model=model, phase="wiener").phase.mask_power == 2.0      # an uncalibrated card
+    assert Engine(model=mine, phase="wiener", mask_power=3.0).phase.mask_power == 3.0
+    preset = tmp_path / "soft.toml"
+    preset.write_text(f'schema = 1\n[engine]\nmodel = "{mine}"\nphase = "wiener"\nmask_power = 0.75\n')
+    assert Engine(preset=load_preset(preset)).phase.mask_power == 0.75

@@ -11,7 +11,9 @@ from livedemix import _core
 from livedemix.phase import DEFAULT_N_ITER, MODES, PhaseRecovery
 
 MODE_KW = [("wiener", {}), ("pu-iter", {}), ("pu-iter", {"n_iter": 1}), ("pu-iter", {"n_iter": 32}),
-           ("anisotropic", {}), ("anisotropic", {"kappa": 0.0}), ("anisotropic", {"kappa": 50.0})]
+           ("anisotropic", {}), ("anisotropic", {"kappa": 0.0}), ("anisotropic", {"kappa": 50.0}),
+           ("wiener", {"mask_power": 1.0}), ("pu-iter", {"mask_power": 1.0}), ("anisotropic", {"mask_power": 1.0}),
+           ("wiener", {"mask_power": 0.6}), ("pu-iter", {"mask_power": 3.0})]
 
 
 def rel_err(Y, X):
@@ -143,6 +145,48 @@ def test_mode_can_change_between_frames():
         pr.process(X[t], V[t], out)
         assert rel_err(out[None], X[t][None]) < 1e-6
     assert pr.mode == MODES[29 % 3] and pr.n_iter == 1 + 29 % 7
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 1.5, 2.0, 4.0])
+def test_wiener_mask_power_is_the_normalised_power_of_the_magnitudes(p):
+    """wiener with mask power p: Y_j = V_j^p / sum_k V_k^p * X (1 and 2 are exact fast paths);
+    a bin where every V is 0 is shared equally."""
+    X, V = random_frames(8, 4, 2, 513, seed=7)
+    V[:, :, :, 5] = 0.0
+    Y = PhaseRecovery(4, 2, 1024, 256, mode="wiener", mask_power=p).process_stft(X, V)
+    W = V.astype(np.float64) ** p
+    tot = W.sum(axis=1, keepdims=True)
+    lam = np.where(tot > 0, W / np.where(tot > 0, tot, 1), 0.25)
+    ref = lam * X[:, None]
+    assert np.abs(Y - ref).max() <= 2e-6 * np.abs(X).max()
+    if p in (1.0, 2.0):  # the fast paths divide exactly as the formula does
+        assert np.abs(Y - ref.astype(np.complex64)).max() <= 1e-6 * np.abs(X).max()
+
+
+def test_mask_power_2_is_the_default_and_bit_identical():
+    X, V = random_frames(12, 4, 2, 513, seed=8)
+    for mode in MODES:
+        a = PhaseRecovery(4, 2, 1024, 256, mode=mode).process_stft(X, V)
+        b = PhaseRecovery(4, 2, 1024, 256, mode=mode, mask_power=2.0).process_stft(X, V)
+        assert np.array_equal(a, b)
+
+
+def test_mask_power_can_change_between_frames_and_bad_values_are_refused():
+    X, V = random_frames(10, 4, 2, 513, seed=9)
+    pr = PhaseRecovery(4, 2, 1024, 256, mode="wiener")
+    assert pr.mask_power == 2.0 and pr.options["mask_power"] == 2.0
+    out = np.empty((4, 2, 513), np.complex64)
+    for t in range(10):
+        pr.mask_power = 1.0 if t % 2 else 2.0
+        pr.process(X[t], V[t], out)
+        p = pr.mask_power
+        assert np.allclose(out, (V[t] ** p / (V[t] ** p).sum(0)) * X[t], atol=1e-5)
+    for bad in (0.1, 9.0, float("nan")):
+        with pytest.raises(ValueError, match=r"mask_power must be a number in \[0.25, 8\]"):
+            pr.mask_power = bad
+        with pytest.raises(ValueError, match="mask_power must be a number"):
+            PhaseRecovery(4, 2, 1024, 256, mask_power=bad)
+    assert pr.mask_power == 1.0
 
 
 def test_defaults_and_repr():

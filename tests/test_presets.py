@@ -46,6 +46,7 @@ BAD = [
     ('schema = 1\n[engine]\nphase = "magic"\n', r"'engine.phase' is 'magic': use one of wiener, pu-iter, anisotropic"),
     ('schema = 1\n[engine]\nn_iter = "4"\n', r"'engine.n_iter' must be an integer"),
     ('schema = 1\n[engine]\nn_iter = 1000\n', r"'engine.n_iter' is 1000, out of range: give a value from 1 to 64"),
+    ('schema = 1\n[engine]\nmask_power = 0\n', r"'engine.mask_power' is 0, out of range: give a value from 0.25 to 8"),
     ('schema = 1\n[buses.main.stems.vocal]\nmute = true\n', r"'buses.main.stems.vocal' names an unknown stem 'vocal': use one of vocals, drums, bass, other"),
     ('schema = 1\n[buses.main.stems.vocals]\nmute = "yes"\n', r"'buses.main.stems.vocals.mute' must be true or false"),
     ('schema = 1\n[buses.main.stems.vocals]\ngain_db = 40\n', r"'buses.main.stems.vocals.gain_db' is 40, out of range"),

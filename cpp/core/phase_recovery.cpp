@@ -324,6 +324,13 @@ void PhaseRecovery::set_options(const PhaseRecoveryOptions& opts) {
   peak_lin_ = std::pow(10.f, opts.peak_db / 20.f);
   set_n_iter(opts.n_iter);
   set_kappa(opts.kappa);
+  opts_.mask_power = 2.f;
+  set_mask_power(opts.mask_power);
+}
+
+void PhaseRecovery::set_mask_power(float p) {
+  if (!std::isfinite(p)) return;
+  opts_.mask_power = std::min(std::max(p, 0.25f), 8.f);
 }
 
 void PhaseRecovery::set_n_iter(int n) { opts_.n_iter = std::min(std::max(n, 1), 1000); }
@@ -641,15 +648,39 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
       er_[f] += x * x;
     }
   }
-  // Wiener weights λ_j = V_j² / Σ V²; an all-zero bin is shared equally (1/J) so Σ λ = 1.
+  // Wiener weights λ_j = V_j^p / Σ V^p; an all-zero bin is shared equally (1/J) so Σ λ = 1.
   // (A true division, not a product with 1/Σ: a lone active stem then gets exactly λ = 1.)
+  // For p ≠ 2, er_ is refilled with Σ V^p: later readers only ask whether it is > 0, which
+  // Σ V^p and Σ V² answer alike.
   const float equal = 1.f / static_cast<float>(J);
-  for (int j = 0; j < J; ++j) {
-    const float* v = v_.data() + static_cast<size_t>(j) * F;
-    float* lam = lam_.data() + static_cast<size_t>(j) * F;
-    for (int f2 = 0; f2 < F; ++f2) {
-      const bool nz = er_[f2] > 0.f;
-      lam[f2] = nz ? (v[f2] * v[f2]) / (nz ? er_[f2] : 1.f) : equal;
+  const float p = opts_.mask_power;
+  if (p == 2.f) {
+    for (int j = 0; j < J; ++j) {
+      const float* v = v_.data() + static_cast<size_t>(j) * F;
+      float* lam = lam_.data() + static_cast<size_t>(j) * F;
+      for (int f2 = 0; f2 < F; ++f2) {
+        const bool nz = er_[f2] > 0.f;
+        lam[f2] = nz ? (v[f2] * v[f2]) / (nz ? er_[f2] : 1.f) : equal;
+      }
+    }
+  } else {
+    std::fill(er_.begin(), er_.end(), 0.f);
+    for (int j = 0; j < J; ++j) {
+      const float* v = v_.data() + static_cast<size_t>(j) * F;
+      float* lam = lam_.data() + static_cast<size_t>(j) * F;
+      if (p == 1.f) {
+        for (int f2 = 0; f2 < F; ++f2) lam[f2] = v[f2];
+      } else {
+        for (int f2 = 0; f2 < F; ++f2) lam[f2] = v[f2] > 0.f ? std::pow(v[f2], p) : 0.f;
+      }
+      for (int f2 = 0; f2 < F; ++f2) er_[f2] += lam[f2];
+    }
+    for (int j = 0; j < J; ++j) {
+      float* lam = lam_.data() + static_cast<size_t>(j) * F;
+      for (int f2 = 0; f2 < F; ++f2) {
+        const bool nz = er_[f2] > 0.f;
+        lam[f2] = nz ? lam[f2] / (nz ? er_[f2] : 1.f) : equal;
+      }
     }
   }
   // Onsets (always tracked, so that the mode can change between frames) and phase estimates.
@@ -751,7 +782,7 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
     }
   }
   // Z = X - m_X into (er_, ei_); 1/D into g_, 0 where the system is degenerate or where every
-  // V_j is 0 (er_ still holds Σ V² here): there the prior says nothing, and Z = X is shared
+  // V_j is 0 (er_ still holds Σ V² or Σ V^p here): there the prior says nothing, and Z = X is shared
   // equally (λ_j = 1/J), as in the other modes.
   const float g2 = g * g;
   for (int f = 0; f < F; ++f) {

@@ -11,7 +11,8 @@
 //   3. a causal onset detector (normalised spectral flux of V_j against an adaptive threshold
 //      built from past frames only); at an onset, and at the first frame, the mixture's phase;
 //   4. one of three ways to combine the stems with the mixture (selectable at run time):
-//        wiener       Y_j = λ_j X,  λ_j = V_j²/Σ_k V_k²  (the mixture's phase, soft mask);
+//        wiener       Y_j = λ_j X,  λ_j = V_j^p/Σ_k V_k^p  (the mixture's phase, soft mask;
+//                     p = mask_power, 2 by default: the classical Wiener weights);
 //        pu-iter      S_j = V_j e^{iφ_j}; n_iter times: E = X - Σ S_k, Y_j = S_j + λ_j E,
 //                     S_j = V_j Y_j/|Y_j|; the Y_j of the last iteration are the output;
 //        anisotropic  the posterior mean of S_j under a von Mises prior on its phase centred on
@@ -25,7 +26,7 @@
 // Real-time contract: the constructor and `prepare()` allocate. `process()` and
 // `process_frames()` never allocate, lock, log or throw; `reset()` does not allocate either.
 // Non-finite inputs are replaced by 0 (negative magnitudes too) and counted; outputs stay
-// finite. The setters (`set_mode`, `set_n_iter`, `set_kappa`) are allocation-free plain stores:
+// finite. The setters (`set_mode`, `set_n_iter`, `set_kappa`, `set_mask_power`) are allocation-free plain stores:
 // call them from the thread that calls `process()` or between calls. Not thread-safe otherwise.
 // `process()` sets FTZ/DAZ for its duration and restores the caller's MXCSR. The PU-Iter
 // iterations run on AVX2+FMA when the CPU has them (chosen in `prepare()`), else on SSE2; the
@@ -50,6 +51,11 @@ struct PhaseRecoveryOptions {
   PhaseMode mode = PhaseMode::PUIter;
   int n_iter = 16;          // PU-Iter iterations per frame (>= 1); see docs/EVALUATION.md
   float kappa = 2.0f;       // von Mises concentration for the anisotropic mode (>= 0)
+  // Exponent p of the weights λ_j = V_j^p / Σ_k V_k^p that every mode shares the mixture by
+  // (the wiener mask, PU-Iter's residual, the anisotropic prior's variances). 2 treats V² as
+  // each stem's power (Wiener); an estimated V is often better served by a softer mask (1 = a
+  // magnitude ratio mask). In [0.25, 8]; 1 and 2 are exact fast paths, others use powf.
+  float mask_power = 2.0f;
   float peak_db = -40.0f;   // peaks must exceed this level relative to the frame maximum
   // Onset detector: normalised flux d(t) = Σ_f max(0, V(t)-V(t-1)) / Σ_f V(t), in [0, 1].
   // Onset when d(t) > onset_floor and d(t) > onset_ratio · mean of d over the past frames
@@ -93,9 +99,11 @@ class PhaseRecovery {
   void set_mode(PhaseMode m) { opts_.mode = m; }
   void set_n_iter(int n);      // clamps to [1, 1000]
   void set_kappa(float kappa);  // clamps to [0, 1e6]; computes the Bessel ratios (no allocation)
+  void set_mask_power(float p);  // clamps to [0.25, 8] (a non-finite p keeps the current one)
   PhaseMode mode() const { return opts_.mode; }
   int n_iter() const { return opts_.n_iter; }
   float kappa() const { return opts_.kappa; }
+  float mask_power() const { return opts_.mask_power; }
   const PhaseRecoveryOptions& options() const { return opts_; }
   void set_options(const PhaseRecoveryOptions& opts);
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dsp
-from .phase import PhaseRecovery
+from .phase import PhaseRecovery, card_mask_power
 from .presets import BusSettings, Preset, PresetError, console_gains, load_preset
 from .separator import Separator
 
@@ -83,6 +83,8 @@ class Engine:
     - ``preset``: a :class:`~livedemix.presets.Preset`, a shipped preset name or a TOML path.
     - ``phase``: reconstruction mode (``wiener``, ``pu-iter``, ``anisotropic``); default: the
       preset's, else the model card's ``default_phase``.
+    - ``mask_power``: exponent of the stems' mask weights ``V_j**p / Σ V**p`` (2 = Wiener);
+      default: the preset's, else the power the model card calibrated for the mode.
     - ``buses``: bus names (default: the preset's buses, else ``["main"]``). Each bus has its
       own stem gains, mutes, solos and master gain.
     - ``deadline``: seconds one hop may take before it counts as late and the engine passes the
@@ -92,7 +94,7 @@ class Engine:
     def __init__(self, model: str | Path | None = None, preset: Preset | str | Path | None = None,
                  sample_rate: int = 44100, block_size: int = 256, *, phase: str | None = None,
                  buses: list[str] | None = None, deadline: float | None = None, retry_seconds: float = 1.0,
-                 stft: str | None = None):
+                 stft: str | None = None, mask_power: float | None = None):
         if preset is not None and not isinstance(preset, Preset):
             preset = load_preset(preset)
         self.preset = preset
@@ -114,10 +116,12 @@ class Engine:
         mode = phase or (opts.phase if opts and opts.phase else None) or card.get("default_phase", "pu-iter")
         n_iter = (opts.n_iter if opts and opts.n_iter else None) or default_n_iter(self.stft_config.hop)
         kappa = opts.kappa if opts else 2.0
+        if mask_power is None:
+            mask_power = opts.mask_power if opts and opts.mask_power is not None else card_mask_power(card, mode)
         C, F = self.separator.channels, self.stft_config.bins
         self.channels = C
         self.phase = PhaseRecovery(len(self.stems), C, self.stft_config.n_fft, self.stft_config.hop,
-                                   mode=mode, n_iter=n_iter, kappa=kappa)
+                                   mode=mode, n_iter=n_iter, kappa=kappa, mask_power=mask_power)
         self.ramp_frames = max(1, math.ceil(RAMP_SECONDS * sample_rate / self.stft_config.hop))
         # Slot J of the mixer carries the mixture frame itself: the pass-through path.
         self._mixer = dsp.StemMixer(len(self.stems) + 1, len(self.buses), C, F, self.ramp_frames)

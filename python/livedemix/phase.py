@@ -9,8 +9,10 @@ native core (``livedemix._core``), allocation-free, with the GIL released.
 Modes (switchable between frames):
 
 ``"wiener"``
-    the soft mask ``V_j**2 / sum_k V_k**2`` applied to the mixture: every stem has the
-    mixture's phase. The classical baseline.
+    the soft mask ``V_j**p / sum_k V_k**p`` applied to the mixture: every stem has the
+    mixture's phase. With ``p = mask_power = 2``, the classical Wiener filter; a model's
+    estimated magnitudes are often better served by ``p = 1`` (a magnitude ratio mask), which
+    is why a model card carries the power calibrated for it (``engine.calibrate``).
 ``"pu-iter"`` (default)
     phase unwrapping (Magron et al. 2015, 2018): spectral peaks of ``V_j`` are refined by
     quadratic interpolation of the log magnitude, every bin takes the frequency of the peak
@@ -18,7 +20,7 @@ Modes (switchable between frames):
     from the previous output frame by ``2*pi*hop*nu``; at an onset of the stem (a causal
     spectral-flux detector) and at the first frame the stem takes the mixture's phase. Then
     ``n_iter`` mixture-consistency iterations distribute the residual ``X - sum_j S_j`` by the
-    Wiener weights while keeping the magnitudes ``V_j``; the last iteration's
+    weights ``V_j**p / sum_k V_k**p`` while keeping the magnitudes ``V_j``; the last iteration's
     residual-corrected estimates are returned, so the stems sum to the mixture.
 ``"anisotropic"``
     the anisotropic Wiener filter (Magron et al., ICASSP 2017): the posterior mean of each
@@ -42,7 +44,8 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA"]
+__all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA", "DEFAULT_MASK_POWER",
+           "card_mask_power"]
 
 MODES = ("wiener", "pu-iter", "anisotropic")
 #: PU-Iter iterations per frame. 16 is the smallest count that reaches +1.5 dB SDR and +4 dB
@@ -51,6 +54,14 @@ MODES = ("wiener", "pu-iter", "anisotropic")
 DEFAULT_N_ITER = 16
 #: Von Mises concentration of the anisotropic mode (the best of 0.5/1/2/4 in the same test).
 DEFAULT_KAPPA = 2.0
+#: Exponent of the weights by which every mode shares the mixture among the stems (2: Wiener).
+DEFAULT_MASK_POWER = 2.0
+
+
+def card_mask_power(card: dict, mode: str) -> float:
+    """The mask power a model card calibrated for ``mode`` (``"mask_power": {mode: p}``, written
+    by ``python -m engine.calibrate``); 2 (Wiener) for a card or mode without one."""
+    return float((card.get("mask_power") or {}).get(mode, DEFAULT_MASK_POWER))
 
 
 def _as(a, dtype, name: str, kind: str) -> np.ndarray:
@@ -77,6 +88,9 @@ class PhaseRecovery:
         Mixture-consistency iterations per frame for ``"pu-iter"`` (>= 1).
     kappa : float
         Von Mises concentration for ``"anisotropic"`` (>= 0).
+    mask_power : float
+        Exponent ``p`` of the weights ``V_j**p / sum_k V_k**p`` that every mode shares the
+        mixture by, in [0.25, 8]; 2 is Wiener, 1 a magnitude ratio mask.
     peak_db : float
         Peaks must exceed this level (dB) relative to the frame's maximum magnitude.
     onset_floor, onset_ratio, onset_smoothing : float
@@ -96,10 +110,11 @@ class PhaseRecovery:
 
     def __init__(self, n_stems: int, channels: int, n_fft: int, hop: int, mode: str = "pu-iter",
                  n_iter: int = DEFAULT_N_ITER, kappa: float = DEFAULT_KAPPA, peak_db: float = -40.0,
-                 onset_floor: float = 0.2, onset_ratio: float = 2.0, onset_smoothing: float = 0.1):
+                 onset_floor: float = 0.2, onset_ratio: float = 2.0, onset_smoothing: float = 0.1,
+                 mask_power: float = DEFAULT_MASK_POWER):
         self._impl = _core.PhaseRecovery(int(n_stems), int(channels), int(n_fft), int(hop), str(mode),
                                          int(n_iter), float(kappa), float(peak_db), float(onset_floor),
-                                         float(onset_ratio), float(onset_smoothing))
+                                         float(onset_ratio), float(onset_smoothing), float(mask_power))
 
     # -- configuration ------------------------------------------------------------------
     @property
@@ -128,6 +143,15 @@ class PhaseRecovery:
     @kappa.setter
     def kappa(self, value: float) -> None:
         self._impl.kappa = float(value)
+
+    @property
+    def mask_power(self) -> float:
+        """Exponent of the stems' weights (2 = Wiener); assignable between frames."""
+        return self._impl.mask_power
+
+    @mask_power.setter
+    def mask_power(self, value: float) -> None:
+        self._impl.mask_power = float(value)
 
     n_stems = property(lambda self: self._impl.n_stems, doc="Number of stems J.")
     channels = property(lambda self: self._impl.channels, doc="Number of channels C.")

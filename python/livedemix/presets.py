@@ -13,6 +13,7 @@ Schema version 1 (every key optional unless marked):
     latency = "quality"                         # quality | low-latency
     n_iter = 32                                 # 1..64, for pu-iter (default: 32 at hop 256, 16 at hop 128)
     kappa = 2.0                                 # 0..50, for anisotropic
+    mask_power = 1.0                            # 0.25..8, the stems' mask exponent (default: the card's, for its mode)
     [buses.main]                                # "main" always exists; any other name adds a bus
     outputs = [1, 2]                            # 1-based output channels
     gain_db = 0.0                               # the bus's master gain, -120..24
@@ -99,6 +100,7 @@ class EngineOptions:
     latency: str = "quality"
     n_iter: int | None = None  # None: the engine's default for the hop
     kappa: float = 2.0
+    mask_power: float | None = None  # None: the model card's calibrated power for the mode
 
 
 @dataclass
@@ -194,7 +196,7 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     name = c.string(data.get("name", Path(str(path)).stem), "name")
     preset = Preset(name=name, description=c.string(data.get("description", ""), "description"))
 
-    e = c.table(data.get("engine", {}), "engine", {"model", "phase", "latency", "n_iter", "kappa"})
+    e = c.table(data.get("engine", {}), "engine", {"model", "phase", "latency", "n_iter", "kappa", "mask_power"})
     opts = preset.engine
     if "model" in e:
         opts.model = c.string(e["model"], "engine.model")
@@ -204,6 +206,8 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     if "n_iter" in e:
         opts.n_iter = c.number(e["n_iter"], "engine.n_iter", 1, 64, integer=True)
     opts.kappa = float(c.number(e.get("kappa", opts.kappa), "engine.kappa", 0.0, 50.0))
+    if "mask_power" in e:
+        opts.mask_power = float(c.number(e["mask_power"], "engine.mask_power", 0.25, 8.0))
 
     buses = c.table(data.get("buses", {}), "buses", set(data.get("buses", {}).keys()))
     for bus_name, b in buses.items():
@@ -316,6 +320,8 @@ def preset_to_dict(preset: Preset) -> dict:
         engine["model"] = e.model
     if e.phase:
         engine["phase"] = e.phase
+    if e.mask_power is not None:
+        engine["mask_power"] = e.mask_power
     buses = {}
     for name, b in preset.buses.items():
         buses[name] = {"outputs": list(b.outputs), "gain_db": b.gain_db,

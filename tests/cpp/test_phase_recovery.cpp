@@ -100,8 +100,10 @@ void test_transparency_random() {
   std::mt19937 rng(1);
   for (PhaseMode m : kModes) {
     for (int J : {1, 2, 4, 8}) {
+     for (float p : {2.f, 1.f, 1.5f}) {
       PhaseRecoveryOptions o;
       o.mode = m;
+      o.mask_power = p;
       PhaseRecovery pr(J, 2, 1024, 256, o);
       Frames fr(J, 2, pr.bins());
       double worst = 0;
@@ -111,8 +113,10 @@ void test_transparency_random() {
         LD_CHECK(all_finite(fr));
         worst = std::max(worst, transparency_error(fr));
       }
-      std::printf("transparency %-11s J=%d: max rel err %.3g\n", livedemix::phase_mode_name(m).c_str(), J, worst);
+      std::printf("transparency %-11s J=%d p=%g: max rel err %.3g\n", livedemix::phase_mode_name(m).c_str(), J,
+                  static_cast<double>(p), worst);
       LD_CHECK(worst < 1e-6);
+     }
     }
   }
 }
@@ -218,6 +222,7 @@ void test_zero_allocation() {
       pr.set_mode(kModes[i % 3]);
       pr.set_n_iter(1 + i % 5);
       pr.set_kappa(0.5f * (i % 7));
+      pr.set_mask_power(i % 4 == 0 ? 2.f : (i % 4 == 1 ? 1.f : 0.5f + 0.25f * (i % 4)));
       Frames& f = pool[i % pool.size()];
       if (i % 11 == 5)
         pr.unwrap(f.X.data(), f.V.data(), f.out.data());
