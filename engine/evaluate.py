@@ -499,17 +499,19 @@ class PeerRunner(_MagnitudeRunner):
 
 class ReusedPeer:
     """A peer whose scores an earlier report already holds for the same checkpoint, songs and
-    settings (``--reuse``): its per-song scores are copied, not recomputed (under this run's
-    name for it, which may differ from the earlier one). A peer's checkpoint does not change
-    between evaluations, and BSS Eval is most of an evaluation's time."""
+    settings (``--reuse``), or a model of that report carried over as it was (``--carry``): its
+    per-song scores are copied, not recomputed (under this run's name for it, which may differ
+    from the earlier one). A peer's checkpoint does not change between evaluations, and BSS Eval
+    is most of an evaluation's time."""
 
     kind = "peer"
 
-    def __init__(self, runner: PeerRunner, previous: dict, old_name: str):
-        self.name, self.methods, self.modes = runner.name, runner.methods, runner.modes
-        self._info = dict(runner.info(), reused_from=previous["date"])
+    def __init__(self, name: str, modes: list[str], info: dict, previous: dict, old_name: str):
+        self.name, self.modes = name, list(modes)
+        self.methods = [f"{name}/{m}" for m in self.modes]
+        self._info = dict(info, reused_from=previous["date"])
         self.songs = {song["name"]: song for song in previous["songs"]}
-        self.old = {f"{runner.name}/{m}": f"{old_name}/{m}" for m in runner.modes}  # this run's method → earlier
+        self.old = {f"{name}/{m}": f"{old_name}/{m}" for m in self.modes}  # this run's method → earlier
         # the earlier run's cost of these methods, which is what they would cost now
         self.timing = {m: previous["timing"]["per_method_per_song_second"][o] for m, o in self.old.items()}
 
@@ -720,7 +722,7 @@ def markdown_section(report: dict) -> str:
     reused = [n for n, info in report["models"].items() if info.get("reused_from")]
     L += ["", f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}"
           + (f"; the scores and times of {', '.join(reused)} are copied from the report of "
-             f"{report['models'][reused[0]]['reused_from']} (same checkpoints and excerpts: `--reuse`)" if reused else "")
+             f"{report['models'][reused[0]]['reused_from']} (the same excerpts and measures: `--reuse`, `--carry`)" if reused else "")
           + ". CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
           "reconstruction):", "",
           "| method | estimate | plain SDR + SI-SDR | BSS Eval |", "| --- | --- | --- | --- |"]
@@ -831,6 +833,9 @@ def _main(argv=None) -> int:
     p.add_argument("--reuse", type=Path, default=None, metavar="REPORT.json",
                    help="copy the scores of --peer checkpoints that this earlier report already holds for the "
                         "same excerpts and settings instead of evaluating them again (e.g. docs/separator_eval.json)")
+    p.add_argument("--carry", action="append", default=[], metavar="OLD[=NEW]",
+                   help="copy the --reuse report's scores of its model OLD (every mode it has) into this one, "
+                        "as NEW, without its checkpoint or card (same excerpts and measures required)")
     p.add_argument("--out", type=Path, default=Path("docs/separator_eval.json"))
     p.add_argument("--markdown", type=Path, default=None, help="write the summary between the markers in this file")
     p.add_argument("--set-default-phase", type=Path, default=None, metavar="CARD.json",
@@ -877,12 +882,29 @@ def _main(argv=None) -> int:
         r = PeerRunner(name, path, _modes(args.peer_modes))
         old_name = reusable(r, previous, config) if previous is not None else None
         if old_name is not None:
-            r = ReusedPeer(r, previous, old_name)
+            r = ReusedPeer(r.name, r.modes, r.info(), previous, old_name)
             print(f"{name}: scores of {old_name} copied from {args.reuse} ({previous['date']}), "
                   "same checkpoint and excerpts")
         runners.append(r)
         models[name] = r
-    if len(models) != len(args.model) + len(args.peer):
+    for spec in args.carry:
+        old_name, _, name = spec.partition("=")
+        name = name or old_name
+        if previous is None:
+            raise SystemExit(f"--carry {spec} copies from an earlier report: add --reuse REPORT.json")
+        if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
+            raise SystemExit(f"--carry {spec}: {args.reuse} scored other excerpts or measures "
+                             f"({', '.join(REUSE_CONFIG_KEYS)} differ); evaluate that model again instead")
+        if old_name not in previous["models"]:
+            raise SystemExit(f"--carry {spec}: {args.reuse} has no model {old_name!r}; it has "
+                             f"{', '.join(previous['models'])}")
+        if name in models:
+            raise SystemExit(f"--carry {spec}: this run already has a model {name!r}; carry it as OLD=NEW")
+        modes = [m.split("/", 1)[1] for m in previous["methods"] if m.startswith(old_name + "/")]
+        r = ReusedPeer(name, modes, previous["models"][old_name], previous, old_name)
+        runners.append(r)
+        models[name] = r
+    if len(models) != len(args.model) + len(args.peer) + len(args.carry):
         raise SystemExit("two --model/--peer share a name: give each its own NAME=")
     default_phase_model = None
     if args.set_default_phase is not None:

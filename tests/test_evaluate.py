@@ -214,3 +214,31 @@ def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(s
     bad.write_text("not json")
     with pytest.raises(SystemExit, match="cannot read it as a report"):
         run(root, card, ckpt, ["--reuse", str(bad)])
+
+
+def test_carry_copies_an_earlier_models_scores_without_its_checkpoint(setup, tmp_path):
+    """--carry OLD=NEW: the earlier report's model (here a card, every mode it had) stays in the
+    tables without being read again, e.g. a peer whose checkpoint is gone, or a model before a
+    change of its card; only for the same excerpts and measures, and only with --reuse."""
+    root, card, ckpt = setup
+    first = run(root, card, ckpt, ["--modes", "wiener,pu-iter", "--check-seconds", "0"])
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps(first))
+    second = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev),
+                                    "--carry", "tiny=tiny-before", "--carry", "tinypt=tinypt-before"])
+    assert second["models"]["tiny-before"]["reused_from"] == first["date"]
+    assert second["models"]["tiny-before"]["path"] == first["models"]["tiny"]["path"]
+    for mode in ("wiener", "pu-iter"):
+        assert second["summary"][f"tiny-before/{mode}"]["sdr"] == first["summary"][f"tiny/{mode}"]["sdr"]
+    assert second["summary"]["tinypt-before/wiener"] == first["summary"]["tinypt/wiener"]
+    assert "tiny-before/pu-iter" in (root / "EVALUATION.md").read_text()
+
+    def fails(extra, message, capsys=None):
+        with pytest.raises(SystemExit, match=message):
+            evaluate.main(["--data", str(root / "data"), "--split", "test", "--songs", "2", "--seconds", "3",
+                           "--offset-seconds", "0.5", "--check-seconds", "0", "--out", str(tmp_path / "x.json"), *extra])
+
+    fails(["--carry", "tiny"], "add --reuse REPORT.json")
+    fails(["--reuse", str(prev), "--carry", "nope"], "has no model 'nope'")
+    fails(["--reuse", str(prev), "--model", f"tiny={card}", "--carry", "tiny"], "already has a model 'tiny'")
+    fails(["--reuse", str(prev), "--no-bss", "--carry", "tiny"], "scored other excerpts or measures")
