@@ -123,7 +123,8 @@ def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3, paced_secon
     paced = _paced(eng, blocks[: max(1, int(paced_seconds * sr / hop))], hop / sr)
     return {
         "audio_seconds": n / sr, "hop": hop, "sample_rate": sr, "stems": len(eng.stems), "channels": eng.channels,
-        "phase": eng.phase.mode, "n_iter": eng.phase.n_iter, "model": eng.separator.card_path.stem,
+        "phase": eng.phase.mode, "n_iter": eng.phase.n_iter, "mask_power": eng.phase.mask_power,
+        "model": eng.separator.card_path.stem,
         "model_parameters": eng.separator.card.get("parameters"), "latency_ms": eng.latency_ms,
         "hop_budget_us": budget_us, "mean_hop_us": hop_us, "real_time_factor": best_total / (n / sr),
         "per_hop_us": _percentiles(best_hops), "p99_9_share_of_budget": float(np.percentile(best_hops, 99.9) * 1e6 / budget_us),
@@ -187,13 +188,16 @@ def bench_peers(seconds: float = 10.0) -> dict:
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    if (root / "engine").is_dir():
-        sys.path.insert(0, str(root))
+    # The peers' networks live in the source checkout's engine/ package: next to this file when
+    # livedemix runs from the checkout, or in the working directory when it is installed.
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "engine" / "peers.py").is_file():
+            sys.path.insert(0, str(root))
+            break
     try:
         from engine.peers import ht_demucs_class, open_unmix_class
     except ImportError:
-        return {"skipped": "the peers need the source checkout's engine/ package"}
+        return {"skipped": "the peers need the source checkout's engine/ package: run from the checkout's folder"}
     out = {}
     sr = 44100
     n = int(seconds * sr)
@@ -271,7 +275,8 @@ def format_pipeline(r: dict) -> str:
     ov = e["onnxruntime_call_overhead_us"]
     lines = [
         f"engine: {e['stems']} stems, {e['channels']} channels, {e['sample_rate']} Hz, hop {e['hop']} "
-        f"(budget {e['hop_budget_us']:.0f} µs), phase {e['phase']} ({e['n_iter']} it.), model {e['model']} "
+        f"(budget {e['hop_budget_us']:.0f} µs), phase {e['phase']} ({e['n_iter']} it., mask power "
+        f"{e.get('mask_power', 2.0):g}), model {e['model']} "
         f"({e['model_parameters']} parameters), latency {e['latency_ms']:.2f} ms",
         f"  real-time factor on one core: {e['real_time_factor']:.4f} ({100 * e['real_time_factor']:.2f}% of a core)",
         f"  per hop: mean {e['mean_hop_us']:.0f} µs, p50 {ph['p50']:.0f}, p99 {ph['p99']:.0f}, p99.9 {ph['p99.9']:.0f}, "
@@ -287,7 +292,9 @@ def format_pipeline(r: dict) -> str:
             f"  paced at real time ({p['hops']} hops, sleeping between them as live): {p['mean_cpu_us']:.0f} µs CPU per hop "
             f"= {100 * p['cpu_share']:.2f}% of a core, {p['cold_factor']:.1f}× the back-to-back hop (cold caches); "
             f"per hop p50 {pp['p50']:.0f}, p99 {pp['p99']:.0f}, p99.9 {pp['p99.9']:.0f} µs")
-    if "peers" in r:
+    if isinstance(r.get("peers", {}).get("skipped"), str):
+        lines.append(f"  peers not timed: {r['peers']['skipped']}")
+    elif "peers" in r:
         lines.append("  peers, forward pass only (one core, same audio):")
         lines.append(f"    {'network':<30}{'parameters':>12}{'core s / audio s':>18}{'× livedemix':>13}")
         lines.append(f"    {'livedemix (whole)':<30}{e['model_parameters'] or 0:>12}{e['real_time_factor']:>18.4f}{1:>13.1f}")

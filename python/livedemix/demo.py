@@ -57,13 +57,15 @@ def run(outdir: str | Path = "livedemix-demo", *, model=None, phase=None, fmt="w
         "mean_mixture_sdr_db": round(float(np.mean([r["mixture_sdr_db"] for r in rows])), 2),
         "karaoke_sdr_db": round(sdr(karaoke_truth, est["mix"]), 2),
         "latency_samples": d["latency_samples"], "latency_ms": d["latency_ms"],
-        "real_time_factor": round(wall / (mix.shape[1] / sr), 4), "phase": d["phase"], "model": d["model"],
+        "real_time_factor": round(wall / (mix.shape[1] / sr), 4), "phase": d["phase"],
+        "mask_power": d["mask_power"], "model": d["model"],
         "outputs": [str(f) for f in files], "outdir": str(outdir),
     }
 
 
 def format_report(r: dict) -> str:
-    lines = [f"livedemix demo: {r['seconds']} s song, model {r['model']}, phase {r['phase']}", "",
+    lines = [f"livedemix demo: {r['seconds']} s song, model {r['model']}, phase {r['phase']} "
+             f"(mask power {r['mask_power']:g})", "",
              f"  {'stem':<8} {'level':>9} {'SDR':>8} {'SI-SDR':>8} {'mixture SDR':>12}"]
     for row in r["stems"]:
         lines.append(f"  {row['stem']:<8} {row['level_dbfs']:>6.1f} dBFS {row['sdr_db']:>5.2f} dB {row['si_sdr_db']:>5.2f} dB"

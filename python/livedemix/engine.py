@@ -346,7 +346,8 @@ class Engine:
             "model": self.separator.card_path.stem, "stems": list(self.stems), "buses": list(self.buses),
             "sample_rate": self.sample_rate, "stft": dict(n_fft=self.stft_config.n_fft, hop=self.stft_config.hop,
                                                           window=self.stft_config.window),
-            "phase": self.phase.mode, "n_iter": self.phase.n_iter, "latency_samples": self.latency_samples,
+            "phase": self.phase.mode, "n_iter": self.phase.n_iter, "mask_power": self.phase.mask_power,
+            "latency_samples": self.latency_samples,
             "latency_ms": round(self.latency_ms, 2), "ramp_ms": round(1000 * self.ramp_frames * self.stft_config.hop / self.sample_rate, 2),
             "model_parameters": card.get("parameters"),
         }
