@@ -189,6 +189,18 @@ def test_mask_power_can_change_between_frames_and_bad_values_are_refused():
     assert pr.mask_power == 1.0
 
 
+def test_card_mask_power_per_mode_one_number_or_none():
+    from livedemix.phase import card_mask_power
+
+    assert card_mask_power({}, "wiener") == 2.0
+    assert card_mask_power({"mask_power": {"wiener": 1}}, "wiener") == 1.0
+    assert card_mask_power({"mask_power": {"wiener": 1}}, "pu-iter") == 2.0
+    assert card_mask_power({"mask_power": 1.5}, "anisotropic") == 1.5
+    for bad in ({"wiener": "soft"}, {"wiener": 0}, 12, True):
+        with pytest.raises(ValueError, match="the model card's mask_power for wiener is .*: it must be a number"):
+            card_mask_power({"mask_power": bad}, "wiener")
+
+
 def test_defaults_and_repr():
     pr = PhaseRecovery(4, 2, 1024, 256)
     assert pr.mode == "pu-iter" and pr.n_iter == DEFAULT_N_ITER

@@ -60,8 +60,17 @@ DEFAULT_MASK_POWER = 2.0
 
 def card_mask_power(card: dict, mode: str) -> float:
     """The mask power a model card calibrated for ``mode`` (``"mask_power": {mode: p}``, written
-    by ``python -m engine.calibrate``); 2 (Wiener) for a card or mode without one."""
-    return float((card.get("mask_power") or {}).get(mode, DEFAULT_MASK_POWER))
+    by ``python -m engine.calibrate``, or one number for every mode); 2 (Wiener) for a card or
+    mode without one. A value that is not a number in [0.25, 8] raises ValueError."""
+    value = card.get("mask_power")
+    if isinstance(value, dict):
+        value = value.get(mode)
+    if value is None:
+        return DEFAULT_MASK_POWER
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.25 <= value <= 8:
+        raise ValueError(f"the model card's mask_power for {mode} is {value!r}: it must be a number from 0.25 to 8 "
+                         "(run python -m engine.calibrate --write on the card, or remove the key)")
+    return float(value)
 
 
 def _as(a, dtype, name: str, kind: str) -> np.ndarray:
