@@ -24,6 +24,7 @@ per step; the body still runs on every frame), which is most of a step's cost.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -102,28 +103,31 @@ def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: i
     return X.abs(), S, Xs
 
 
-def wiener_mask(V: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Each stem's share of the power, V² / Σ V², from magnitudes V (B, J, C, F, T)."""
-    p = V * V
+def wiener_mask(V: torch.Tensor, eps: float = 1e-8, mask_power: float = 2.0) -> torch.Tensor:
+    """Each stem's share V^p / Σ V^p of the mixture, from magnitudes V (B, J, C, F, T): p = 2 is
+    the Wiener filter (shares of the power); the runtime uses the power in the model's card
+    (``mask_power``, see livedemix.phase), so training can score the reconstruction it will get."""
+    p = V * V if mask_power == 2.0 else (V if mask_power == 1.0 else V.clamp_min(0) ** mask_power)
     return p / (p.sum(dim=1, keepdim=True) + eps)
 
 
-def wiener(V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+def wiener(V: torch.Tensor, X: torch.Tensor, mask_power: float = 2.0) -> torch.Tensor:
     """Stems' complex estimates from magnitudes V (B, J, C, F, T) and mixture X (B, C, F, T)."""
-    return wiener_mask(V) * X.unsqueeze(1)
+    return wiener_mask(V, mask_power=mask_power) * X.unsqueeze(1)
 
 
-def wiener_error(V, S, X) -> torch.Tensor:
+def wiener_error(V, S, X, mask_power: float = 2.0) -> torch.Tensor:
     """Wiener(V) − S on real views (..., 2): the same values as ``wiener(V, X) − S``, but it
     compiles to a few fused loops, where complex autograd made the loss 60% of a step."""
-    return wiener_mask(V).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1) - torch.view_as_real(S)
+    return (wiener_mask(V, mask_power=mask_power).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1)
+            - torch.view_as_real(S))
 
 
-def loss_fn(V, S, X, complex_weight: float) -> torch.Tensor:
+def loss_fn(V, S, X, complex_weight: float, mask_power: float = 2.0) -> torch.Tensor:
     """L1(|S|) + w · L1(Wiener(V) − S), the second term on real views (``wiener_error``)."""
     loss = (V - S.abs()).abs().mean()
     if complex_weight:
-        d = wiener_error(V, S, X)
+        d = wiener_error(V, S, X, mask_power)
         loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
     return loss
 
@@ -136,7 +140,7 @@ def _minus_sdr(energy: torch.Tensor, err: torch.Tensor, mix_energy: torch.Tensor
     return -torch.log10((energy + eps) / (err + eps)).mean()
 
 
-def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
+def sdr_loss_fn(V, S, X, complex_weight: float = 0.0, mask_power: float = 2.0) -> torch.Tensor:
     """−SDR/10 of the Wiener estimate, per excerpt and stem in the STFT domain, averaged.
 
     The evaluation scores 10·log10(Σs²/Σ(s−ŝ)²) per stem and song and averages the dBs, so a
@@ -144,7 +148,7 @@ def sdr_loss_fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
     spectra instead weighs every bin by its level. In the STFT domain this is not the
     waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
     ``complex_weight`` is unused (the same signature as ``loss_fn``)."""
-    d = wiener_error(V, S, X)
+    d = wiener_error(V, S, X, mask_power)
     return _minus_sdr(torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)), (d * d).sum(dim=(2, 3, 4, 5)),
                       torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)))
 
@@ -153,9 +157,9 @@ def waveform_sdr_loss(stft: "TorchStft"):
     """−SDR/10 per excerpt and stem like ``sdr_loss_fn``, but of the waveforms after the
     runtime's synthesis (``stft.inverse``): the evaluation's measure itself."""
 
-    def fn(V, S, X, complex_weight: float = 0.0) -> torch.Tensor:
+    def fn(V, S, X, complex_weight: float = 0.0, mask_power: float = 2.0) -> torch.Tensor:
         n = S.shape[-1] * stft.hop
-        est = stft.inverse(wiener_mask(V) * X.unsqueeze(1), n)  # (B, J, C, n)
+        est = stft.inverse(wiener_mask(V, mask_power=mask_power) * X.unsqueeze(1), n)  # (B, J, C, n)
         ref = stft.inverse(S, n)
         return _minus_sdr(ref.square().sum(dim=(2, 3)), (est - ref).square().sum(dim=(2, 3)),
                           ref.sum(1).square().sum(dim=(1, 2)))
@@ -198,7 +202,7 @@ def autocast_forward(net, dtype):
 
 
 @torch.no_grad()
-def validate(net, stft, songs, seconds: float) -> dict:
+def validate(net, stft, songs, seconds: float, mask_power: float = 2.0) -> dict:
     """SDR (dB) of the Wiener estimate per stem in the waveform (the evaluation's measure),
     averaged over songs. Both the estimate and the reference go through the same synthesis, so
     the first and last frames' edges count the same for both. (In the STFT domain the score
@@ -213,7 +217,7 @@ def validate(net, stft, songs, seconds: float) -> dict:
         S = stft(stems)  # (J, C, F, T)
         X = S.sum(0)
         V = net(X.abs().unsqueeze(0))[0]
-        est = stft.inverse(wiener(V.unsqueeze(0), X.unsqueeze(0))[0], stems.shape[-1])
+        est = stft.inverse(wiener(V.unsqueeze(0), X.unsqueeze(0), mask_power)[0], stems.shape[-1])
         ref = stft.inverse(S, stems.shape[-1])
         for j, name in enumerate(STEMS):
             energy = (ref[j] ** 2).sum()
@@ -280,6 +284,10 @@ def main(argv=None) -> int:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: the network's forward pass under bfloat16 autocast (weights, optimiser and "
                         "loss stay float32); 1.1-1.5x cheaper steps measured on a CPU with AVX-512 BF16")
+    p.add_argument("--mask-power", type=float, default=2.0,
+                   help="the power p of the masks V^p / sum V^p that the loss's reconstruction and the "
+                        "validation use (2: Wiener; the runtime uses the card's calibrated power, 1 for the "
+                        "shipped model)")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--valid-seconds", type=float, default=20.0)
     p.add_argument("--valid-songs", type=int, default=30, help="validate on the first N songs of the valid split")
@@ -316,6 +324,8 @@ def main(argv=None) -> int:
     if args.frame_stride > 1 and (args.loss == "sdr-wave" or args.arch != "wavenet" or args.lookahead):
         p.error("--frame-stride needs the WaveNet with lookahead 0 and a loss per frame (l1 or sdr): "
                 "sdr-wave synthesises whole excerpts")
+    if not 0.25 <= args.mask_power <= 8:
+        p.error(f"--mask-power {args.mask_power:g} is out of range: give a value from 0.25 to 8 (2 is Wiener)")
 
     keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -379,7 +389,7 @@ def main(argv=None) -> int:
             "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed, "lr": args.lr,
             "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
             "loss": LOSSES[args.loss][1].format(w=args.complex_weight), "frame_stride": args.frame_stride,
-            "precision": args.precision,
+            "precision": args.precision, "mask_power": args.mask_power,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
         }
         if previous is not None:
@@ -393,7 +403,7 @@ def main(argv=None) -> int:
             "training": stage,
         }
 
-    loss_of = LOSSES[args.loss][0](stft)
+    loss_of = functools.partial(LOSSES[args.loss][0](stft), mask_power=args.mask_power)
     forward = net if args.precision == "fp32" else autocast_forward(net, torch.bfloat16)
     train_net, train_loss = (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
     log = open(args.out / "log.jsonl", "a")
@@ -433,7 +443,7 @@ def main(argv=None) -> int:
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         pausing = step == stop_at or (args.stop_after_minutes and time.time() - wall_start > 60 * args.stop_after_minutes)
         if step % args.eval_every == 0 or step == args.steps or pausing or out_of_budget:
-            scores = validate(net, stft, valid_songs, args.valid_seconds)
+            scores = validate(net, stft, valid_songs, args.valid_seconds, args.mask_power)
             improved = scores["mean"] > best
             best = max(best, scores["mean"])
             entry = {"step": step, "train_loss": float(np.mean(losses)), "valid_sdr": scores,

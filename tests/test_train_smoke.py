@@ -296,3 +296,32 @@ def test_prefetched_batches_are_those_drawn_in_line(stems_folder):
             assert rng.integers(1 << 30) == ref_rng.integers(1 << 30)  # the step's later draws too
     finally:
         prefetch.close()
+
+
+def test_mask_power_shapes_the_losses_like_the_runtimes_reconstruction():
+    """--mask-power p: the loss's and the validation's masks are V^p / sum V^p, as the core's
+    PhaseRecovery(mode="wiener", mask_power=p) makes them."""
+    from livedemix.phase import PhaseRecovery
+
+    g = torch.Generator().manual_seed(1)
+    V = torch.rand(1, 4, 2, 513, 5, generator=g)
+    S = torch.view_as_complex(torch.randn(1, 4, 2, 513, 5, 2, generator=g))
+    X = S.sum(1)
+    for p in (1.0, 1.5, 2.0):
+        core = PhaseRecovery(4, 2, 1024, 256, mode="wiener", mask_power=p).process_stft(
+            X[0].permute(2, 0, 1).numpy(), V[0].permute(3, 0, 1, 2).numpy())
+        ours = train.wiener(V, X, p)[0].permute(3, 0, 1, 2).numpy()
+        np.testing.assert_allclose(ours, core, rtol=1e-4, atol=1e-5)
+        ref = (V - S.abs()).abs().mean() + (train.wiener(V, X, p) - S).abs().mean()
+        torch.testing.assert_close(train.loss_fn(V, S, X, 1.0, p), ref, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(train.loss_fn(V, S, X, 1.0, 1.0), train.loss_fn(V, S, X, 1.0, 2.0))
+
+
+def test_training_with_a_mask_power_records_it_and_refuses_a_bad_one(stems_folder, tmp_path, capsys):
+    out = tmp_path / "p1"
+    assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--mask-power", "1"]) == 0
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["training"]["mask_power"] == 1.0 and np.isfinite(ck["scores"]["valid_sdr"]["mean"])
+    with pytest.raises(SystemExit):
+        train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *ARGS, "--mask-power", "0"])
+    assert "--mask-power 0 is out of range: give a value from 0.25 to 8" in capsys.readouterr().err
