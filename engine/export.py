@@ -114,6 +114,11 @@ def export_step_model(
         "training": training or {},
         "scores": scores or {},
     }
+    # A model trained for a mask power other than Wiener's starts out at that power in every mode
+    # (python -m engine.calibrate then measures the best one per mode).
+    trained_power = (training or {}).get("mask_power", 2.0)
+    if trained_power != 2.0:
+        card["mask_power"] = {mode: float(trained_power) for mode in ("wiener", "pu-iter", "anisotropic")}
     card_path = out_dir / f"{name}.json"
     atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return card_path

@@ -322,6 +322,9 @@ def test_training_with_a_mask_power_records_it_and_refuses_a_bad_one(stems_folde
     assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--mask-power", "1"]) == 0
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["training"]["mask_power"] == 1.0 and np.isfinite(ck["scores"]["valid_sdr"]["mean"])
+    assert export.main(["--checkpoint", str(out / "best.pt"), "--out", str(tmp_path / "m"), "--name", "p1"]) == 0
+    card = json.loads((tmp_path / "m" / "p1.json").read_text())  # the card starts at the trained power
+    assert card["mask_power"] == {"wiener": 1.0, "pu-iter": 1.0, "anisotropic": 1.0}
     with pytest.raises(SystemExit):
         train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *ARGS, "--mask-power", "0"])
     assert "--mask-power 0 is out of range: give a value from 0.25 to 8" in capsys.readouterr().err
