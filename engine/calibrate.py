@@ -26,7 +26,7 @@ import numpy as np
 from livedemix import metrics
 from livedemix.phase import MODES
 
-from .evaluate import (DEFAULT_OFFSET, DEFAULT_SECONDS, SILENCE, CardRunner, SongContext,
+from .evaluate import (DEFAULT_OFFSET, DEFAULT_SECONDS, CardRunner, SongContext, active_stems,
                        atomic_write_text, read_excerpt, reconstruct)
 from .stems_data import find_songs
 
@@ -51,7 +51,7 @@ def calibrate(card: Path, data: Path, split: str = "valid", songs: int = 60, pow
         ctx = SongContext(stems, sr)
         X = ctx.mix_stft(runner.cfg, runner.lookahead)
         V = runner.magnitudes(X)
-        active = [j for j in range(len(names)) if float(np.sum(stems[j].astype(np.float64) ** 2)) >= SILENCE * stems[j].size]
+        active = active_stems(stems)
         for m in modes:
             for p in powers:
                 est = reconstruct(X, V, runner.cfg, m, ctx.n, runner.lookahead, p)

@@ -296,6 +296,13 @@ def _nanmean(values) -> float:
 # ---- estimation ---------------------------------------------------------------------------------
 
 
+def active_stems(stems: np.ndarray) -> list[int]:
+    """Indices of the stems (J, C, n) that are not silent in the excerpt (see SILENCE); the
+    silent ones have no SDR and are skipped."""
+    energy = (stems.astype(np.float64) ** 2).sum(axis=(1, 2))
+    return [j for j in range(len(stems)) if energy[j] >= SILENCE * stems[j].size]
+
+
 def stft_key(cfg) -> tuple:
     return (cfg.n_fft, cfg.hop, cfg.window)
 
@@ -945,8 +952,7 @@ def _main(argv=None) -> int:
         song_seconds += n / sr
         shifted += start < int(round(args.offset_seconds * sr)) and n == int(round(args.seconds * sr))
         short += n < int(round(args.seconds * sr))
-        energy = (stems.astype(np.float64) ** 2).sum(axis=(1, 2))
-        active = [j for j in range(len(names)) if energy[j] >= SILENCE * stems[j].size]
+        active = active_stems(stems)
         for j in range(len(names)):
             if j not in active:
                 skipped[names[j]] += 1
