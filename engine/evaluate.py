@@ -431,7 +431,7 @@ class CardRunner(_MagnitudeRunner):
 
     def magnitudes(self, X):
         self.sep.reset()
-        return self.sep.run(np.abs(X))
+        return self.sep.run(self.sep.inputs_of(X))
 
     def mask_power(self, mode: str) -> float:
         return card_mask_power(self.card, mode)
@@ -487,9 +487,11 @@ class PeerRunner(_MagnitudeRunner):
     def magnitudes(self, X):
         import torch
 
-        mag = torch.from_numpy(np.ascontiguousarray(np.abs(X).transpose(1, 2, 0)))[None]  # (1, C, F, T)
+        from .train import network_input
+
+        spec = torch.from_numpy(np.ascontiguousarray(X.transpose(1, 2, 0)))[None]  # (1, C, F, T) complex
         with torch.inference_mode():
-            V = self.net(mag)[0]  # (J, C, F, T)
+            V = self.net(network_input(self.net, spec))[0]  # (J, C, F, T)
         return np.ascontiguousarray(V.permute(3, 0, 1, 2).numpy(), dtype=np.float32)
 
     def info(self) -> dict:

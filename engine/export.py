@@ -3,6 +3,7 @@
     python -m engine.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
+(for a model with the side input, (1, C + 1, F): the side signal's |X_L - X_R| / 2 after them)
 and the state tensors (`conv_state`, and `mag_state` with lookahead); outputs `stems`
 (1, J, C, F) and the next states (`conv_state_out`, `mag_state_out`). The card (JSON) says
 everything the runtime checks before it runs the model: sample rate, STFT, stems, feature,
@@ -68,7 +69,7 @@ def export_step_model(
     step = StreamingStep(net).eval()
     states = step.initial_state()
     state_names = step.state_names()
-    mag = torch.zeros(1, cfg.channels, cfg.bins)
+    mag = torch.zeros(1, cfg.in_channels, cfg.bins)
     onnx_path = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_onnx = Path(tmp) / "model.onnx"
@@ -93,8 +94,9 @@ def export_step_model(
         "stems": list(stem_names),
         "channels": cfg.channels,
         "bins": cfg.bins,
-        "feature": "log1p(|X|) of both channels, learned per-bin affine, learned projection to "
-        f"{cfg.residual} channels",
+        "feature": "log1p(|X|) of both channels"
+        + (" and of the side signal |X_L - X_R| / 2" if cfg.side else "")
+        + f", learned per-bin affine, learned projection to {cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
         + ("; mask logits refined per bin from patches of the features ("
            + ", ".join(f"{b} bins x {f} frames" for b, f in cfg.local_patches)
@@ -102,9 +104,11 @@ def export_step_model(
            + (", the head's hidden vector" if cfg.local_context else "")
            + (", a bias per bin" if cfg.local_bin_bias else "") + ")"
            if cfg.local else ""),
-        "inputs": {"mag": [1, cfg.channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
+        "inputs": {"mag": [1, cfg.in_channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
         "outputs": {"stems": [1, cfg.stems, cfg.channels, cfg.bins], **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)}},
         "state_pairs": {s: f"{s}_out" for s in state_names},
+        # The planes of `mag`: the channels' |X|, then (side_input) |X_L - X_R| / 2.
+        **({"side_input": True} if cfg.side else {}),
         "lookahead_frames": cfg.lookahead,
         "receptive_field_frames": cfg.receptive_field,
         "architecture": {"type": "wavenet-frames", **cfg.to_dict()},

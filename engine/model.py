@@ -59,6 +59,11 @@ class ModelConfig:
     local_context: bool = False  # the refiner also sees the head's hidden vector (this frame's summary)
     local_bin_bias: bool = False  # the refiner knows which bin it is at (a learned bias per bin)
     local_depth: int = 1  # hidden layers of the refiner's per-bin MLP
+    # A spatial cue: the network also sees |X_L - X_R| / 2, the side signal's magnitude. With
+    # |X_L| and |X_R| it fixes each bin's inter-channel phase difference, so it tells a centred
+    # mono source (vocals, bass: side ~ 0) from wide ones in the same bin, which the channels'
+    # magnitudes alone cannot. The masks still apply to |X_L| and |X_R|.
+    side: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,6 +84,11 @@ class ModelConfig:
             raise ValueError("the local refiner is written for lookahead 0")
         if any(b % 2 == 0 for b, _ in self.local_patches):
             raise ValueError("the local refiner's patches need an odd number of bins (centred on the bin)")
+
+    @property
+    def in_channels(self) -> int:
+        """Magnitude planes the network reads: the channels, then the side signal's."""
+        return self.channels + int(self.side)
 
     @property
     def local_frames(self) -> int:
@@ -114,7 +124,7 @@ class LocalRefiner(nn.Module):
         n = cfg.stems * cfg.channels
         self.shapes = cfg.local_patches
         self.frames = cfg.local_frames
-        self.patches = nn.ModuleList(nn.Conv2d(cfg.channels, cfg.local, kernel_size=s) for s in self.shapes)
+        self.patches = nn.ModuleList(nn.Conv2d(cfg.in_channels, cfg.local, kernel_size=s) for s in self.shapes)
         self.mix = nn.Conv2d(n + len(self.shapes) * cfg.local, cfg.local, 1)
         # The head's hidden vector summarises the whole frame; projected, it shifts every bin's
         # MLP the same way (what the frame is), and the bin bias says where in the spectrum it is.
@@ -165,7 +175,7 @@ class WaveNetSeparator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        n_in = cfg.channels * cfg.bins
+        n_in = cfg.in_channels * cfg.bins
         self.in_scale = nn.Parameter(torch.ones(n_in))
         self.in_bias = nn.Parameter(torch.zeros(n_in))
         self.inp = nn.Conv1d(n_in, cfg.residual, 1)
@@ -174,14 +184,45 @@ class WaveNetSeparator(nn.Module):
         self.head2 = nn.Conv1d(cfg.hidden, cfg.stems * cfg.channels * cfg.bins, 1)
         self.refiner = LocalRefiner(cfg) if cfg.local else None
 
-    def init_input_stats(self, mag: torch.Tensor) -> None:
-        """Set the input affine so log1p features start near zero mean, unit variance."""
+    def input_magnitudes(self, X: torch.Tensor) -> torch.Tensor:
+        """The network's input (B, C_in, F, T) from the mixture's spectra X (B, C, F, T) complex:
+        |X|, and with ``side`` the side signal's magnitude |X_L - X_R| / 2 after it."""
+        mag = X.abs()
+        if not self.cfg.side:
+            return mag
+        return torch.cat([mag, ((X[:, :1] - X[:, 1:2]) * 0.5).abs()], dim=1)
+
+    def widen_for_side(self, state_dict: dict) -> dict:
+        """A state dict of the same model without the side input, made to fit this one: the
+        side plane's input weights start at zero (so the network starts as the one it came
+        from) and its input affine at unit scale; `init_input_stats` can then set the latter."""
+        sd = dict(state_dict)
+        own = self.state_dict()
+        for name, w in state_dict.items():
+            want = own[name].shape
+            if w.shape == want:
+                continue
+            if name in ("in_scale", "in_bias"):
+                sd[name] = torch.cat([w, own[name][w.shape[0]:]])
+            elif name == "inp.weight" or (name.startswith("refiner.patches.") and name.endswith(".weight")):
+                dim = 1
+                pad = torch.zeros(*want[:dim], want[dim] - w.shape[dim], *want[dim + 1:], dtype=w.dtype)
+                sd[name] = torch.cat([w, pad], dim=dim)
+            else:
+                raise ValueError(f"{name}: {tuple(w.shape)} does not widen to {tuple(want)}")
+        return sd
+
+    def init_input_stats(self, mag: torch.Tensor, planes: slice = slice(None)) -> None:
+        """Set the input affine so log1p features start near zero mean, unit variance (for the
+        given input planes only, e.g. a side plane added to a trained network)."""
         feat = torch.log1p(mag).reshape(mag.shape[0], -1, mag.shape[-1])  # (B, C*F, T), as features() orders it
         mean = feat.mean(dim=(0, 2))
         std = feat.std(dim=(0, 2)).clamp_min(1e-2)
+        f = self.cfg.bins
+        rows = slice(None if planes.start is None else planes.start * f, None if planes.stop is None else planes.stop * f)
         with torch.no_grad():
-            self.in_scale.copy_(1.0 / std)
-            self.in_bias.copy_(-mean / std)
+            self.in_scale[rows] = (1.0 / std)[rows]
+            self.in_bias[rows] = (-mean / std)[rows]
 
     def features(self, mag: torch.Tensor) -> torch.Tensor:
         b, c, f, t = mag.shape
@@ -207,7 +248,7 @@ class WaveNetSeparator(nn.Module):
         logits = self.head2(h)
         b, _, t = logits.shape
         if self.refiner is not None:
-            logits = self.refiner(feat.reshape(b, cfg.channels, cfg.bins, mag.shape[-1]),
+            logits = self.refiner(feat.reshape(b, cfg.in_channels, cfg.bins, mag.shape[-1]),
                                   logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t), h,
                                   stride=stride, offset=offset)
         return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
@@ -217,15 +258,16 @@ class WaveNetSeparator(nn.Module):
         and the first L are zero when lookahead L > 0: they'd need the future). With stride
         s > 1 (lookahead 0 only), those of frames offset, offset + s, … (see ``masks``)."""
         L = self.cfg.lookahead
+        chan = mag[:, : self.cfg.channels]  # the side plane, if any, is input only
         if stride > 1:
             if L:
                 raise ValueError("a frame stride needs lookahead 0")
-            return self.masks(mag, stride, offset) * mag[..., offset::stride].unsqueeze(1)
+            return self.masks(mag, stride, offset) * chan[..., offset::stride].unsqueeze(1)
         m = self.masks(mag)
         if L == 0:
-            return m * mag.unsqueeze(1)
-        out = torch.zeros_like(mag).unsqueeze(1).expand(-1, self.cfg.stems, -1, -1, -1).clone()
-        out[..., : mag.shape[-1] - L] = m[..., L:] * mag[..., : mag.shape[-1] - L].unsqueeze(1)
+            return m * chan.unsqueeze(1)
+        out = torch.zeros_like(chan).unsqueeze(1).expand(-1, self.cfg.stems, -1, -1, -1).clone()
+        out[..., : mag.shape[-1] - L] = m[..., L:] * chan[..., : mag.shape[-1] - L].unsqueeze(1)
         return out
 
     def parameter_count(self) -> int:
@@ -235,11 +277,12 @@ class WaveNetSeparator(nn.Module):
         """Multiply-accumulates of one streaming step (the matrix products; element-wise ops
         add < 1%)."""
         cfg = self.cfg
-        n_in = cfg.channels * cfg.bins
+        n_in = cfg.in_channels * cfg.bins
+        n_out = cfg.channels * cfg.bins
         per_layer = 2 * cfg.residual * 2 * cfg.residual + cfg.residual * cfg.residual + cfg.residual * cfg.skip
-        head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_in
+        head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_out
         n = cfg.stems * cfg.channels
-        patches = sum(cfg.channels * pb * pf for pb, pf in cfg.local_patches)
+        patches = sum(cfg.in_channels * pb * pf for pb, pf in cfg.local_patches)
         local = cfg.bins * cfg.local * (patches + n + len(cfg.local_patches) * cfg.local
                                         + cfg.local * (cfg.local_depth - 1)) + cfg.bins * cfg.local * n
         local += cfg.hidden * cfg.local if cfg.local_context else 0
@@ -249,8 +292,8 @@ class WaveNetSeparator(nn.Module):
 class StreamingStep(nn.Module):
     """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
 
-    Inputs: mag (1, C, F); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
-    rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C, F, L).
+    Inputs: mag (1, C_in, F) (the channels' magnitudes, then the side's with ``side``); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
+    rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C_in, F, L).
     Outputs: stems (1, J, C, F) for frame t - L; the new states.
 
     Built from a trained network (it copies the weights, fused for a short ONNX graph: one
@@ -305,16 +348,16 @@ class StreamingStep(nn.Module):
         cfg = self.cfg
         states = [torch.zeros(1, self.state_len, cfg.residual)]
         if cfg.lookahead:
-            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
+            states.append(torch.zeros(1, cfg.in_channels, cfg.bins, cfg.lookahead))
         if cfg.local:
-            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.local_frames - 1))
+            states.append(torch.zeros(1, cfg.in_channels, cfg.bins, cfg.local_frames - 1))
         return states
 
     def state_names(self) -> list[str]:
         return ["conv_state"] + (["mag_state"] if self.cfg.lookahead else []) + (["feat_state"] if self.cfg.local else [])
 
     def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
-        """extra_state: mag_state (1, C, F, L) with lookahead L, feat_state (1, C, F, 2) (the last
+        """extra_state: mag_state (1, C_in, F, L) with lookahead L, feat_state (1, C_in, F, 2) (the last
         patch frames - 1 features) with the local refiner; the two don't go together."""
         cfg = self.cfg
         r = cfg.residual
@@ -336,14 +379,15 @@ class StreamingStep(nn.Module):
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
         if cfg.local:
-            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, frames)
+            window = torch.cat([extra_state, feat.reshape(1, cfg.in_channels, cfg.bins, 1)], dim=3)  # (1, C_in, F, frames)
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
             logits = self.refiner(window, lg, h.unsqueeze(-1), pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
+        chan = mag[:, : cfg.channels] if cfg.side else mag  # the side plane is input only
         if cfg.lookahead:
-            target = extra_state[..., 0]  # the frame L steps back
+            target = extra_state[:, : cfg.channels, :, 0]  # the frame L steps back
             mag_state_out = torch.cat([extra_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
             return masks * target.unsqueeze(1), conv_state_out, mag_state_out
         if cfg.local:
-            return masks * mag.unsqueeze(1), conv_state_out, window[..., 1:]
-        return masks * mag.unsqueeze(1), conv_state_out
+            return masks * chan.unsqueeze(1), conv_state_out, window[..., 1:]
+        return masks * chan.unsqueeze(1), conv_state_out

@@ -86,9 +86,15 @@ class TorchStft:
         return {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window}
 
 
-def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: int):
-    """For a step with ``--frame-stride``: the mixture's magnitudes at every whole stride's
-    frame (the network's input), and the stems' and the mixture's spectra at the chosen frames
+def network_input(net, X: torch.Tensor) -> torch.Tensor:
+    """What ``net`` reads from the mixture's spectra X (B, C, F, T): |X|, plus the side
+    signal's magnitude for a WaveNet with ``side`` (see ModelConfig)."""
+    return net.input_magnitudes(X) if hasattr(net, "input_magnitudes") else X.abs()
+
+
+def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: int, inputs=torch.abs):
+    """For a step with ``--frame-stride``: the network's input (``inputs`` of the mixture's
+    spectra, by default their magnitudes) at every whole stride's frame, and the stems' and the mixture's spectra at the chosen frames
     offset, offset + stride, … (what the loss compares). stems (B, J, C, n).
 
     Only what is used is transformed: the mixture at every frame, the stems at the chosen
@@ -100,7 +106,7 @@ def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: i
     Xs = X[..., offset::stride]
     S = stft.frames(stems[:, :-1], offset, stride, Xs.shape[-1])
     S = torch.cat([S, (Xs - S.sum(1)).unsqueeze(1)], dim=1)
-    return X.abs(), S, Xs
+    return inputs(X), S, Xs
 
 
 def wiener_mask(V: torch.Tensor, eps: float = 1e-8, mask_power: float = 2.0) -> torch.Tensor:
@@ -216,7 +222,7 @@ def validate(net, stft, songs, seconds: float, mask_power: float = 2.0) -> dict:
         stems = torch.from_numpy(song.stems[:, :, :n].astype(np.float32) / 32768.0)
         S = stft(stems)  # (J, C, F, T)
         X = S.sum(0)
-        V = net(X.abs().unsqueeze(0))[0]
+        V = net(network_input(net, X.unsqueeze(0)))[0]
         est = stft.inverse(wiener(V.unsqueeze(0), X.unsqueeze(0), mask_power)[0], stems.shape[-1])
         ref = stft.inverse(S, stems.shape[-1])
         for j, name in enumerate(STEMS):
@@ -302,6 +308,9 @@ def main(argv=None) -> int:
     p.add_argument("--local-context", action="store_true", help="the refiner also sees the head's hidden vector")
     p.add_argument("--local-bin-bias", action="store_true", help="the refiner learns a bias per bin")
     p.add_argument("--local-depth", type=int, default=1, help="hidden layers of the refiner's per-bin MLP")
+    p.add_argument("--side", action="store_true",
+                   help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
+                        "with --init-from a model without it, its weights start at zero")
     p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
                    help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
     p.add_argument("--umx-hidden", type=int, default=512)
@@ -345,7 +354,7 @@ def main(argv=None) -> int:
                            dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
                            local=args.local, local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
                            local_context=args.local_context, local_bin_bias=args.local_bin_bias,
-                           local_depth=args.local_depth)
+                           local_depth=args.local_depth, side=args.side)
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:
@@ -370,8 +379,14 @@ def main(argv=None) -> int:
         print(f"resuming from step {step} (best valid SDR {best:.2f} dB)")
     elif first_stage is not None:
         try:
-            net.load_state_dict(first_stage["state_dict"])
-        except RuntimeError as e:
+            weights = first_stage["state_dict"]
+            widen = args.side and not first_stage["model_config"].get("side", False)
+            net.load_state_dict(net.widen_for_side(weights) if widen else weights)
+            if widen:  # the new plane's input affine from training statistics; its weights start at 0
+                rng = np.random.default_rng([args.seed, 10**9])
+                net.init_input_stats(network_input(net, stft(torch.from_numpy(sampler.batch(rng, 16)).sum(1))),
+                                     planes=slice(mcfg.channels, None))
+        except (RuntimeError, ValueError) as e:
             raise SystemExit(f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
                              "give the model flags it was trained with") from None
         print(f"starting from {args.init_from} (step {first_stage['step']}, "
@@ -379,7 +394,7 @@ def main(argv=None) -> int:
     else:
         rng = np.random.default_rng([args.seed, 10**9])
         init = torch.from_numpy(sampler.batch(rng, 16)).sum(1)
-        net.init_input_stats(stft(init).abs())
+        net.init_input_stats(network_input(net, stft(init)))
     # A second stage reports its first stage's training too, and the totals.
     previous = first_stage["training"] if first_stage is not None else None
 
@@ -422,12 +437,12 @@ def main(argv=None) -> int:
         stride = args.frame_stride
         if stride > 1:
             offset = int(rng.integers(stride))
-            mag, S, X = strided_spectra(stft, stems, stride, offset)
+            mag, S, X = strided_spectra(stft, stems, stride, offset, functools.partial(network_input, net))
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
             S = stft(stems)  # (B, J, C, F, T)
             X = S.sum(1)
-            V = train_net(X.abs())
+            V = train_net(network_input(net, X))
         loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()

@@ -204,8 +204,15 @@ def test_bad_blocks_and_controls_get_one_sentence(model):
     assert np.all(np.isfinite(y)) and e.stats.nonfinite_input_blocks == 1
 
 
-def test_steady_state_allocates_no_arrays(model, demo_mix):
-    e = Engine(model=model, block_size=256, buses=["main", "cue"])
+@pytest.fixture(scope="module")
+def side_model(tmp_path_factory) -> Path:
+    return export_tiny_model(tmp_path_factory.mktemp("model"), "tiny-side", side=True)
+
+
+@pytest.mark.parametrize("which", ["plain", "side"])
+def test_steady_state_allocates_no_arrays(model, side_model, demo_mix, which):
+    """Also with a model that reads the side signal (its input plane is computed in place)."""
+    e = Engine(model=model if which == "plain" else side_model, block_size=256, buses=["main", "cue"])
     x = demo_mix[:, : 2 * 44100]
     blocks = [np.ascontiguousarray(x[:, s : s + 256]) for s in range(0, x.shape[1] - 256, 256)]
     for b in blocks[:50]:  # warm up

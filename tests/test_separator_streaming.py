@@ -39,7 +39,9 @@ def random_model(lookahead=0, seed=0, local=0, **refiner):
 VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local": dict(local=6, seed=3),
             # every refiner option at once: three patches, the frame context, bin bias, 2 layers
             "local-full": dict(local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6)), local_context=True, local_bin_bias=True,
-                               local_depth=2)}
+                               local_depth=2),
+            # the side signal as a third input plane, with the refiner (feat_state) and with lookahead (mag_state)
+            "side": dict(local=6, seed=5, side=True), "side-la2": dict(lookahead=2, seed=6, side=True)}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +59,14 @@ def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
     d, nets = exported
     lookahead = VARIANTS[variant].get("lookahead", 0)
     rng = np.random.default_rng(1)
-    mags = (np.abs(rng.standard_normal((120, 2, 513))) * rng.uniform(0.01, 30, (120, 1, 1))).astype(np.float32)
+    level = rng.uniform(0.01, 30, (120, 1, 1))
+    X = ((rng.standard_normal((120, 2, 513)) + 1j * rng.standard_normal((120, 2, 513))) * level).astype(np.complex64)
+    net = nets[variant]
     with torch.no_grad():
-        ref = nets[variant](torch.from_numpy(mags).permute(1, 2, 0)[None])[0].permute(3, 0, 1, 2).numpy()
+        ref = net(net.input_magnitudes(torch.from_numpy(X).permute(1, 2, 0)[None]))[0].permute(3, 0, 1, 2).numpy()
     sep = Separator(d / f"{variant}.json", stft=dsp.config("quality"), sample_rate=44100)
+    mags = sep.inputs_of(X)
+    assert mags.shape == (120, 3 if net.cfg.side else 2, 513)
     out = sep.run(mags)
     L = lookahead
     got = out[L:]  # row t + L holds frame t
@@ -71,6 +77,36 @@ def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
     # reuse after reset gives the same stream (no state survives between songs)
     sep.reset()
     np.testing.assert_array_equal(sep.run(mags), out)
+    # the engine's per-frame path (input planes computed in place from the spectrum) is the same
+    sep.reset()
+    np.testing.assert_array_equal(np.stack([sep.step_spectrum(x).copy() for x in X]), out)
+
+
+def test_side_input_starts_as_the_model_it_widens():
+    """`--side --init-from` a model without it: the side plane's weights start at zero, so the
+    widened network's output equals the original's whatever the side signal is."""
+    base = random_model(local=6, seed=7)
+    cfg = ModelConfig.from_dict(dict(base.cfg.to_dict(), side=True))
+    wide = WaveNetSeparator(cfg)
+    wide.load_state_dict(wide.widen_for_side(base.state_dict()))
+    rng = np.random.default_rng(2)
+    X = torch.from_numpy((rng.standard_normal((1, 2, 513, 30)) + 1j * rng.standard_normal((1, 2, 513, 30))).astype(np.complex64))
+    wide.init_input_stats(wide.input_magnitudes(X), planes=slice(2, None))  # only the side plane's affine moves
+    with torch.no_grad():
+        torch.testing.assert_close(wide.eval()(wide.input_magnitudes(X)), base(X.abs()), rtol=0, atol=0)
+        wide.inp.weight[:, 2 * 513:].normal_(0, 0.1)  # and the side plane does reach the output once trained
+        assert (wide(wide.input_magnitudes(X)) - base(X.abs())).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="does not widen"):
+        wide.widen_for_side(dict(base.state_dict(), **{"head1.weight": torch.zeros(3, 3, 1)}))
+
+
+def test_card_names_the_side_input(exported):
+    d, _ = exported
+    card = json.loads((d / "side.json").read_text())
+    assert card["side_input"] is True and card["inputs"]["mag"] == [1, 3, 513]
+    assert card["inputs"]["feat_state"][1] == 3 and card["outputs"]["stems"] == [1, 4, 2, 513]
+    assert "side signal" in card["feature"]
+    assert "side_input" not in json.loads((d / "la0.json").read_text())
 
 
 def test_card_describes_the_model(exported):
@@ -112,3 +148,13 @@ def test_refuses_mismatched_stft_and_rate(exported):
 def test_unknown_model_name():
     with pytest.raises(ModelError, match="not found"):
         Separator("no-such-model")
+
+
+def test_refuses_a_card_whose_input_planes_do_not_fit(exported, tmp_path):
+    d, _ = exported
+    card = json.loads((d / "side.json").read_text())
+    del card["side_input"]  # three input planes, but no side signal: the runtime can't fill the third
+    shutil.copy(d / "side.onnx", tmp_path / "side.onnx")
+    (tmp_path / "side.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="3 input planes for 2 channels: re-export"):
+        Separator(tmp_path / "side.json")

@@ -153,6 +153,26 @@ def test_waveform_sdr_loss_scores_the_synthesised_estimate():
     assert loss(S.abs(), S, X) < loss(V, S, X)
 
 
+def test_side_input_second_stage_widens_the_first_and_exports(stems_folder, tmp_path):
+    """`--side --init-from` a model without the side input: the stage starts from the same
+    outputs (the side plane's weights at zero), trains them, and exports a card that says so."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS, "--local", "4"]) == 0
+    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS, "--local", "4", "--side",
+                       "--frame-stride", "2", "--init-from", str(first / "last.pt")]) == 0
+    ck = torch.load(second / "last.pt", weights_only=False)
+    assert ck["model_config"]["side"] is True and ck["training"]["steps"] == 8
+    w = ck["state_dict"]["inp.weight"]
+    assert w.shape[1] == 3 * 513 and w[:, 2 * 513:].abs().max() > 0  # the side plane's weights trained
+    assert export.main(["--checkpoint", str(second / "last.pt"), "--out", str(tmp_path / "m"), "--name", "side"]) == 0
+    from livedemix.separator import Separator
+
+    sep = Separator(tmp_path / "m" / "side.json")
+    assert sep.side_input and sep.input_planes == 3 and sep.channels == 2
+    out = sep.step_spectrum(np.full((2, 513), 1 + 1j, np.complex64))
+    assert out.shape == (4, 2, 513) and np.isfinite(out).all()
+
+
 def test_checkpoint_exports_to_a_runnable_model(stems_folder, tmp_path):
     out = tmp_path / "run"
     train.main(["--data", str(stems_folder), "--out", str(out), *ARGS])
@@ -206,16 +226,16 @@ def test_input_statistics_normalise_each_feature_of_its_own_bin_and_channel():
     assert torch.allclose(feat.std(dim=(0, 2)), torch.ones(18), atol=1e-2)
 
 
-@pytest.mark.parametrize("local", [0, 4])
-def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local):
+@pytest.mark.parametrize("local,side", [(0, False), (4, False), (4, True)])
+def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local, side):
     """``--frame-stride`` runs the per-bin part on every S-th frame only: those frames' stem
     magnitudes must be exactly the full pass's (the refiner's causal patch included)."""
     torch.manual_seed(0)
     net = WaveNetSeparator(ModelConfig(bins=17, residual=8, skip=8, hidden=8, dilations=(1, 2, 4), local=local,
-                                       local_patches=((5, 3), (3, 1))))
+                                       local_patches=((5, 3), (3, 1)), side=side))
     if net.refiner is not None:  # its last layer starts at zero: make it count
         torch.nn.init.normal_(net.refiner.out.weight, std=0.3)
-    mag = torch.rand(2, 2, 17, 23)
+    mag = torch.rand(2, 3 if side else 2, 17, 23)
     full = net(mag)
     for stride in (2, 3):
         for offset in range(stride):

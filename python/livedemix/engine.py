@@ -147,7 +147,6 @@ class Engine:
         L = self.separator.lookahead
         self._frames = np.zeros((K, C, F), np.complex64)
         self._history = np.zeros((L + 1, C, F), np.complex64)  # mixture frames awaiting the lookahead
-        self._mag = np.zeros((C, F), np.float32)
         self._held = np.zeros((J, C, F), np.float32)  # last good separator output
         self._stems = np.zeros((J + 1, C, F), np.complex64)
         self._mix = np.zeros((B, C, F), np.complex64)
@@ -298,9 +297,8 @@ class Engine:
             V = self._held
         else:
             t0 = time.perf_counter()
-            np.abs(X, out=self._mag)
             try:
-                V = self.separator.step(self._mag)
+                V = self.separator.step_spectrum(X)
                 ok = math.isfinite(float(V.sum()))
                 if not ok:
                     st.nonfinite_outputs += 1

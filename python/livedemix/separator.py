@@ -71,9 +71,12 @@ class Separator:
 
     ``Separator(model=None, stft=None, sample_rate=None)``: ``model`` as for
     :func:`resolve_model`; ``stft`` (a :class:`livedemix.dsp.StftConfig`) and ``sample_rate``,
-    when given, must match the card. ``step(mag)`` takes |X| of one mixture frame, float32
-    (channels, bins), and returns the stems' magnitudes (stems, channels, bins) for the frame
-    ``lookahead`` frames back, in an internal array that the next call overwrites.
+    when given, must match the card. ``step(mag)`` takes the network's input for one mixture
+    frame, float32 (input planes, bins): |X| of each channel, and for a model with the side
+    input (card ``side_input``) the side signal's |X_L - X_R| / 2 after them; it returns the
+    stems' magnitudes (stems, channels, bins) for the frame ``lookahead`` frames back, in an
+    internal array that the next call overwrites. ``step_spectrum(X)`` does the same from the
+    complex frame (channels, bins), computing the input planes in place.
     """
 
     def __init__(self, model: str | Path | None = None, stft=None, sample_rate: int | None = None, warmup: int = 16):
@@ -111,9 +114,16 @@ class Separator:
 
         self.stems = tuple(card["stems"])
         self.lookahead = int(card["lookahead_frames"])
-        self.channels = int(card["inputs"]["mag"][1])
+        self.channels = int(card["outputs"]["stems"][2])
         self.bins = int(card["inputs"]["mag"][2])
+        self.side_input = bool(card.get("side_input", False))
+        self.input_planes = int(card["inputs"]["mag"][1])
+        if self.input_planes != self.channels + self.side_input:
+            raise ModelError(f"model card {self.card_path.name} gives {self.input_planes} input planes for "
+                             f"{self.channels} channels{' and the side signal' if self.side_input else ''}: "
+                             "re-export the model with `python -m engine.export`")
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
+        self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
         self._out = np.zeros(card["outputs"]["stems"], np.float32)
         pairs = card["state_pairs"]
         # Two arrays per state: step k reads set k%2 and writes set (k+1)%2.
@@ -155,9 +165,34 @@ class Separator:
         self._parity ^= 1
         return self._out[0]
 
+    def step_spectrum(self, X: np.ndarray) -> np.ndarray:
+        """One frame from its spectrum X (channels, bins) complex64: the input planes are
+        computed into the bound input array (no allocation), then as ``step``."""
+        mag = self._mag[0]
+        C = self.channels
+        np.abs(X, out=mag[:C])
+        if self.side_input:
+            np.subtract(X[0], X[1], out=self._diff)
+            np.abs(self._diff, out=mag[C])
+            mag[C] *= 0.5
+        self.session.run_with_iobinding(self._bindings[self._parity])
+        self._parity ^= 1
+        return self._out[0]
+
+    def inputs_of(self, X: np.ndarray) -> np.ndarray:
+        """Offline: the network's input planes (frames, planes, bins) float32 from the mixture's
+        spectra X (frames, channels, bins) complex (what ``step_spectrum`` computes per frame)."""
+        X = np.asarray(X)
+        mags = np.abs(X).astype(np.float32)
+        if not self.side_input:
+            return mags
+        side = (np.abs(X[:, 0] - X[:, 1]) * 0.5).astype(np.float32)
+        return np.concatenate([mags, side[:, None]], axis=1)
+
     def run(self, mags: np.ndarray) -> np.ndarray:
-        """Offline convenience: (frames, channels, bins) → (frames, stems, channels, bins), frame
-        by frame through the same streaming step (frame t's estimate is in row t + lookahead)."""
+        """Offline convenience: input planes (frames, planes, bins), see ``inputs_of`` (for a
+        model without the side input, |X|) → (frames, stems, channels, bins), frame by frame
+        through the same streaming step (frame t's estimate is in row t + lookahead)."""
         mags = np.asarray(mags, np.float32)
         out = np.empty((mags.shape[0], len(self.stems), self.channels, self.bins), np.float32)
         for t in range(mags.shape[0]):
