@@ -3,7 +3,7 @@
     python -m engine.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
-(for a model with the side input, (1, C + 1, F): the side signal's |X_L - X_R| / 2 after them)
+(for a model with extra input planes, (1, C + E, F): the card's `extra_input_planes` after them)
 and the state tensors (`conv_state`, and `mag_state` with lookahead); outputs `stems`
 (1, J, C, F) and the next states (`conv_state_out`, `mag_state_out`). The card (JSON) says
 everything the runtime checks before it runs the model: sample rate, STFT, stems, feature,
@@ -96,6 +96,7 @@ def export_step_model(
         "bins": cfg.bins,
         "feature": "log1p(|X|) of both channels"
         + (" and of the side signal |X_L - X_R| / 2" if cfg.side else "")
+        + (" and of the phase residual (what a steady sinusoid does not explain)" if cfg.phase_residual else "")
         + f", learned per-bin affine, learned projection to {cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
         + ("; mask logits refined per bin from patches of the features ("
@@ -107,8 +108,8 @@ def export_step_model(
         "inputs": {"mag": [1, cfg.in_channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
         "outputs": {"stems": [1, cfg.stems, cfg.channels, cfg.bins], **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)}},
         "state_pairs": {s: f"{s}_out" for s in state_names},
-        # The planes of `mag`: the channels' |X|, then (side_input) |X_L - X_R| / 2.
-        **({"side_input": True} if cfg.side else {}),
+        # The planes of `mag`: the channels' |X|, then these (see livedemix.separator).
+        **({"extra_input_planes": cfg.extra_planes} if cfg.extra_planes else {}),
         "lookahead_frames": cfg.lookahead,
         "receptive_field_frames": cfg.receptive_field,
         "architecture": {"type": "wavenet-frames", **cfg.to_dict()},

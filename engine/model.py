@@ -64,6 +64,16 @@ class ModelConfig:
     # mono source (vocals, bass: side ~ 0) from wide ones in the same bin, which the channels'
     # magnitudes alone cannot. The masks still apply to |X_L| and |X_R|.
     side: bool = False
+    # A tonal cue: the magnitude of what a steady sinusoid would not explain, |X_t - X^_t| with
+    # X^_t = X_{t-1} turned by the phase advance from t-2 to t-1, averaged over the channels.
+    # Near 0 where a stable partial holds the bin (bass, sustained notes), near |X| for noise
+    # and onsets (drums, consonants): the phase says it, the magnitudes cannot.
+    phase_residual: bool = False
+
+    @property
+    def extra_planes(self) -> list[str]:
+        """The input planes after the channels' magnitudes, in order (the card's names)."""
+        return (["side"] if self.side else []) + (["phase_residual"] if self.phase_residual else [])
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -87,8 +97,8 @@ class ModelConfig:
 
     @property
     def in_channels(self) -> int:
-        """Magnitude planes the network reads: the channels, then the side signal's."""
-        return self.channels + int(self.side)
+        """Magnitude planes the network reads: the channels, then `extra_planes`."""
+        return self.channels + len(self.extra_planes)
 
     @property
     def local_frames(self) -> int:
@@ -99,6 +109,18 @@ class ModelConfig:
     def receptive_field(self) -> int:
         """Frames of past context (including the current one) behind each output."""
         return 1 + sum(self.dilations)
+
+
+def phase_residual(X: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """(B, C, F, T) complex → (B, 1, F, T): mean over channels of |X_t - X_{t-1} · u_t|, u_t the
+    unit phase advance of X_{t-1} · conj(X_{t-2}) (0 before the third frame, so the residual is
+    |X_t| there). livedemix.separator computes the same frame by frame."""
+    zero = torch.zeros_like(X[..., :1])
+    prev = torch.cat([zero, X[..., :-1]], dim=-1)
+    prev2 = torch.cat([zero, zero, X[..., :-2]], dim=-1)
+    turn = prev * prev2.conj()
+    turn = turn / (turn.abs() + eps)
+    return (X - prev * turn).abs().mean(dim=1, keepdim=True)
 
 
 class GatedLayer(nn.Module):
@@ -186,16 +208,20 @@ class WaveNetSeparator(nn.Module):
 
     def input_magnitudes(self, X: torch.Tensor) -> torch.Tensor:
         """The network's input (B, C_in, F, T) from the mixture's spectra X (B, C, F, T) complex:
-        |X|, and with ``side`` the side signal's magnitude |X_L - X_R| / 2 after it."""
-        mag = X.abs()
-        if not self.cfg.side:
-            return mag
-        return torch.cat([mag, ((X[:, :1] - X[:, 1:2]) * 0.5).abs()], dim=1)
+        |X|, then the `extra_planes` (the side signal's magnitude |X_L - X_R| / 2, the phase
+        residual; see ModelConfig)."""
+        planes = [X.abs()]
+        if self.cfg.side:
+            planes.append(((X[:, :1] - X[:, 1:2]) * 0.5).abs())
+        if self.cfg.phase_residual:
+            planes.append(phase_residual(X))
+        return planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)
 
-    def widen_for_side(self, state_dict: dict) -> dict:
-        """A state dict of the same model without the side input, made to fit this one: the
-        side plane's input weights start at zero (so the network starts as the one it came
-        from) and its input affine at unit scale; `init_input_stats` can then set the latter."""
+    def widen_input(self, state_dict: dict) -> dict:
+        """A state dict of the same model with fewer input planes (a prefix of this one's), made
+        to fit this one: the new planes' input weights start at zero (so the network starts as
+        the one it came from) and their input affine at unit scale (`init_input_stats` can then
+        set it)."""
         sd = dict(state_dict)
         own = self.state_dict()
         for name, w in state_dict.items():
@@ -258,7 +284,7 @@ class WaveNetSeparator(nn.Module):
         and the first L are zero when lookahead L > 0: they'd need the future). With stride
         s > 1 (lookahead 0 only), those of frames offset, offset + s, … (see ``masks``)."""
         L = self.cfg.lookahead
-        chan = mag[:, : self.cfg.channels]  # the side plane, if any, is input only
+        chan = mag[:, : self.cfg.channels]  # the extra planes, if any, are input only
         if stride > 1:
             if L:
                 raise ValueError("a frame stride needs lookahead 0")
@@ -292,7 +318,7 @@ class WaveNetSeparator(nn.Module):
 class StreamingStep(nn.Module):
     """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
 
-    Inputs: mag (1, C_in, F) (the channels' magnitudes, then the side's with ``side``); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
+    Inputs: mag (1, C_in, F) (the channels' magnitudes, then the `extra_planes`); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
     rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C_in, F, L).
     Outputs: stems (1, J, C, F) for frame t - L; the new states.
 
@@ -383,7 +409,7 @@ class StreamingStep(nn.Module):
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
             logits = self.refiner(window, lg, h.unsqueeze(-1), pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
-        chan = mag[:, : cfg.channels] if cfg.side else mag  # the side plane is input only
+        chan = mag[:, : cfg.channels] if cfg.extra_planes else mag  # the extra planes are input only
         if cfg.lookahead:
             target = extra_state[:, : cfg.channels, :, 0]  # the frame L steps back
             mag_state_out = torch.cat([extra_state[..., 1:], mag.unsqueeze(-1)], dim=-1)

@@ -87,8 +87,8 @@ class TorchStft:
 
 
 def network_input(net, X: torch.Tensor) -> torch.Tensor:
-    """What ``net`` reads from the mixture's spectra X (B, C, F, T): |X|, plus the side
-    signal's magnitude for a WaveNet with ``side`` (see ModelConfig)."""
+    """What ``net`` reads from the mixture's spectra X (B, C, F, T): |X|, plus a WaveNet's
+    extra input planes (the side signal, the phase residual; see ModelConfig)."""
     return net.input_magnitudes(X) if hasattr(net, "input_magnitudes") else X.abs()
 
 
@@ -311,6 +311,9 @@ def main(argv=None) -> int:
     p.add_argument("--side", action="store_true",
                    help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
                         "with --init-from a model without it, its weights start at zero")
+    p.add_argument("--phase-residual", action="store_true",
+                   help="the WaveNet also reads the phase residual, what a steady sinusoid does not explain "
+                        "(a tonal cue, see ModelConfig); with --init-from a model without it, its weights start at zero")
     p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
                    help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
     p.add_argument("--umx-hidden", type=int, default=512)
@@ -354,7 +357,7 @@ def main(argv=None) -> int:
                            dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
                            local=args.local, local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
                            local_context=args.local_context, local_bin_bias=args.local_bin_bias,
-                           local_depth=args.local_depth, side=args.side)
+                           local_depth=args.local_depth, side=args.side, phase_residual=args.phase_residual)
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:
@@ -380,12 +383,16 @@ def main(argv=None) -> int:
     elif first_stage is not None:
         try:
             weights = first_stage["state_dict"]
-            widen = args.side and not first_stage["model_config"].get("side", False)
-            net.load_state_dict(net.widen_for_side(weights) if widen else weights)
-            if widen:  # the new plane's input affine from training statistics; its weights start at 0
+            old = ModelConfig.from_dict(first_stage["model_config"]) if args.arch == "wavenet" else None
+            widen = old is not None and old.extra_planes != mcfg.extra_planes
+            if widen and old.extra_planes != mcfg.extra_planes[: len(old.extra_planes)]:
+                raise ValueError(f"its extra input planes {old.extra_planes} are not the first of {mcfg.extra_planes}")
+            old_planes = old.in_channels if old is not None else None
+            net.load_state_dict(net.widen_input(weights) if widen else weights)
+            if widen:  # the new planes' input affine from training statistics; their weights start at 0
                 rng = np.random.default_rng([args.seed, 10**9])
                 net.init_input_stats(network_input(net, stft(torch.from_numpy(sampler.batch(rng, 16)).sum(1))),
-                                     planes=slice(mcfg.channels, None))
+                                     planes=slice(old_planes, None))
         except (RuntimeError, ValueError) as e:
             raise SystemExit(f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
                              "give the model flags it was trained with") from None

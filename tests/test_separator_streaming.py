@@ -41,7 +41,10 @@ VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local":
             "local-full": dict(local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6)), local_context=True, local_bin_bias=True,
                                local_depth=2),
             # the side signal as a third input plane, with the refiner (feat_state) and with lookahead (mag_state)
-            "side": dict(local=6, seed=5, side=True), "side-la2": dict(lookahead=2, seed=6, side=True)}
+            "side": dict(local=6, seed=5, side=True), "side-la2": dict(lookahead=2, seed=6, side=True),
+            # and the phase residual (a history of two complex frames in the runtime)
+            "tonal": dict(local=6, seed=8, side=True, phase_residual=True),
+            "tonal-la2": dict(lookahead=2, seed=9, phase_residual=True)}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,10 @@ def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
         ref = net(net.input_magnitudes(torch.from_numpy(X).permute(1, 2, 0)[None]))[0].permute(3, 0, 1, 2).numpy()
     sep = Separator(d / f"{variant}.json", stft=dsp.config("quality"), sample_rate=44100)
     mags = sep.inputs_of(X)
-    assert mags.shape == (120, 3 if net.cfg.side else 2, 513)
+    assert mags.shape == (120, net.cfg.in_channels, 513)
+    with torch.no_grad():  # the runtime's input planes are the training's
+        want_in = net.input_magnitudes(torch.from_numpy(X).permute(1, 2, 0)[None])[0].permute(2, 0, 1).numpy()
+    np.testing.assert_allclose(mags, want_in, rtol=1e-5, atol=1e-5 * np.abs(want_in).max())
     out = sep.run(mags)
     L = lookahead
     got = out[L:]  # row t + L holds frame t
@@ -79,7 +85,8 @@ def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
     np.testing.assert_array_equal(sep.run(mags), out)
     # the engine's per-frame path (input planes computed in place from the spectrum) is the same
     sep.reset()
-    np.testing.assert_array_equal(np.stack([sep.step_spectrum(x).copy() for x in X]), out)
+    per_frame = np.stack([sep.step_spectrum(x).copy() for x in X])
+    np.testing.assert_allclose(per_frame, out, rtol=0, atol=1e-5 * np.abs(out).max())
 
 
 def test_side_input_starts_as_the_model_it_widens():
@@ -88,7 +95,7 @@ def test_side_input_starts_as_the_model_it_widens():
     base = random_model(local=6, seed=7)
     cfg = ModelConfig.from_dict(dict(base.cfg.to_dict(), side=True))
     wide = WaveNetSeparator(cfg)
-    wide.load_state_dict(wide.widen_for_side(base.state_dict()))
+    wide.load_state_dict(wide.widen_input(base.state_dict()))
     rng = np.random.default_rng(2)
     X = torch.from_numpy((rng.standard_normal((1, 2, 513, 30)) + 1j * rng.standard_normal((1, 2, 513, 30))).astype(np.complex64))
     wide.init_input_stats(wide.input_magnitudes(X), planes=slice(2, None))  # only the side plane's affine moves
@@ -97,16 +104,37 @@ def test_side_input_starts_as_the_model_it_widens():
         wide.inp.weight[:, 2 * 513:].normal_(0, 0.1)  # and the side plane does reach the output once trained
         assert (wide(wide.input_magnitudes(X)) - base(X.abs())).abs().max() > 1e-3
     with pytest.raises(ValueError, match="does not widen"):
-        wide.widen_for_side(dict(base.state_dict(), **{"head1.weight": torch.zeros(3, 3, 1)}))
+        wide.widen_input(dict(base.state_dict(), **{"head1.weight": torch.zeros(3, 3, 1)}))
 
 
-def test_card_names_the_side_input(exported):
+def test_card_names_the_extra_input_planes(exported):
     d, _ = exported
     card = json.loads((d / "side.json").read_text())
-    assert card["side_input"] is True and card["inputs"]["mag"] == [1, 3, 513]
+    assert card["extra_input_planes"] == ["side"] and card["inputs"]["mag"] == [1, 3, 513]
     assert card["inputs"]["feat_state"][1] == 3 and card["outputs"]["stems"] == [1, 4, 2, 513]
     assert "side signal" in card["feature"]
-    assert "side_input" not in json.loads((d / "la0.json").read_text())
+    card = json.loads((d / "tonal.json").read_text())
+    assert card["extra_input_planes"] == ["side", "phase_residual"] and card["inputs"]["mag"] == [1, 4, 513]
+    assert "phase residual" in card["feature"]
+    assert "extra_input_planes" not in json.loads((d / "la0.json").read_text())
+
+
+def test_phase_residual_is_small_for_a_steady_sinusoid_and_not_for_noise():
+    from livedemix.separator import input_planes_of
+
+    cfg = dsp.config("quality")
+    n = 44100
+    t = np.arange(n) / 44100
+    tone = np.sin(2 * np.pi * 1234.5 * t)
+    noise = np.random.default_rng(0).standard_normal(n) * 0.05
+    for x, small in ((tone, True), (noise, False)):
+        ana = dsp.StftAnalyzer(cfg, 2, n)
+        X = ana.process(np.stack([x, x]).astype(np.float32))[10:]
+        planes = input_planes_of(X, ["phase_residual"])
+        k = np.argmax(np.abs(X[:, 0]).mean(0))  # the strongest bin
+        ratio = float(np.median(planes[2:, 2, k] / np.abs(X[2:, 0, k])))
+        print(f"{'tone' if small else 'noise'}: residual / |X| at the strongest bin = {ratio:.3f}")
+        assert (ratio < 0.01) if small else (ratio > 0.5)
 
 
 def test_card_describes_the_model(exported):
@@ -153,8 +181,12 @@ def test_unknown_model_name():
 def test_refuses_a_card_whose_input_planes_do_not_fit(exported, tmp_path):
     d, _ = exported
     card = json.loads((d / "side.json").read_text())
-    del card["side_input"]  # three input planes, but no side signal: the runtime can't fill the third
+    del card["extra_input_planes"]  # three input planes, but no side signal: the runtime can't fill the third
     shutil.copy(d / "side.onnx", tmp_path / "side.onnx")
     (tmp_path / "side.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="3 input planes for 2 channels: re-export"):
+    with pytest.raises(ModelError, match="3 input planes for 2 channels and 0 extra plane"):
+        Separator(tmp_path / "side.json")
+    card["extra_input_planes"] = ["stereo_width"]
+    (tmp_path / "side.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"input planes \['stereo_width'\] that this livedemix does not compute"):
         Separator(tmp_path / "side.json")

@@ -168,7 +168,7 @@ def test_side_input_second_stage_widens_the_first_and_exports(stems_folder, tmp_
     from livedemix.separator import Separator
 
     sep = Separator(tmp_path / "m" / "side.json")
-    assert sep.side_input and sep.input_planes == 3 and sep.channels == 2
+    assert sep.extra_planes == ("side",) and sep.input_planes == 3 and sep.channels == 2
     out = sep.step_spectrum(np.full((2, 513), 1 + 1j, np.complex64))
     assert out.shape == (4, 2, 513) and np.isfinite(out).all()
 

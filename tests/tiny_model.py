@@ -9,14 +9,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def export_tiny_model(out_dir: Path, name: str = "tiny", seed: int = 0, side: bool = False) -> Path:
+def export_tiny_model(out_dir: Path, name: str = "tiny", seed: int = 0, **inputs) -> Path:
     import torch
 
     from engine.export import export_step_model
     from engine.model import ModelConfig, WaveNetSeparator
 
     torch.manual_seed(seed)
-    net = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8), side=side))
+    net = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8), **inputs))
     with torch.no_grad():
         net.head2.weight.mul_(8.0)  # masks far from 0.5: stems that differ clearly
     return export_step_model(net.eval(), out_dir, name, stft=dict(n_fft=1024, hop=256, window="asymmetric"))

@@ -66,17 +66,45 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+# The input planes a model may read after the channels' magnitudes (engine/model.py trains them):
+EXTRA_PLANES = {
+    "side": "the side signal's magnitude |X_L - X_R| / 2 (a spatial cue)",
+    "phase_residual": "mean over channels of |X_t - X_{t-1} u_t|, u_t the unit phase advance of "
+                      "X_{t-1} conj(X_{t-2}) (what a steady sinusoid does not explain)",
+}
+
+
+def input_planes_of(X: np.ndarray, extra: tuple | list = ()) -> np.ndarray:
+    """The network's input planes (frames, channels + len(extra), bins) float32 from the
+    mixture's spectra X (frames, channels, bins) complex, as the separator computes them frame
+    by frame (the phase residual's history starts at zero)."""
+    X = np.asarray(X, np.complex64)
+    planes = [np.abs(X)]
+    for name in extra:
+        if name == "side":
+            planes.append(np.abs(X[:, :1] - X[:, 1:2]) * 0.5)
+        elif name == "phase_residual":
+            prev = np.concatenate([np.zeros_like(X[:1]), X[:-1]])
+            prev2 = np.concatenate([np.zeros_like(X[:2]), X[:-2]])[: len(X)]
+            turn = prev * np.conj(prev2)
+            turn /= np.abs(turn) + np.float32(1e-12)
+            planes.append(np.abs(X - prev * turn).mean(axis=1, keepdims=True))
+        else:
+            raise ModelError(f"unknown input plane {name!r}")
+    return np.concatenate(planes, axis=1).astype(np.float32)
+
+
 class Separator:
     """Streaming stem-magnitude estimator.
 
     ``Separator(model=None, stft=None, sample_rate=None)``: ``model`` as for
     :func:`resolve_model`; ``stft`` (a :class:`livedemix.dsp.StftConfig`) and ``sample_rate``,
     when given, must match the card. ``step(mag)`` takes the network's input for one mixture
-    frame, float32 (input planes, bins): |X| of each channel, and for a model with the side
-    input (card ``side_input``) the side signal's |X_L - X_R| / 2 after them; it returns the
-    stems' magnitudes (stems, channels, bins) for the frame ``lookahead`` frames back, in an
-    internal array that the next call overwrites. ``step_spectrum(X)`` does the same from the
-    complex frame (channels, bins), computing the input planes in place.
+    frame, float32 (input planes, bins): |X| of each channel, then the card's
+    ``extra_input_planes`` (see ``EXTRA_PLANES``); it returns the stems' magnitudes (stems,
+    channels, bins) for the frame ``lookahead`` frames back, in an internal array that the next
+    call overwrites. ``step_spectrum(X)`` does the same from the complex frame (channels, bins),
+    computing the input planes in place (no allocation), and ``inputs_of`` for whole spectra.
     """
 
     def __init__(self, model: str | Path | None = None, stft=None, sample_rate: int | None = None, warmup: int = 16):
@@ -116,14 +144,28 @@ class Separator:
         self.lookahead = int(card["lookahead_frames"])
         self.channels = int(card["outputs"]["stems"][2])
         self.bins = int(card["inputs"]["mag"][2])
-        self.side_input = bool(card.get("side_input", False))
+        self.extra_planes = tuple(card.get("extra_input_planes", ()))
+        unknown = [p for p in self.extra_planes if p not in EXTRA_PLANES]
+        if unknown:
+            raise ModelError(f"model card {self.card_path.name} asks for input planes {unknown} that this livedemix "
+                             f"does not compute (it knows {sorted(EXTRA_PLANES)}): upgrade livedemix or use another model")
         self.input_planes = int(card["inputs"]["mag"][1])
-        if self.input_planes != self.channels + self.side_input:
+        if self.input_planes != self.channels + len(self.extra_planes):
             raise ModelError(f"model card {self.card_path.name} gives {self.input_planes} input planes for "
-                             f"{self.channels} channels{' and the side signal' if self.side_input else ''}: "
+                             f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
                              "re-export the model with `python -m engine.export`")
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
-        self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
+        # Scratch for the extra planes (step_spectrum computes them in place).
+        C, F = self.channels, self.bins
+        self._diff = np.zeros((C, F), np.complex64)
+        self._turn = np.zeros((C, F), np.complex64)
+        self._absf = np.zeros((C, F), np.float32)
+        self._history = np.zeros((2, C, F), np.complex64)  # X_{t-1}, X_{t-2}: the phase residual's
+        # the turn's real and imaginary parts as float views: normalising them by a float
+        # magnitude one at a time casts and buffers nothing (a complex / float division would)
+        parts = self._turn.view(np.float32).reshape(C, F, 2)
+        self._turn_parts = (parts[..., 0], parts[..., 1])
+        self._channel_rows = [self._absf[c] for c in range(1, C)]
         self._out = np.zeros(card["outputs"]["stems"], np.float32)
         pairs = card["state_pairs"]
         # Two arrays per state: step k reads set k%2 and writes set (k+1)%2.
@@ -156,6 +198,7 @@ class Separator:
         for arrs in self._states.values():
             for a in arrs:
                 a.fill(0.0)
+        self._history.fill(0.0)
         self._parity = 0
 
     def step(self, mag: np.ndarray) -> np.ndarray:
@@ -171,10 +214,30 @@ class Separator:
         mag = self._mag[0]
         C = self.channels
         np.abs(X, out=mag[:C])
-        if self.side_input:
-            np.subtract(X[0], X[1], out=self._diff)
-            np.abs(self._diff, out=mag[C])
-            mag[C] *= 0.5
+        for k, name in enumerate(self.extra_planes):
+            plane = mag[C + k]
+            if name == "side":
+                np.subtract(X[0], X[1], out=self._diff[0])
+                np.abs(self._diff[0], out=plane)
+                plane *= 0.5
+            else:  # phase_residual: |X - X_{t-1} u|, u = unit(X_{t-1} conj(X_{t-2})), mean over channels
+                prev, prev2 = self._history
+                np.conjugate(prev2, out=self._turn)
+                np.multiply(self._turn, prev, out=self._turn)
+                np.abs(self._turn, out=self._absf)
+                self._absf += np.float32(1e-12)
+                for part in self._turn_parts:
+                    np.divide(part, self._absf, out=part)
+                np.multiply(self._turn, prev, out=self._turn)
+                np.subtract(X, self._turn, out=self._diff)
+                np.abs(self._diff, out=self._absf)
+                plane[...] = self._absf[0]  # the mean over channels (np.mean would allocate)
+                for row in self._channel_rows:
+                    plane += row
+                plane *= np.float32(1.0 / C)
+        if "phase_residual" in self.extra_planes:
+            self._history[1] = self._history[0]
+            self._history[0] = X
         self.session.run_with_iobinding(self._bindings[self._parity])
         self._parity ^= 1
         return self._out[0]
@@ -182,16 +245,11 @@ class Separator:
     def inputs_of(self, X: np.ndarray) -> np.ndarray:
         """Offline: the network's input planes (frames, planes, bins) float32 from the mixture's
         spectra X (frames, channels, bins) complex (what ``step_spectrum`` computes per frame)."""
-        X = np.asarray(X)
-        mags = np.abs(X).astype(np.float32)
-        if not self.side_input:
-            return mags
-        side = (np.abs(X[:, 0] - X[:, 1]) * 0.5).astype(np.float32)
-        return np.concatenate([mags, side[:, None]], axis=1)
+        return input_planes_of(X, self.extra_planes)
 
     def run(self, mags: np.ndarray) -> np.ndarray:
         """Offline convenience: input planes (frames, planes, bins), see ``inputs_of`` (for a
-        model without the side input, |X|) → (frames, stems, channels, bins), frame by frame
+        model without extra planes, |X|) → (frames, stems, channels, bins), frame by frame
         through the same streaming step (frame t's estimate is in row t + lookahead)."""
         mags = np.asarray(mags, np.float32)
         out = np.empty((mags.shape[0], len(self.stems), self.channels, self.bins), np.float32)
