@@ -276,6 +276,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--seconds", type=float, default=3.0, help="excerpt length")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="raise the learning rate linearly over the first N steps (for a second stage)")
     p.add_argument("--complex-weight", type=float, default=1.0)
     p.add_argument("--loss", choices=sorted(LOSSES), default="l1",
                    help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate "
@@ -368,7 +370,13 @@ def main(argv=None) -> int:
         model_config = net.config
     print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+    def lr_factor(s: int) -> float:
+        cosine = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
+        # a linear warm-up: a fresh Adam's first updates are ~lr per weight whatever the gradient,
+        # which knocks a trained network (a second stage) out of its minimum
+        return cosine * min(1.0, (s + 1) / args.warmup_steps) if args.warmup_steps else cosine
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     step, best, elapsed, wall = 0, -math.inf, 0.0, 0.0
     last = args.out / "last.pt"
     first_stage = torch.load(args.init_from, map_location="cpu", weights_only=False) if args.init_from else None
@@ -411,7 +419,7 @@ def main(argv=None) -> int:
             "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed, "lr": args.lr,
             "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
             "loss": LOSSES[args.loss][1].format(w=args.complex_weight), "frame_stride": args.frame_stride,
-            "precision": args.precision, "mask_power": args.mask_power,
+            "precision": args.precision, "mask_power": args.mask_power, "warmup_steps": args.warmup_steps,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
         }
         if previous is not None:

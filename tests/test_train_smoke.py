@@ -348,3 +348,12 @@ def test_training_with_a_mask_power_records_it_and_refuses_a_bad_one(stems_folde
     with pytest.raises(SystemExit):
         train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *ARGS, "--mask-power", "0"])
     assert "--mask-power 0 is out of range: give a value from 0.25 to 8" in capsys.readouterr().err
+
+
+def test_warmup_raises_the_learning_rate_linearly_into_the_cosine(stems_folder, tmp_path):
+    out = tmp_path / "warm"
+    assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--warmup-steps", "4"]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    cosine = 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * 2 / 4))  # the schedule after 2 of 4 steps
+    assert log[0]["step"] == 2 and log[0]["lr"] == pytest.approx(2e-3 * cosine * 3 / 4)
+    assert torch.load(out / "last.pt", weights_only=False)["training"]["warmup_steps"] == 4
