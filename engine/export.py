@@ -96,7 +96,6 @@ def export_step_model(
         "bins": cfg.bins,
         "feature": "log1p(|X|) of both channels"
         + (" and of the side signal |X_L - X_R| / 2" if cfg.side else "")
-        + (" and of the phase residual (what a steady sinusoid does not explain)" if cfg.phase_residual else "")
         + f", learned per-bin affine, learned projection to {cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
         + ("; mask logits refined per bin from patches of the features ("

@@ -64,16 +64,11 @@ class ModelConfig:
     # mono source (vocals, bass: side ~ 0) from wide ones in the same bin, which the channels'
     # magnitudes alone cannot. The masks still apply to |X_L| and |X_R|.
     side: bool = False
-    # A tonal cue: the magnitude of what a steady sinusoid would not explain, |X_t - X^_t| with
-    # X^_t = X_{t-1} turned by the phase advance from t-2 to t-1, averaged over the channels.
-    # Near 0 where a stable partial holds the bin (bass, sustained notes), near |X| for noise
-    # and onsets (drums, consonants): the phase says it, the magnitudes cannot.
-    phase_residual: bool = False
 
     @property
     def extra_planes(self) -> list[str]:
         """The input planes after the channels' magnitudes, in order (the card's names)."""
-        return (["side"] if self.side else []) + (["phase_residual"] if self.phase_residual else [])
+        return ["side"] if self.side else []
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,18 +104,6 @@ class ModelConfig:
     def receptive_field(self) -> int:
         """Frames of past context (including the current one) behind each output."""
         return 1 + sum(self.dilations)
-
-
-def phase_residual(X: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """(B, C, F, T) complex → (B, 1, F, T): mean over channels of |X_t - X_{t-1} · u_t|, u_t the
-    unit phase advance of X_{t-1} · conj(X_{t-2}) (0 before the third frame, so the residual is
-    |X_t| there). livedemix.separator computes the same frame by frame."""
-    zero = torch.zeros_like(X[..., :1])
-    prev = torch.cat([zero, X[..., :-1]], dim=-1)
-    prev2 = torch.cat([zero, zero, X[..., :-2]], dim=-1)
-    turn = prev * prev2.conj()
-    turn = turn / (turn.abs() + eps)
-    return (X - prev * turn).abs().mean(dim=1, keepdim=True)
 
 
 class GatedLayer(nn.Module):
@@ -208,13 +191,10 @@ class WaveNetSeparator(nn.Module):
 
     def input_magnitudes(self, X: torch.Tensor) -> torch.Tensor:
         """The network's input (B, C_in, F, T) from the mixture's spectra X (B, C, F, T) complex:
-        |X|, then the `extra_planes` (the side signal's magnitude |X_L - X_R| / 2, the phase
-        residual; see ModelConfig)."""
+        |X|, then the `extra_planes` (the side signal's magnitude |X_L - X_R| / 2; see ModelConfig)."""
         planes = [X.abs()]
         if self.cfg.side:
             planes.append(((X[:, :1] - X[:, 1:2]) * 0.5).abs())
-        if self.cfg.phase_residual:
-            planes.append(phase_residual(X))
         return planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)
 
     def widen_input(self, state_dict: dict) -> dict:

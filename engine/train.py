@@ -88,7 +88,7 @@ class TorchStft:
 
 def network_input(net, X: torch.Tensor) -> torch.Tensor:
     """What ``net`` reads from the mixture's spectra X (B, C, F, T): |X|, plus a WaveNet's
-    extra input planes (the side signal, the phase residual; see ModelConfig)."""
+    extra input planes (the side signal; see ModelConfig)."""
     return net.input_magnitudes(X) if hasattr(net, "input_magnitudes") else X.abs()
 
 
@@ -313,9 +313,6 @@ def main(argv=None) -> int:
     p.add_argument("--side", action="store_true",
                    help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
                         "with --init-from a model without it, its weights start at zero")
-    p.add_argument("--phase-residual", action="store_true",
-                   help="the WaveNet also reads the phase residual, what a steady sinusoid does not explain "
-                        "(a tonal cue, see ModelConfig); with --init-from a model without it, its weights start at zero")
     p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
                    help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
     p.add_argument("--umx-hidden", type=int, default=512)
@@ -359,7 +356,7 @@ def main(argv=None) -> int:
                            dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
                            local=args.local, local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
                            local_context=args.local_context, local_bin_bias=args.local_bin_bias,
-                           local_depth=args.local_depth, side=args.side, phase_residual=args.phase_residual)
+                           local_depth=args.local_depth, side=args.side)
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:

@@ -69,26 +69,18 @@ def sha256_of(path: Path) -> str:
 # The input planes a model may read after the channels' magnitudes (engine/model.py trains them):
 EXTRA_PLANES = {
     "side": "the side signal's magnitude |X_L - X_R| / 2 (a spatial cue)",
-    "phase_residual": "mean over channels of |X_t - X_{t-1} u_t|, u_t the unit phase advance of "
-                      "X_{t-1} conj(X_{t-2}) (what a steady sinusoid does not explain)",
 }
 
 
 def input_planes_of(X: np.ndarray, extra: tuple | list = ()) -> np.ndarray:
     """The network's input planes (frames, channels + len(extra), bins) float32 from the
     mixture's spectra X (frames, channels, bins) complex, as the separator computes them frame
-    by frame (the phase residual's history starts at zero)."""
+    by frame."""
     X = np.asarray(X, np.complex64)
     planes = [np.abs(X)]
     for name in extra:
         if name == "side":
             planes.append(np.abs(X[:, :1] - X[:, 1:2]) * 0.5)
-        elif name == "phase_residual":
-            prev = np.concatenate([np.zeros_like(X[:1]), X[:-1]])
-            prev2 = np.concatenate([np.zeros_like(X[:2]), X[:-2]])[: len(X)]
-            turn = prev * np.conj(prev2)
-            turn /= np.abs(turn) + np.float32(1e-12)
-            planes.append(np.abs(X - prev * turn).mean(axis=1, keepdims=True))
         else:
             raise ModelError(f"unknown input plane {name!r}")
     return np.concatenate(planes, axis=1).astype(np.float32)
@@ -155,17 +147,7 @@ class Separator:
                              f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
                              "re-export the model with `python -m engine.export`")
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
-        # Scratch for the extra planes (step_spectrum computes them in place).
-        C, F = self.channels, self.bins
-        self._diff = np.zeros((C, F), np.complex64)
-        self._turn = np.zeros((C, F), np.complex64)
-        self._absf = np.zeros((C, F), np.float32)
-        self._history = np.zeros((2, C, F), np.complex64)  # X_{t-1}, X_{t-2}: the phase residual's
-        # the turn's real and imaginary parts as float views: normalising them by a float
-        # magnitude one at a time casts and buffers nothing (a complex / float division would)
-        parts = self._turn.view(np.float32).reshape(C, F, 2)
-        self._turn_parts = (parts[..., 0], parts[..., 1])
-        self._channel_rows = [self._absf[c] for c in range(1, C)]
+        self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
         self._out = np.zeros(card["outputs"]["stems"], np.float32)
         pairs = card["state_pairs"]
         # Two arrays per state: step k reads set k%2 and writes set (k+1)%2.
@@ -198,7 +180,6 @@ class Separator:
         for arrs in self._states.values():
             for a in arrs:
                 a.fill(0.0)
-        self._history.fill(0.0)
         self._parity = 0
 
     def step(self, mag: np.ndarray) -> np.ndarray:
@@ -216,28 +197,10 @@ class Separator:
         np.abs(X, out=mag[:C])
         for k, name in enumerate(self.extra_planes):
             plane = mag[C + k]
-            if name == "side":
-                np.subtract(X[0], X[1], out=self._diff[0])
-                np.abs(self._diff[0], out=plane)
+            if name == "side":  # the only one so far (EXTRA_PLANES)
+                np.subtract(X[0], X[1], out=self._diff)
+                np.abs(self._diff, out=plane)
                 plane *= 0.5
-            else:  # phase_residual: |X - X_{t-1} u|, u = unit(X_{t-1} conj(X_{t-2})), mean over channels
-                prev, prev2 = self._history
-                np.conjugate(prev2, out=self._turn)
-                np.multiply(self._turn, prev, out=self._turn)
-                np.abs(self._turn, out=self._absf)
-                self._absf += np.float32(1e-12)
-                for part in self._turn_parts:
-                    np.divide(part, self._absf, out=part)
-                np.multiply(self._turn, prev, out=self._turn)
-                np.subtract(X, self._turn, out=self._diff)
-                np.abs(self._diff, out=self._absf)
-                plane[...] = self._absf[0]  # the mean over channels (np.mean would allocate)
-                for row in self._channel_rows:
-                    plane += row
-                plane *= np.float32(1.0 / C)
-        if "phase_residual" in self.extra_planes:
-            self._history[1] = self._history[0]
-            self._history[0] = X
         self.session.run_with_iobinding(self._bindings[self._parity])
         self._parity ^= 1
         return self._out[0]
