@@ -88,7 +88,7 @@ def test_frame_by_frame_onnx_equals_pytorch_whole_sequence(exported, variant):
 
 def test_side_input_starts_as_the_model_it_widens():
     """`--side --init-from` a model without it: the side plane's weights start at zero, so the
-    widened network's output equals the original's whatever the side signal is."""
+    widened network's output equals the original's (to float rounding) whatever the side signal is."""
     base = random_model(local=6, seed=7)
     cfg = ModelConfig.from_dict(dict(base.cfg.to_dict(), side=True))
     wide = WaveNetSeparator(cfg)
@@ -97,7 +97,9 @@ def test_side_input_starts_as_the_model_it_widens():
     X = torch.from_numpy((rng.standard_normal((1, 2, 513, 30)) + 1j * rng.standard_normal((1, 2, 513, 30))).astype(np.complex64))
     wide.init_input_stats(wide.input_magnitudes(X), planes=slice(2, None))  # only the side plane's affine moves
     with torch.no_grad():
-        torch.testing.assert_close(wide.eval()(wide.input_magnitudes(X)), base(X.abs()), rtol=0, atol=0)
+        # equal up to float rounding (the zero block changes how the matrix product sums)
+        ref = base(X.abs())
+        torch.testing.assert_close(wide.eval()(wide.input_magnitudes(X)), ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
         wide.inp.weight[:, 2 * 513:].normal_(0, 0.1)  # and the side plane does reach the output once trained
         assert (wide(wide.input_magnitudes(X)) - base(X.abs())).abs().max() > 1e-3
     with pytest.raises(ValueError, match="does not widen"):
