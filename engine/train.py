@@ -369,8 +369,8 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     def lr_factor(s: int) -> float:
         cosine = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
-        # a linear warm-up: a fresh Adam's first updates are ~lr per weight whatever the gradient,
-        # which knocks a trained network (a second stage) out of its minimum
+        # a linear warm-up (for a second stage): a fresh Adam's first updates are ~lr per weight
+        # whatever the gradient, until its moment estimates settle
         return cosine * min(1.0, (s + 1) / args.warmup_steps) if args.warmup_steps else cosine
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
