@@ -183,8 +183,13 @@ class Separator:
         self._parity = 0
 
     def step(self, mag: np.ndarray) -> np.ndarray:
-        """One frame: |X| (channels, bins) float32 → stem magnitudes (stems, channels, bins)."""
+        """One frame: the input planes (planes, bins) float32, |X| for a model without extra
+        planes → stem magnitudes (stems, channels, bins)."""
         self._mag[0] = mag
+        return self._run()
+
+    def _run(self) -> np.ndarray:
+        """Run the step on the bound input; the states swap bindings each call."""
         self.session.run_with_iobinding(self._bindings[self._parity])
         self._parity ^= 1
         return self._out[0]
@@ -201,9 +206,7 @@ class Separator:
                 np.subtract(X[0], X[1], out=self._diff)
                 np.abs(self._diff, out=plane)
                 plane *= 0.5
-        self.session.run_with_iobinding(self._bindings[self._parity])
-        self._parity ^= 1
-        return self._out[0]
+        return self._run()
 
     def inputs_of(self, X: np.ndarray) -> np.ndarray:
         """Offline: the network's input planes (frames, planes, bins) float32 from the mixture's
