@@ -89,9 +89,9 @@ def passes(result: dict) -> tuple[bool, bool]:
     return result["drop_db"] >= result["sir_db"], result["band_db"] < BAND_TOLERANCE_DB
 
 
-def model_weights(runner: CardRunner, mix: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
-    """The STFT (T, C, F) of ``mix`` (C, n) and the model's weights on it, aligned as the engine
-    pairs them (a model with lookahead L answers frame t in output row t + L)."""
+def model_magnitudes(runner: CardRunner, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The STFT (T, C, F) of ``mix`` (C, n) and the model's magnitudes V (T, J, C, F) on it,
+    aligned as the engine pairs them (a model with lookahead L answers frame t in row t + L)."""
     L = runner.lookahead
     x = np.ascontiguousarray(mix, np.float32)
     if L:
@@ -99,7 +99,13 @@ def model_weights(runner: CardRunner, mix: np.ndarray, power: float) -> tuple[np
     Xp = dsp.stft(x, runner.cfg)
     V = runner.magnitudes(Xp)
     T = len(Xp) - L
-    return Xp[:T], mask_weights(V[L : L + T], power)
+    return Xp[:T], V[L : L + T]
+
+
+def model_weights(runner: CardRunner, mix: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """The STFT of ``mix`` and the weights λ of the model's magnitudes at ``power``."""
+    X, V = model_magnitudes(runner, mix)
+    return X, mask_weights(V, power)
 
 
 def oracle_weights(stems: np.ndarray, cfg, power: float) -> np.ndarray:
@@ -116,16 +122,17 @@ def split_songs(data: Path, split: str, songs: int) -> list[Path]:
 
 
 def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, offset: float = DEFAULT_OFFSET,
-        oracle_powers=ORACLE_POWERS, muted: str = "vocals", progress=None) -> dict:
-    """The checks per song (folders of <stem>.flac) for the model (at its card's Wiener power)
-    and the oracle at each power: {"rows": {method: [result per song]}, "songs": [names], ...}."""
+        oracle_powers=ORACLE_POWERS, muted: str = "vocals", model_powers=None, progress=None) -> dict:
+    """The checks per song (folders of <stem>.flac) for the model at each of ``model_powers``
+    (default: its card's Wiener power) and the oracle at each of ``oracle_powers``:
+    {"rows": {method: [result per song]}, "songs": [names], ...}."""
     runner = CardRunner("model", card, ["wiener"])
     names = list(runner.sep.stems)
     if muted not in names:
         raise ValueError(f"the model has no stem {muted!r}; it separates {', '.join(names)}")
     m = names.index(muted)
-    power = card_mask_power(runner.card, "wiener")
-    methods = [f"model (p = {power:g})"] + [f"oracle (p = {p:g})" for p in oracle_powers]
+    model_powers = tuple(model_powers or (card_mask_power(runner.card, "wiener"),))
+    methods = [f"model (p = {p:g})" for p in model_powers] + [f"oracle (p = {p:g})" for p in oracle_powers]
     rows = {k: [] for k in methods}
     used = []
     t0 = time.perf_counter()
@@ -134,9 +141,10 @@ def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, o
         if len(active_stems(stems)) < len(names):
             continue  # the check needs every stem present
         bss = BssEvalV4(stems, sr, sr)
-        X, w = model_weights(runner, stems.sum(axis=0), power)
-        rows[methods[0]].append(mute_check(stems, X, w, runner.cfg, m, bss))
-        for k, p in zip(methods[1:], oracle_powers):
+        X, V = model_magnitudes(runner, stems.sum(axis=0))
+        for k, p in zip(methods, model_powers):
+            rows[k].append(mute_check(stems, X, mask_weights(V, p), runner.cfg, m, bss))
+        for k, p in zip(methods[len(model_powers):], oracle_powers):
             rows[k].append(mute_check(stems, X, oracle_weights(stems, runner.cfg, p)[: len(X)], runner.cfg, m, bss))
         used.append(d.name)
         if progress:
@@ -175,7 +183,18 @@ def main(argv=None) -> int:
     ap.add_argument("--songs", type=int, default=30, help="the first N songs of the split (default %(default)s)")
     ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     ap.add_argument("--muted", default="vocals", help="the stem to mute (default %(default)s)")
+    ap.add_argument("--powers", default=None, help="mask powers to run the model at, e.g. 1,2,4 (default: the card's)")
+    ap.add_argument("--oracle-powers", default=",".join(f"{p:g}" for p in ORACLE_POWERS))
     args = ap.parse_args(argv)
+    try:
+        powers = tuple(float(p) for p in args.powers.split(",")) if args.powers else None
+        oracle_powers = tuple(float(p) for p in args.oracle_powers.split(",") if p)
+        if not all(0.25 <= p <= 8 for p in (powers or ()) + oracle_powers):
+            raise ValueError
+    except ValueError:
+        print("error: --powers and --oracle-powers take numbers in [0.25, 8] separated by commas, e.g. 1,2,4",
+              file=sys.stderr)
+        return 2
     if args.demo == (args.data is not None):
         print("error: give either --data DIR (corpus songs) or --demo (the bundled demo song)", file=sys.stderr)
         return 2
@@ -185,7 +204,7 @@ def main(argv=None) -> int:
         else:
             dirs, seconds, offset = split_songs(args.data, args.split, args.songs), args.seconds, DEFAULT_OFFSET
             where = f"the '{args.split}' split of {args.data} ({seconds:g}-s excerpts)"
-        result = run(args.model, dirs, seconds, offset, muted=args.muted,
+        result = run(args.model, dirs, seconds, offset, oracle_powers, args.muted, powers,
                      progress=lambda i, n: print(f"\r{i}/{n} songs", end="\n" if i == n else "", file=sys.stderr,
                                                  flush=True))
         result["where"] = where

@@ -95,10 +95,11 @@ def test_cli_runs_on_corpus_songs_and_prints_the_table(tmp_path):
         d.mkdir(parents=True)
         for j, s in enumerate(STEMS):
             sf.write(d / f"{s}.flac", (_tones(2.0)[j] + rng.normal(scale=0.01, size=(2, 2 * SR))).T, SR)
-    r = _cli("--data", str(tmp_path), "--songs", "2", "--seconds", "1.5")
+    r = _cli("--data", str(tmp_path), "--songs", "2", "--seconds", "1.5", "--powers", "1,4")
     assert r.returncode == 0, r.stderr
     table = r.stdout
-    assert "2 song(s)" in table and "| model (p = 1) |" in table and "| oracle (p = 2) |" in table
+    assert "2 song(s)" in table and "| oracle (p = 2) |" in table
+    assert "| model (p = 1) |" in table and "| model (p = 4) |" in table
 
 
 @pytest.mark.parametrize("args,words", [
@@ -106,6 +107,7 @@ def test_cli_runs_on_corpus_songs_and_prints_the_table(tmp_path):
     (("--demo", "--data", "x"), "either --data"),
     (("--data", "/nonexistent/corpus"), "no 'valid' split under /nonexistent/corpus"),
     (("--demo", "--muted", "choir"), "no stem 'choir'"),
+    (("--demo", "--powers", "1,twelve"), "numbers in [0.25, 8]"),
 ])
 def test_cli_bad_arguments_get_one_sentence(args, words):
     r = _cli(*args)
