@@ -159,8 +159,8 @@ def format_table(result: dict) -> str:
     lines = [f"muting {result['muted']} in {result.get('where', 'the given songs')}, {len(result['songs'])} song(s): "
              "medians, and how many songs pass each check",
              f"| masks | {result['muted']} drop | its SIR | drop ≥ SIR | "
-             + " | ".join(f"{s} change" for s in others) + f" | band within {BAND_TOLERANCE_DB:g} dB |",
-             "| --- |" + " --- |" * (3 + len(others) + 1)]
+             + " | ".join(f"{s} change" for s in others) + f" | band within {BAND_TOLERANCE_DB:g} dB | both |",
+             "| --- |" + " --- |" * (3 + len(others) + 2)]
     for method, rs in result["rows"].items():
         if not rs:
             continue
@@ -169,7 +169,7 @@ def format_table(result: dict) -> str:
         cells = [f"{np.median([r['drop_db'] for r in rs]):.2f} dB", f"{np.nanmedian([r['sir_db'] for r in rs]):.2f} dB",
                  f"{ok[:, 0].sum()}/{len(rs)}"]
         cells += [f"{np.median(change[:, j]):+.2f} dB" for j in range(len(names)) if j != m]
-        cells.append(f"{ok[:, 1].sum()}/{len(rs)}")
+        cells += [f"{ok[:, 1].sum()}/{len(rs)}", f"{ok.all(axis=1).sum()}/{len(rs)}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
