@@ -137,6 +137,8 @@ def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, o
     used = []
     t0 = time.perf_counter()
     for i, d in enumerate(dirs):
+        if progress:
+            progress(i + 1, len(dirs))
         stems, sr, _, _ = read_excerpt(d, seconds, offset, names)
         if len(active_stems(stems)) < len(names):
             continue  # the check needs every stem present
@@ -147,8 +149,6 @@ def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, o
         for k, p in zip(methods[len(model_powers):], oracle_powers):
             rows[k].append(mute_check(stems, X, oracle_weights(stems, runner.cfg, p)[: len(X)], runner.cfg, m, bss))
         used.append(d.name)
-        if progress:
-            progress(i + 1, len(dirs))
     return {"songs": used, "seconds": seconds, "offset_seconds": offset, "muted": muted,
             "stems": names, "rows": rows, "wall_s": time.perf_counter() - t0}
 
