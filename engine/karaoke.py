@@ -46,15 +46,17 @@ def mask_weights(V: np.ndarray, power: float) -> np.ndarray:
     return np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / J)
 
 
-def stem_parts(gain: np.ndarray, stems: np.ndarray, cfg, n: int) -> np.ndarray:
-    """Each true stem's part of the bus ``ISTFT(gain · STFT(stems[j]))``: (J, C, n).
+def stem_spectra(stems: np.ndarray, cfg) -> np.ndarray:
+    """STFT of each stem (J, C, n) → (J, T, C, F), as the engine analyses its input."""
+    return np.stack([dsp.stft(np.ascontiguousarray(s, np.float32), cfg) for s in stems])
 
-    ``gain``: real (T, C, F) on the frames of ``dsp.stft(·, cfg)``; ``stems``: (J, C, n)."""
-    parts = np.empty(stems.shape, np.float32)
-    for j, s in enumerate(stems):
-        S = dsp.stft(np.ascontiguousarray(s, np.float32), cfg)
-        parts[j] = dsp.istft((gain[: len(S)] * S).astype(np.complex64), cfg, n)
-    return parts
+
+def stem_parts(gain: np.ndarray, spectra: np.ndarray, cfg, n: int) -> np.ndarray:
+    """Each true stem's part of the bus ``ISTFT(gain · S_j)``: (J, C, n).
+
+    ``gain``: real (T, C, F); ``spectra``: the stems' STFTs (J, T, C, F) from :func:`stem_spectra`."""
+    T = spectra.shape[1]
+    return np.stack([dsp.istft((gain[:T] * S).astype(np.complex64), cfg, n) for S in spectra])
 
 
 def change_db(parts: np.ndarray, stems: np.ndarray) -> np.ndarray:
@@ -65,16 +67,19 @@ def change_db(parts: np.ndarray, stems: np.ndarray) -> np.ndarray:
 
 
 def mute_check(stems: np.ndarray, X: np.ndarray, weights: np.ndarray, cfg, muted: int = 0,
-               bss: BssEvalV4 | None = None) -> dict:
+               bss: BssEvalV4 | None = None, spectra: np.ndarray | None = None) -> dict:
     """The karaoke checks for one excerpt: the bus with stem ``muted`` muted (others at unity).
 
     ``stems`` (J, C, n), ``X`` their mixture's STFT (T, C, F), ``weights`` λ (T, J, C, F).
     Returns {"change_db": (J,), "drop_db": the muted stem's drop, "sir_db": its estimate's SIR
     (BSS Eval v4; NaN without ``bss``), "band_db": the largest |change| of the others}.
+    ``spectra``: the stems' STFTs, when the caller has them already.
     """
     n = stems.shape[-1]
+    if spectra is None:
+        spectra = stem_spectra(stems, cfg)
     gain = 1.0 - weights[:, muted]
-    change = change_db(stem_parts(gain, stems, cfg, n), stems)
+    change = change_db(stem_parts(gain, spectra, cfg, n), stems)
     sir = float("nan")
     if bss is not None:
         est = np.stack([dsp.istft((weights[:, j] * X).astype(np.complex64), cfg, n) for j in range(len(stems))])
@@ -108,9 +113,9 @@ def model_weights(runner: CardRunner, mix: np.ndarray, power: float) -> tuple[np
     return X, mask_weights(V, power)
 
 
-def oracle_weights(stems: np.ndarray, cfg, power: float) -> np.ndarray:
-    V = np.stack([np.abs(dsp.stft(np.ascontiguousarray(s), cfg)) for s in stems], axis=1)
-    return mask_weights(V, power)
+def oracle_weights(spectra: np.ndarray, power: float) -> np.ndarray:
+    """The ideal ratio mask's weights from the true stems' STFTs (J, T, C, F): (T, J, C, F)."""
+    return mask_weights(np.moveaxis(np.abs(spectra), 0, 1), power)
 
 
 def split_songs(data: Path, split: str, songs: int) -> list[Path]:
@@ -144,10 +149,11 @@ def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, o
             continue  # the check needs every stem present
         bss = BssEvalV4(stems, sr, sr)
         X, V = model_magnitudes(runner, stems.sum(axis=0))
+        spectra = stem_spectra(stems, runner.cfg)
         for k, p in zip(methods, model_powers):
-            rows[k].append(mute_check(stems, X, mask_weights(V, p), runner.cfg, m, bss))
+            rows[k].append(mute_check(stems, X, mask_weights(V, p), runner.cfg, m, bss, spectra))
         for k, p in zip(methods[len(model_powers):], oracle_powers):
-            rows[k].append(mute_check(stems, X, oracle_weights(stems, runner.cfg, p)[: len(X)], runner.cfg, m, bss))
+            rows[k].append(mute_check(stems, X, oracle_weights(spectra, p)[: len(X)], runner.cfg, m, bss, spectra))
         used.append(d.name)
     return {"songs": used, "seconds": seconds, "offset_seconds": offset, "muted": muted,
             "stems": names, "rows": rows, "wall_s": time.perf_counter() - t0}
