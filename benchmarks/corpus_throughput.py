@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.corpus import build as B  # noqa: E402
+from factory.corpus import build as B  # noqa: E402
 
 
 def du(path: Path) -> int:

@@ -47,7 +47,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "bootstrap: building and installing livedemix into .venv"
 pip_install ".[test,train,corpus]"
-# The peers that the separator is trained and benchmarked against (engine/peers.py):
+# The peers that the separator is trained and benchmarked against (factory/peers.py):
 # Open-Unmix's and HT Demucs's networks. Both declare torchaudio, whose wheels pin one torch
 # release each, and their networks never call it, so they are installed without dependencies
 # (plus what HT Demucs's network does import).

@@ -280,9 +280,8 @@ def wait_until(pred, timeout: float = 30.0, what: str = "condition") -> None:
 def export_random_model(out_dir: Path, name: str = "live") -> Path:
     """A small random-init WaveNet exported as a streaming ONNX model with its card."""
     torch = pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
-    sys.path.insert(0, str(REPO))
-    from engine.export import export_step_model
-    from engine.model import ModelConfig, WaveNetSeparator
+    from factory.export import export_step_model
+    from factory.model import ModelConfig, WaveNetSeparator
 
     torch.manual_seed(7)
     net = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=0))

@@ -1,6 +1,6 @@
 """Shared helpers for the phase-recovery tests: test material and a NumPy STFT.
 
-Material: a short 4-stem song rendered with fluidsynth (engine/phase_render.py) when fluidsynth
+Material: a short 4-stem song rendered with fluidsynth (factory/phase_render.py) when fluidsynth
 and a GM soundfont are installed; otherwise a synthetic 4-stem song (harmonic tones with
 vibrato, a bass line, noise-burst drums) so that the tests never skip.
 """
@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from engine.phase_eval import istft, stft  # noqa: E402,F401
-from engine.phase_render import SR, STEMS, have_fluidsynth, instrument_clip, render_song  # noqa: E402,F401
+from factory.phase_eval import istft, stft  # noqa: E402,F401
+from factory.phase_render import SR, STEMS, have_fluidsynth, instrument_clip, render_song  # noqa: E402,F401
 
 
 def synthetic_song(seconds: float = 4.0, seed: int = 0) -> dict:

@@ -1,5 +1,5 @@
-"""engine.calibrate: the mask power of each mode measured on held-out songs, written into the
-card so that the engine and engine.evaluate use it; bad arguments get one sentence."""
+"""factory.calibrate: the mask power of each mode measured on held-out songs, written into the
+card so that the engine and factory.evaluate use it; bad arguments get one sentence."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import soundfile as sf
 
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import calibrate, evaluate  # noqa: E402
+from factory import calibrate, evaluate  # noqa: E402
 from tiny_model import export_tiny_model  # noqa: E402
 
 from livedemix import metrics  # noqa: E402

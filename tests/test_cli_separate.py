@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_model import export_tiny_model  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
@@ -161,6 +160,6 @@ def test_bench_pipeline_reports_budget_shares(model):
     from livedemix.bench_pipeline import format_pipeline
 
     report = json.loads(r.stdout)["pipeline"]
-    report["peers"] = {"skipped": "the peers need the source checkout's engine/ package"}
+    report["peers"] = {"skipped": "the peers need the source checkout's factory/ package"}
     text = format_pipeline(report)
     assert "peers not timed: the peers need" in text and "mask power 2" in text

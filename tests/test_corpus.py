@@ -1,4 +1,4 @@
-"""Tests of the synthetic multi-stem corpus (engine.corpus). Fast: a few 10-s songs."""
+"""Tests of the synthetic multi-stem corpus (factory.corpus). Fast: a few 10-s songs."""
 from __future__ import annotations
 
 import filecmp
@@ -14,15 +14,14 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from engine.corpus import arrange as A  # noqa: E402
-from engine.corpus import build as B  # noqa: E402
-from engine.corpus import loudness as L  # noqa: E402
-from engine.corpus import material as M  # noqa: E402
-from engine.corpus import render as R  # noqa: E402
-from engine.corpus import verify as Vf  # noqa: E402
-from engine.corpus.cli import main  # noqa: E402
+from factory.corpus import arrange as A  # noqa: E402
+from factory.corpus import build as B  # noqa: E402
+from factory.corpus import loudness as L  # noqa: E402
+from factory.corpus import material as M  # noqa: E402
+from factory.corpus import render as R  # noqa: E402
+from factory.corpus import verify as Vf  # noqa: E402
+from factory.corpus.cli import main  # noqa: E402
 
 HAVE_RENDERERS = shutil.which("fluidsynth") is not None and any(Path(p).exists() for p in R.SOUNDFONT_CANDIDATES)
 needs_renderers = pytest.mark.skipif(not HAVE_RENDERERS, reason="needs Debian fluidsynth + fluid-soundfont-gm")
@@ -123,7 +122,7 @@ def test_missing_fluidsynth_exit_2_nothing_written(tmp_path):
     """Run the real CLI with a PATH that has no fluidsynth."""
     out = tmp_path / "never"
     env = dict(os.environ, PATH=str(tmp_path / "empty-bin"), PYTHONPATH=str(REPO))
-    res = subprocess.run([sys.executable, "-m", "engine.corpus", "build", "--out", str(out), "--hours", "0.01"],
+    res = subprocess.run([sys.executable, "-m", "factory.corpus", "build", "--out", str(out), "--hours", "0.01"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     msg = res.stderr.strip()
@@ -187,7 +186,7 @@ def test_loudness_reference_tone():
 
 def test_formant_singer_is_voice_like():
     from scipy import signal
-    from engine.corpus.voice import Singer
+    from factory.corpus.voice import Singer
     notes = [[0.2 + 0.4 * i, 0.35, 57 + (i % 5) * 2, 100] for i in range(10)]
     y, lyrics = Singer(1, female=False).sing(notes, 44100 * 5)
     assert np.isfinite(y).all() and np.abs(y).max() > 0 and len(lyrics) == 10
@@ -204,7 +203,7 @@ def test_formant_singer_is_voice_like():
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
 def test_spoken_lines_are_deterministic():
-    from engine.corpus.voice import speak_lines
+    from factory.corpus.voice import speak_lines
     a, info = speak_lines([[0.1, 1.5, 60, 100]], 44100 * 2, 9, "tenor")
     b, _ = speak_lines([[0.1, 1.5, 60, 100]], 44100 * 2, 9, "tenor")
     assert np.array_equal(a, b) and np.abs(a).max() > 0.01 and info["lines"] == 1
@@ -249,7 +248,7 @@ def test_worker_count_does_not_change_the_corpus(tmp_path):
 
 
 def test_master_bus_keeps_the_sum_and_the_ceiling():
-    from engine.corpus import production as P
+    from factory.corpus import production as P
     rng = np.random.default_rng(0)
     n = 44100 * 3
     env = 1 + 4 * (np.arange(n) % 11025 < 300)                  # transients

@@ -1,4 +1,4 @@
-"""Loaders and augmentation (engine.corpus.datasets / augment) on tiny fixtures written here."""
+"""Loaders and augmentation (factory.corpus.datasets / augment) on tiny fixtures written here."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,9 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from engine.corpus import augment as G  # noqa: E402
-from engine.corpus import datasets as Dd  # noqa: E402
+from factory.corpus import augment as G  # noqa: E402
+from factory.corpus import datasets as Dd  # noqa: E402
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")

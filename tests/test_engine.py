@@ -17,7 +17,6 @@ from livedemix.offline import separate
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_model import export_tiny_model  # noqa: E402
 
 
@@ -234,7 +233,7 @@ def test_steady_state_allocates_no_arrays(model, side_model, demo_mix, which):
 
 
 def test_mask_power_comes_from_the_call_the_preset_or_the_card_per_mode(model, tmp_path):
-    """The card's calibrated power for the engine's mode (engine.calibrate writes it), 2 for a
+    """The card's calibrated power for the engine's mode (factory.calibrate writes it), 2 for a
     mode it has none for; a preset's or the caller's power wins."""
     import json
 

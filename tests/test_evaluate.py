@@ -1,4 +1,4 @@
-"""engine.evaluate end to end on a tiny stems folder: the oracle beats the mixture, the report
+"""factory.evaluate end to end on a tiny stems folder: the oracle beats the mixture, the report
 files are written (the Markdown section between its markers, replaced and never duplicated),
 the evaluation's fast path equals the product's offline path, its BSS Eval equals museval's,
 and --set-default-phase edits only the card's default_phase and scores."""
@@ -15,10 +15,9 @@ import soundfile as sf
 
 torch = pytest.importorskip("torch", reason="exporting a model needs the train extra (torch)")
 pytest.importorskip("museval", reason="BSS Eval needs museval")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine import evaluate  # noqa: E402
-from engine.export import export_step_model  # noqa: E402
-from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
+from factory import evaluate  # noqa: E402
+from factory.export import export_step_model  # noqa: E402
+from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
 from livedemix.separator import Separator  # noqa: E402
 
@@ -107,7 +106,7 @@ def test_evaluation_end_to_end(setup):
     text = (root / "EVALUATION.md").read_text()
     assert text.startswith(DOC)
     assert text.count(evaluate.MARK_START) == 1 and text.count(evaluate.MARK_END) == 1
-    assert "| IRM oracle |" in text and "share of IRM gain" in text and "python -m engine.evaluate" in text
+    assert "| IRM oracle |" in text and "share of IRM gain" in text and "python -m factory.evaluate" in text
     assert "| tiny | ONNX model card |" in text
 
     # the card: best mode written, scores recorded, every other field unchanged, still loads

@@ -1,4 +1,4 @@
-"""engine.karaoke: what muting a stem takes out of the mix, split exactly among the true stems
+"""factory.karaoke: what muting a stem takes out of the mix, split exactly among the true stems
 (the parts add up to what the engine renders, also for a model with lookahead), and its CLI."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import soundfile as sf
 
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import karaoke  # noqa: E402
-from engine.evaluate import CardRunner  # noqa: E402
+from factory import karaoke  # noqa: E402
+from factory.evaluate import CardRunner  # noqa: E402
 from tiny_model import export_tiny_model  # noqa: E402
 
 from livedemix import dsp  # noqa: E402
@@ -85,7 +83,7 @@ def test_model_weights_pair_frames_as_the_engine_does(tmp_path, lookahead):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine.karaoke", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "factory.karaoke", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

@@ -1,5 +1,5 @@
 """Phase recovery quality: pure phase retrieval against Griffin-Lim, oracle separation with
-BSS Eval v4. The numbers in docs/EVALUATION.md come from engine/phase_eval.py; these tests
+BSS Eval v4. The numbers in docs/EVALUATION.md come from factory/phase_eval.py; these tests
 check the same claims on the rendered material (fluidsynth + FluidR3 GM)."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_pu_beats_griffin_lim_on_single_instruments(instrument):
     """True magnitudes, true phase only at the onset frames: PU (causal, one pass) has a higher
     SDR than librosa.griffinlim (32 iterations, offline, the same STFT)."""
     pytest.importorskip("librosa")
-    from engine.phase_eval import griffin_lim
+    from factory.phase_eval import griffin_lim
 
     n_fft, hop = 1024, 256
     x = instrument_clip(instrument, seconds=8.0).astype(np.float64)
@@ -43,8 +43,8 @@ def test_pu_beats_griffin_lim_on_single_instruments(instrument):
 def test_oracle_separation_bss_eval_v4():
     """One rendered 4-stem song, BSS Eval v4: default PU-Iter beats Wiener by >= 1.5 dB SDR;
     anisotropic beats Wiener; everything beats the mixture."""
-    from engine.phase_eval import CONFIGS, separation_scores
-    from engine.phase_render import render_song
+    from factory.phase_eval import CONFIGS, separation_scores
+    from factory.phase_render import render_song
 
     song = render_song(0, 12.0)
     sc = separation_scores(song, CONFIGS["hann-1024-256"],

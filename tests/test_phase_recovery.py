@@ -314,7 +314,7 @@ def test_pu_iter_beats_wiener_with_oracle_magnitudes(real_song):
 
 @pytest.mark.parametrize("n_fft,hop,window", [(1024, 256, "hann"), (1024, 128, "asymmetric"), (1024, 256, "asymmetric")])
 def test_evaluation_stft_is_the_core_stft(n_fft, hop, window):
-    """engine/phase_eval.py evaluates with a float64 NumPy twin of the core's STFT; it must be
+    """factory/phase_eval.py evaluates with a float64 NumPy twin of the core's STFT; it must be
     the same transform as livedemix.dsp.stft (same windows, same frame alignment)."""
     dsp = pytest.importorskip("livedemix.dsp")
     x = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)

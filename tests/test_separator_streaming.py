@@ -15,9 +15,8 @@ from livedemix import dsp
 from livedemix.separator import ModelError, Separator
 
 torch = pytest.importorskip("torch", reason="exporting a model needs the train extra (torch)")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.export import export_step_model  # noqa: E402
-from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
+from factory.export import export_step_model  # noqa: E402
+from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
 QUALITY = dict(n_fft=1024, hop=256, window="asymmetric")
 

@@ -12,9 +12,8 @@ import pytest
 import soundfile as sf
 
 torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine import export, train  # noqa: E402
-from engine.model import ModelConfig, WaveNetSeparator  # noqa: E402
+from factory import export, train  # noqa: E402
+from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
 SR = 44100
 
@@ -304,7 +303,7 @@ def test_training_in_bf16_runs_and_records_it(stems_folder, tmp_path):
 
 
 def test_prefetched_batches_are_those_drawn_in_line(stems_folder):
-    from engine.stems_data import BatchPrefetcher, ExampleSampler, load_split
+    from factory.stems_data import BatchPrefetcher, ExampleSampler, load_split
 
     sampler = ExampleSampler(load_split(stems_folder, "train"), SR)
     prefetch = BatchPrefetcher(sampler, 3, seed=7)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def export_tiny_model(out_dir: Path, name: str = "tiny", seed: int = 0, **inputs) -> Path:
     import torch
 
-    from engine.export import export_step_model
-    from engine.model import ModelConfig, WaveNetSeparator
+    from factory.export import export_step_model
+    from factory.model import ModelConfig, WaveNetSeparator
 
     torch.manual_seed(seed)
     net = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8), **inputs))

@@ -188,16 +188,16 @@ def bench_peers(seconds: float = 10.0) -> dict:
     import sys
     from pathlib import Path
 
-    # The peers' networks live in the source checkout's engine/ package: next to this file when
+    # The peers' networks live in the source checkout's factory/ package: next to this file when
     # livedemix runs from the checkout, or in the working directory when it is installed.
     for root in (Path(__file__).resolve().parents[2], Path.cwd()):
         if (root / "engine" / "peers.py").is_file():
             sys.path.insert(0, str(root))
             break
     try:
-        from engine.peers import ht_demucs_class, open_unmix_class
+        from factory.peers import ht_demucs_class, open_unmix_class
     except ImportError:
-        return {"skipped": "the peers need the source checkout's engine/ package: run from the checkout's folder"}
+        return {"skipped": "the peers need the source checkout's factory/ package: run from the checkout's folder"}
     out = {}
     sr = 44100
     n = int(seconds * sr)

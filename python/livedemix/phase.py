@@ -12,7 +12,7 @@ Modes (switchable between frames):
     the soft mask ``V_j**p / sum_k V_k**p`` applied to the mixture: every stem has the
     mixture's phase. With ``p = mask_power = 2``, the classical Wiener filter; a model's
     estimated magnitudes are often better served by ``p = 1`` (a magnitude ratio mask), which
-    is why a model card carries the power calibrated for it (``engine.calibrate``).
+    is why a model card carries the power calibrated for it (``factory.calibrate``).
 ``"pu-iter"`` (default)
     phase unwrapping (Magron et al. 2015, 2018): spectral peaks of ``V_j`` are refined by
     quadratic interpolation of the log magnitude, every bin takes the frequency of the peak
@@ -34,7 +34,7 @@ pass complex64/float32 C-contiguous arrays and a preallocated ``out``: nothing i
 copied or converted (the native call itself allocates nothing and releases the GIL).
 
 Also: :meth:`PhaseRecovery.unwrap_stft`, phase unwrapping alone (not mixture-consistent), for
-phase-retrieval experiments (``python -m engine.phase_eval retrieval``).
+phase-retrieval experiments (``python -m factory.phase_eval retrieval``).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ DEFAULT_MASK_POWER = 2.0
 
 def card_mask_power(card: dict, mode: str) -> float:
     """The mask power a model card calibrated for ``mode`` (``"mask_power": {mode: p}``, written
-    by ``python -m engine.calibrate``, or one number for every mode); 2 (Wiener) for a card or
+    by ``python -m factory.calibrate``, or one number for every mode); 2 (Wiener) for a card or
     mode without one. A value that is not a number in [0.25, 8] raises ValueError."""
     value = card.get("mask_power")
     if isinstance(value, dict):
@@ -69,7 +69,7 @@ def card_mask_power(card: dict, mode: str) -> float:
         return DEFAULT_MASK_POWER
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.25 <= value <= 8:
         raise ValueError(f"the model card's mask_power for {mode} is {value!r}: it must be a number from 0.25 to 8 "
-                         "(run python -m engine.calibrate --write on the card, or remove the key)")
+                         "(run python -m factory.calibrate --write on the card, or remove the key)")
     return float(value)
 
 

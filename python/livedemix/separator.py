@@ -1,6 +1,6 @@
 """The separator runtime: runs a streaming ONNX step model with onnxruntime, one frame a call.
 
-A model is an ONNX file plus its card (JSON, see engine/export.py). `Separator` refuses a model
+A model is an ONNX file plus its card (JSON, see factory/export.py). `Separator` refuses a model
 whose card is missing, whose ONNX file's sha256 differs from the card, or whose STFT or sample
 rate differs from the engine's, with one sentence that says which. It runs onnxruntime the way
 a per-block audio call needs: one intra-op thread, sequential execution, no spinning threads,
@@ -41,7 +41,7 @@ def resolve_model(model: str | Path | None) -> Path:
     if shipped.exists():
         return shipped
     if p.suffix == ".onnx":
-        raise ModelError(f"model card {p.with_suffix('.json')} is missing: export the model with `python -m engine.export`, which writes the card next to the ONNX file")
+        raise ModelError(f"model card {p.with_suffix('.json')} is missing: export the model with `python -m factory.export`, which writes the card next to the ONNX file")
     available = ", ".join(sorted(c.stem for c in MODELS_DIR.glob("*.json"))) or "none"
     raise ModelError(f"model {model!r} not found: give a model card (.json) path, or a shipped model name ({available})")
 
@@ -50,10 +50,10 @@ def load_card(card_path: Path) -> dict:
     try:
         card = json.loads(Path(card_path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"model card {card_path} can't be read ({e}): re-export the model with `python -m engine.export`") from None
+        raise ModelError(f"model card {card_path} can't be read ({e}): re-export the model with `python -m factory.export`") from None
     for key in ("onnx_file", "onnx_sha256", "sample_rate", "stft", "stems", "inputs", "outputs", "state_pairs", "lookahead_frames"):
         if key not in card:
-            raise ModelError(f"model card {card_path} has no '{key}': re-export the model with `python -m engine.export`")
+            raise ModelError(f"model card {card_path} has no '{key}': re-export the model with `python -m factory.export`")
     return card
 
 
@@ -66,7 +66,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-# The input planes a model may read after the channels' magnitudes (engine/model.py trains them):
+# The input planes a model may read after the channels' magnitudes (factory/model.py trains them):
 EXTRA_PLANES = {
     "side": "the side signal's magnitude |X_L - X_R| / 2 (a spatial cue)",
 }
@@ -145,7 +145,7 @@ class Separator:
         if self.input_planes != self.channels + len(self.extra_planes):
             raise ModelError(f"model card {self.card_path.name} gives {self.input_planes} input planes for "
                              f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
-                             "re-export the model with `python -m engine.export`")
+                             "re-export the model with `python -m factory.export`")
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
         self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
         self._out = np.zeros(card["outputs"]["stems"], np.float32)

@@ -1,6 +1,6 @@
 """Evaluate trained separators against the true stems of a stems folder.
 
-    python -m engine.evaluate --data /work/data/corpus-20h --split test \\
+    python -m factory.evaluate --data /work/data/corpus-20h --split test \\
         --model default=python/livedemix/models/default.json \\
         --peer umx=runs/b60-umx/best.pt --peer umx-bidir=runs/b60-umx-bidir/best.pt \\
         --out docs/separator_eval.json --markdown docs/EVALUATION.md
@@ -677,7 +677,7 @@ def markdown_section(report: dict) -> str:
     cfg, summ, names = report["config"], report["summary"], report["stems"]
     methods = report["methods"]
     L = [MARK_START, "## Separator", "",
-         "Written by `engine/evaluate.py` (do not edit by hand: the next run replaces this section).", "",
+         "Written by `factory/evaluate.py` (do not edit by hand: the next run replaces this section).", "",
          "    " + report["command"], "",
          f"**Data.** `{cfg['data']}`, split `{cfg['split']}`: the first {report['data']['songs']} songs, an excerpt of "
          f"{_f(cfg['seconds'], '{:g}')} s from {_f(cfg['offset_seconds'], '{:g}')} s in each (taken earlier in songs "
@@ -817,11 +817,11 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     except (ModelError, FileNotFoundError) as e:  # a wrong path or model: one sentence, no traceback
-        raise SystemExit(f"engine.evaluate: {e}") from None
+        raise SystemExit(f"factory.evaluate: {e}") from None
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m factory.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     p.add_argument("--split", default="test")
@@ -850,7 +850,7 @@ def _main(argv=None) -> int:
     p.add_argument("--set-default-phase", type=Path, default=None, metavar="CARD.json",
                    help="write the best reconstruction mode of this --model into its card's default_phase")
     args = p.parse_args(argv)
-    command = "python -m engine.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python -m factory.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
     try:  # numpy may have started its BLAS threads before the environment variables above were set
         from threadpoolctl import threadpool_limits
@@ -878,7 +878,7 @@ def _main(argv=None) -> int:
               "mixture": "sum of the stems",
               "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
                        "livedemix.engine.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
-                       "(engine.calibrate), 2 (Wiener) for the peer checkpoints"}
+                       "(factory.calibrate), 2 (Wiener) for the peer checkpoints"}
     previous = None
     if args.reuse is not None:
         try:

@@ -9,7 +9,7 @@ Rendering needs the ``fluidsynth`` program and a GM soundfont (Debian: ``apt-get
 fluidsynth fluid-soundfont-gm``). Renders are cached under ``cache_dir`` (default
 ``$LIVEDEMIX_CACHE`` or ``~/.cache/livedemix/phase``).
 
-    python -m engine.phase_render --out /tmp/songs   # writes the songs as WAV stems
+    python -m factory.phase_render --out /tmp/songs   # writes the songs as WAV stems
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Evaluation of livedemix's causal phase recovery (issue 3).
 
-Two experiments, both on material rendered with fluidsynth (engine/phase_render.py):
+Two experiments, both on material rendered with fluidsynth (factory/phase_render.py):
 
 ``retrieval``  pure phase retrieval on single-instrument renders: from the true STFT magnitude,
                with the true phase only at the frames the causal onset detector flags (and the
@@ -10,9 +10,9 @@ Two experiments, both on material rendered with fluidsynth (engine/phase_render.
                wiener / pu-iter / anisotropic (and the mixture as the lower bound), scored with
                BSS Eval v4 (museval, 1 s windows, median over windows, mean over stems and songs).
 
-    python -m engine.phase_eval retrieval
-    python -m engine.phase_eval separation --songs 4 --seconds 12
-    python -m engine.phase_eval sweep --songs 4 --seconds 12       # n_iter, kappa, window length
+    python -m factory.phase_eval retrieval
+    python -m factory.phase_eval separation --songs 4 --seconds 12
+    python -m factory.phase_eval sweep --songs 4 --seconds 12       # n_iter, kappa, window length
 
 The STFT here is a NumPy twin of the core's (cpp/core/stft, window.cpp): frame t is the rfft of
 analysis · x[(t+1)·hop - n_fft : (t+1)·hop] (zeros before the start), resynthesis by weighted
@@ -30,10 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.phase_render import INSTRUMENTS, SR, STEMS, instrument_clip, render_song  # noqa: E402
+from factory.phase_render import INSTRUMENTS, SR, STEMS, instrument_clip, render_song  # noqa: E402
 
 # -- STFT (NumPy twin of the core) ---------------------------------------------------------------
 

@@ -35,7 +35,7 @@ def sign_flip(stems: dict, rng: np.random.Generator, p: float = 0.5) -> dict:
 
 
 def random_chunk(track, rng: np.random.Generator, seconds: float) -> dict:
-    """A random excerpt of a Track (from engine.corpus.datasets); shorter tracks are padded."""
+    """A random excerpt of a Track (from factory.corpus.datasets); shorter tracks are padded."""
     dur = track.duration()
     start = float(rng.uniform(0, max(0.0, dur - seconds)))
     x = track.load(start, seconds)

@@ -67,7 +67,7 @@ def make_demo(out, seed: int = 11, soundfont: str | None = None) -> dict:
         else:
             raise RuntimeError("no demo candidate fits the size budget with every stem active")
         desc = {"title": f"livedemix demo ({song.meta['key']}, {song.tempo:g} qpm, {song.style})",
-                "generator": "engine.corpus (python -m engine.corpus demo)", "seed": seed, "index": song.index,
+                "generator": "factory.corpus (python -m factory.corpus demo)", "seed": seed, "index": song.index,
                 "duration_s": entry["duration_s"], "sample_rate": 44100, "channels": 2, "bit_depth": 16, "significant_bits": 16 - int(np.log2(STEP)),
                 "stems": ["vocals", "drums", "bass", "other"],
                 "mixture_is_sum_of_stems": "exact: mixture.flac holds the integer sum of the stored stems",

@@ -13,8 +13,8 @@ changes by less than 1 dB. Run with the true stems' magnitudes in place of ``V``
 ratio mask, "oracle"), the same measure gives the ceiling of any magnitude model reconstructed
 this way: a model can only approach it.
 
-    python -m engine.karaoke --demo
-    python -m engine.karaoke --data data/corpus --split valid --songs 30
+    python -m factory.karaoke --demo
+    python -m factory.karaoke --data data/corpus --split valid --songs 30
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def split_songs(data: Path, split: str, songs: int) -> list[Path]:
     dirs = find_songs(data, split)[:songs]
     if not dirs:
         raise ValueError(f"the '{split}' split under {data} has no songs: build it first "
-                         f"(python -m engine.corpus build --out {data} --hours 6 --splits {split})")
+                         f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})")
     return dirs
 
 
@@ -181,7 +181,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.karaoke", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m factory.karaoke", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     ap.add_argument("--demo", action="store_true", help="the bundled demo song, whole, instead of --data")
     ap.add_argument("--model", type=Path, default=None, help="model card (default: the shipped model)")

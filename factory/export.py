@@ -1,6 +1,6 @@
 """Export a trained separator to the streaming ONNX step model plus its model card.
 
-    python -m engine.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
+    python -m factory.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
 (for a model with extra input planes, (1, C + E, F): the card's `extra_input_planes` after them)
@@ -119,7 +119,7 @@ def export_step_model(
         "scores": scores or {},
     }
     # A model trained for a mask power other than Wiener's starts out at that power in every mode
-    # (python -m engine.calibrate then measures the best one per mode).
+    # (python -m factory.calibrate then measures the best one per mode).
     trained_power = (training or {}).get("mask_power", 2.0)
     if trained_power != 2.0:
         card["mask_power"] = {mode: float(trained_power) for mode in ("wiener", "pu-iter", "anisotropic")}
@@ -136,7 +136,7 @@ def load_checkpoint(path: Path) -> tuple[WaveNetSeparator, dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m factory.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("python/livedemix/models"))
     p.add_argument("--name", default="default")

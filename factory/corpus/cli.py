@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.corpus", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m factory.corpus", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="render a synthetic multi-stem corpus (resumable)")
     b.add_argument("--out", required=True)
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--song-seconds", type=float, default=None, help="fixed song length (default: 10-60 s)")
     b.add_argument("--splits", default=None, metavar="SPLIT[,SPLIT]",
-                   help="render only these splits' songs of the plan (e.g. test: what engine.evaluate "
+                   help="render only these splits' songs of the plan (e.g. test: what factory.evaluate "
                         "needs, minutes instead of hours); a later build without it adds the rest")
     v = sub.add_parser("verify", help="check sums, activity and splits of a build")
     v.add_argument("root")

@@ -27,7 +27,7 @@ Streaming: a kernel-2 dilated causal conv at dilation d needs its input from d f
 so its state is the last d inputs. `StreamingStep` runs one frame with those caches packed
 into one tensor `conv_state` of shape (1, Σ d, residual), time-major (and, with lookahead, `mag_state`,
 the last L magnitude frames); it shares the weights of the full model, and
-`engine/export.py` turns it into the ONNX step model that the runtime runs.
+`factory/export.py` turns it into the ONNX step model that the runtime runs.
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@ Every reconstruction mode shares the mixture among the stems by the weights
 Wiener filter, but an estimated ``V`` errs, and a softer mask (smaller ``p``) trades a little
 interference for fewer artefacts. Which ``p`` is best depends on the model, so it is measured:
 this runs the model once per excerpt and reconstructs it with each power and mode, scores the
-plain SDR (per stem and song, averaged over songs, then over the stems: engine.evaluate's
+plain SDR (per stem and song, averaged over songs, then over the stems: factory.evaluate's
 measure), prints the table, and with ``--write`` stores the best power of each mode in the card
 (``"mask_power": {mode: p}``, plus the table under ``"mask_power_calibration"``). The engine and
-engine.evaluate then use it.
+factory.evaluate then use it.
 
-    python -m engine.calibrate --data data/corpus --model python/livedemix/models/default.json --write
+    python -m factory.calibrate --data data/corpus --model python/livedemix/models/default.json --write
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def calibrate(card: Path, data: Path, split: str = "valid", songs: int = 60, pow
     dirs = find_songs(data, split)[:songs]
     if not dirs:
         raise ValueError(f"the '{split}' split under {data} has no songs: build it first "
-                         f"(python -m engine.corpus build --out {data} --hours 6 --splits {split})")
+                         f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})")
     runner = CardRunner("model", card, list(modes))
     names = runner.sep.stems
     sums = {(m, p): [[] for _ in names] for m in modes for p in powers}
@@ -95,7 +95,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.calibrate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m factory.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     ap.add_argument("--model", type=Path, required=True, help="the model card (JSON) to calibrate")
     ap.add_argument("--split", default="valid", help="held-out songs to calibrate on (default %(default)s; not test)")

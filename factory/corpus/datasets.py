@@ -115,7 +115,7 @@ def open_corpus(root, split: str | None = None, hours: float | None = None) -> S
     root = Path(root)
     man = root / "manifest.jsonl"
     if not man.exists():
-        raise DatasetError(f"{root} has no manifest.jsonl: build one with `python -m engine.corpus build --out {root} --hours H`.")
+        raise DatasetError(f"{root} has no manifest.jsonl: build one with `python -m factory.corpus build --out {root} --hours H`.")
     tracks = []
     for line in man.read_text().splitlines():
         try:

@@ -1,8 +1,8 @@
 """Train the streaming separator on CPU.
 
-    python -m engine.train --data /work/data/corpus --out runs/default --steps 12000
+    python -m factory.train --data /work/data/corpus --out runs/default --steps 12000
 
-Data: any folder in the stems layout of `engine.stems_data` (the livedemix corpus, or
+Data: any folder in the stems layout of `factory.stems_data` (the livedemix corpus, or
 MUSDB18-HQ with `--valid-split test`). Every `--eval-every` steps is an "epoch": the log
 (`<out>/log.jsonl`) gets the mean training loss and the validation score (the waveform SDR of
 the Wiener estimate from the model's magnitudes, averaged over stems and songs), `last.pt`
@@ -266,7 +266,7 @@ def keep_freed_memory() -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m factory.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
     p.add_argument("--train-split", default="train")
