@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from livedemix.bench_pipeline import _audio
+from livedemix.apps.bench_pipeline import _audio
 from livedemix.engine import Engine
 
 

@@ -87,8 +87,8 @@ class JackServer:
         os.environ["JACK_NO_START_SERVER"] = "1"
 
     def stop(self) -> None:
-        if "livedemix.live_audio" in sys.modules:  # PortAudio's JACK client leaves first
-            sys.modules["livedemix.live_audio"].release_portaudio()
+        if "livedemix.audio.devices" in sys.modules:  # PortAudio's JACK client leaves first
+            sys.modules["livedemix.audio.devices"].release_portaudio()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

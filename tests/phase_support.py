@@ -6,7 +6,6 @@ vibrato, a bass line, noise-burst drums) so that the tests never skip.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,6 @@ card so that the engine and factory.evaluate use it; bad arguments get one sente
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

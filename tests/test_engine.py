@@ -4,7 +4,6 @@ ramps, buses, the pass-through fallback, and steady-state allocation."""
 from __future__ import annotations
 
 import math
-import sys
 import tracemalloc
 from pathlib import Path
 

@@ -6,7 +6,6 @@ and --set-default-phase edits only the card's default_phase and scores."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

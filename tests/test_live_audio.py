@@ -206,7 +206,7 @@ def test_the_audio_callback_allocates_no_arrays(jack_server, live_model):
     import sounddevice as sd
 
     from livedemix.engine import Engine
-    from livedemix.live_audio import StreamRunner, find_device
+    from livedemix.audio import StreamRunner, find_device
 
     eng = Engine(model=live_model, preset="karaoke", buses=["main", "cue"], block_size=4096)
     r = StreamRunner(eng, output_device=find_device("system", "output"), input_device=find_device("system", "input"),

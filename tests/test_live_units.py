@@ -11,7 +11,7 @@ import soundfile as sf
 
 from live_support import live_model  # noqa: F401
 from livedemix import dsp
-from livedemix.live_audio import AudioDeviceError, ControlQueue, FileReader, parse_channels, power_scale
+from livedemix.audio import AudioDeviceError, ControlQueue, FileReader, parse_channels, power_scale
 
 
 def test_parse_channels():

@@ -15,7 +15,7 @@ import soundfile as sf
 from live_support import (DEMO, MidiPeer, MidiSender, Player, Recorder, finish, jack_server, live_model,  # noqa: F401
                           livedemix, report_of, wait_until)
 from livedemix.engine import RAMP_SECONDS, Engine
-from livedemix.live_audio import ControlQueue
+from livedemix.audio import ControlQueue
 from livedemix.midi import Message, MidiController, decode, fader_db, fader_position
 from livedemix.presets import load_preset
 

@@ -4,7 +4,6 @@ demo song, and muting works as a singer needs it to (karaoke)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -4,8 +4,6 @@ deterministically, and exports to a model the runtime accepts."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

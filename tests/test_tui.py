@@ -15,8 +15,8 @@ import pytest
 
 from live_support import DEMO, REPO, jack_server, live_model  # noqa: F401
 from livedemix.engine import Engine
-from livedemix.live_audio import ControlQueue
-from livedemix.tui import KeyControls, parse_keys
+from livedemix.audio import ControlQueue
+from livedemix.apps.tui import KeyControls, parse_keys
 
 
 def test_parse_keys():

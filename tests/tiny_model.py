@@ -3,7 +3,6 @@ transparency, routing, file handling) don't depend on the weights, and tests sta
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 

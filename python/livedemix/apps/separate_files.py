@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from .audio_files import FORMATS, AtomicOutputs, AudioFileError, open_input, read_blocks
-from .offline import StreamingSeparation
+from ..audio.files import FORMATS, AtomicOutputs, AudioFileError, open_input, read_blocks
+from ..offline import StreamingSeparation
 
 CHUNK = 65536
 
@@ -68,7 +68,7 @@ def run(inputs: list[str], outdir: str, *, model=None, preset=None, stems=None, 
     if fmt not in FORMATS:
         raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     paths = [Path(p) for p in inputs]
-    from .separator import load_card, resolve_model
+    from ..separator import load_card, resolve_model
 
     model_stems = load_card(resolve_model(model))["stems"] if model is not None or preset is None else None
     names = list(stems or model_stems or ["vocals", "drums", "bass", "other"]) + (["mix"] if preset else [])

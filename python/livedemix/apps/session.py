@@ -7,9 +7,9 @@ import json
 import signal
 import sys
 
-from .engine import Engine
-from .live_audio import AudioDeviceError, FileReader, StreamRunner, find_device, parse_channels
-from .presets import load_preset
+from ..engine import Engine
+from ..audio import AudioDeviceError, FileReader, StreamRunner, find_device, parse_channels
+from ..presets import load_preset
 
 
 def _deadline(args, engine_hop: int, rate: int) -> float | None:
@@ -61,7 +61,7 @@ def make_midi(args, engine, runner):
         spec = "virtual"
     if spec is None and not (preset and preset.midi.input):
         return None
-    from .midi import MidiController, MidiError, midi_api
+    from ..midi import MidiController, MidiError, midi_api
 
     if spec is None:
         spec = preset.midi.input

@@ -1,4 +1,4 @@
-"""`livedemix bench pipeline`: the whole engine against its hop budget, and the peers' cost.
+"""`livedemix bench pipeline`: the whole engine against its hop budget.
 
 Measured on one core (onnxruntime, torch and the native core all single-threaded), on the
 same audio, in the same process:
@@ -12,9 +12,9 @@ same audio, in the same process:
   (the core idled or ran something else meanwhile), so it costs more CPU than a hop in a
   back-to-back loop. Reported as CPU per hop, its share of a core and the ratio to the warm
   figure;
-- the forward pass of Open-Unmix's network and of HT Demucs's network (PyPI `openunmix`,
-  `demucs`; random weights, which cost the same as trained ones) on the same audio, as the
-  peers' price per second of audio. Skipped with a note when those packages are missing.
+
+The peers' networks (Open-Unmix, HT Demucs) are timed against this by
+``benchmarks/peers_cost.py`` in the source checkout; the runtime never imports the factory.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from . import dsp
-from .engine import Engine
+from .. import dsp
+from ..engine import Engine
 
 
 def _percentiles(times_s: np.ndarray) -> dict:
@@ -156,7 +156,7 @@ def _paced(eng: Engine, blocks: list[np.ndarray], hop_s: float) -> dict:
 def _audio(n: int, sr: int) -> np.ndarray:
     """The bundled demo song, looped to length: music, not noise, so phase recovery and the
     separator do realistic work."""
-    from .audio_files import read_audio
+    from ..audio.files import read_audio
     from .demo import DEMO_DIR
 
     x, _ = read_audio(DEMO_DIR / "mixture.flac")
@@ -164,109 +164,8 @@ def _audio(n: int, sr: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(x, (1, reps))[:, :n])
 
 
-def _umx_stream_step(net, frame, state):
-    """One frame (1, C, F) through a unidirectional Open-Unmix network, its layers called one
-    by one as its forward() does for a whole sequence; returns (magnitudes, LSTM state)."""
-    import torch
-
-    x = (frame[..., : net.nb_bins] + net.input_mean) * net.input_scale
-    x = torch.tanh(net.bn1(net.fc1(x.reshape(1, -1))))
-    y, state = net.lstm(x[None], state)
-    x = torch.cat([x, y[0]], -1)
-    x = torch.relu(net.bn2(net.fc2(x)))
-    x = net.bn3(net.fc3(x)).reshape(1, frame.shape[1], net.nb_output_bins)
-    return torch.relu(x * net.output_scale + net.output_mean) * frame, state
-
-
-def bench_peers(seconds: float = 10.0) -> dict:
-    """Seconds of one core per second of audio for the peers' networks (forward pass only)."""
-    try:
-        import torch
-    except ImportError:
-        return {"skipped": "torch is not installed: pip install 'livedemix[train]' to time the peers"}
-    torch.set_num_threads(1)
-    import sys
-    from pathlib import Path
-
-    # The peers' networks live in the source checkout's factory/ package: next to this file when
-    # livedemix runs from the checkout, or in the working directory when it is installed.
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (root / "engine" / "peers.py").is_file():
-            sys.path.insert(0, str(root))
-            break
-    try:
-        from factory.peers import ht_demucs_class, open_unmix_class
-    except ImportError:
-        return {"skipped": "the peers need the source checkout's factory/ package: run from the checkout's folder"}
-    out = {}
-    sr = 44100
-    n = int(seconds * sr)
-    x = torch.from_numpy(_audio(n, sr))[None]
-    try:
-        OpenUnmix = open_unmix_class()
-        # Open-Unmix as published (umxhq): 4096/1024 STFT, 16 kHz bandwidth, one bidirectional
-        # network per target; and its causal (unidirectional) variant.
-        n_fft, hop = 4096, 1024
-        spec = torch.stft(x[0], n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()[None]
-        max_bin = int(16000 / (sr / 2) * (n_fft // 2)) + 1
-        for name, uni in (("open-unmix", False), ("open-unmix-causal", True)):
-            nets = [OpenUnmix(nb_bins=n_fft // 2 + 1, nb_channels=2, hidden_size=512, max_bin=max_bin,
-                              unidirectional=uni).eval() for _ in range(4)]
-            with torch.no_grad():
-                for net in nets:
-                    net(spec)
-                t0 = time.perf_counter()
-                for net in nets:
-                    net(spec)
-                dt = time.perf_counter() - t0
-            out[name] = {"core_seconds_per_audio_second": dt / seconds,
-                         "parameters": sum(p.numel() for nt in nets for p in nt.parameters())}
-        # Live use needs the causal network one frame at a time (as livedemix runs): time that
-        # too, at Open-Unmix's own hop, carrying the LSTM state from frame to frame.
-        frames = spec.shape[-1]
-        with torch.no_grad():
-            states = [None] * 4
-            for t in range(min(frames, 8)):  # warm-up
-                for k, net in enumerate(nets):
-                    _, states[k] = _umx_stream_step(net, spec[..., t], states[k])
-            states = [None] * 4
-            t0 = time.perf_counter()
-            for t in range(frames):
-                for k, net in enumerate(nets):
-                    _, states[k] = _umx_stream_step(net, spec[..., t], states[k])
-            dt = time.perf_counter() - t0
-        out["open-unmix-causal-streaming"] = {
-            "core_seconds_per_audio_second": dt / (frames * hop / sr),
-            "parameters": sum(p.numel() for nt in nets for p in nt.parameters()),
-            "note": f"frame by frame at hop {hop}, LSTM state carried (how it would run live)"}
-    except SystemExit as e:
-        out["open-unmix"] = {"skipped": str(e)}
-    try:
-        HTDemucs = ht_demucs_class()
-        net = HTDemucs(sources=["drums", "bass", "other", "vocals"]).eval()
-        seg = int(net.segment * sr)
-        chunk = x[..., :seg] if x.shape[-1] >= seg else torch.nn.functional.pad(x, (0, seg - x.shape[-1]))
-        with torch.no_grad():
-            net(chunk)
-            t0 = time.perf_counter()
-            net(chunk)
-            dt = time.perf_counter() - t0
-        out["ht-demucs"] = {"core_seconds_per_audio_second": dt / (seg / sr),
-                            "parameters": sum(p.numel() for p in net.parameters())}
-    except SystemExit as e:
-        out["ht-demucs"] = {"skipped": str(e)}
-    return out
-
-
-def bench_pipeline(seconds: float = 20.0, model=None, peers: bool = True) -> dict:
-    r = {"engine": bench_engine(seconds, model, paced_seconds=min(10.0, seconds))}
-    if peers:
-        r["peers"] = bench_peers(min(seconds, 10.0))
-        ours = r["engine"]["real_time_factor"]
-        for name, p in r["peers"].items():
-            if isinstance(p, dict) and "core_seconds_per_audio_second" in p:
-                p["times_livedemix"] = p["core_seconds_per_audio_second"] / ours
-    return r
+def bench_pipeline(seconds: float = 20.0, model=None) -> dict:
+    return {"engine": bench_engine(seconds, model, paced_seconds=min(10.0, seconds))}
 
 
 def format_pipeline(r: dict) -> str:
@@ -292,15 +191,4 @@ def format_pipeline(r: dict) -> str:
             f"  paced at real time ({p['hops']} hops, sleeping between them as live): {p['mean_cpu_us']:.0f} µs CPU per hop "
             f"= {100 * p['cpu_share']:.2f}% of a core, {p['cold_factor']:.1f}× the back-to-back hop (cold caches); "
             f"per hop p50 {pp['p50']:.0f}, p99 {pp['p99']:.0f}, p99.9 {pp['p99.9']:.0f} µs")
-    if isinstance(r.get("peers", {}).get("skipped"), str):
-        lines.append(f"  peers not timed: {r['peers']['skipped']}")
-    elif "peers" in r:
-        lines.append("  peers, forward pass only (one core, same audio):")
-        lines.append(f"    {'network':<30}{'parameters':>12}{'core s / audio s':>18}{'× livedemix':>13}")
-        lines.append(f"    {'livedemix (whole)':<30}{e['model_parameters'] or 0:>12}{e['real_time_factor']:>18.4f}{1:>13.1f}")
-        for name, p in r["peers"].items():
-            if "skipped" in p:
-                lines.append(f"    {name:<30} skipped: {p['skipped']}")
-            else:
-                lines.append(f"    {name:<30}{p['parameters']:>12}{p['core_seconds_per_audio_second']:>18.4f}{p['times_livedemix']:>13.1f}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from . import dsp
+from .. import dsp
 
 
 class NumpyStreamingStft:

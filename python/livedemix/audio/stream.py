@@ -22,196 +22,20 @@ underruns) is only counted; a normal thread reports the counts.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import dsp
+from .. import dsp
 
-JACK_CLIENT_NAME = "livedemix"
-WATCHDOG_SECONDS = 2.0  # no callback for this long after the start: the device is gone
-LIVE_RESAMPLE_QUALITY = "LQ"  # 5.7 ms of hold-back for 44.1<->48 kHz; HQ would cost 26 ms
-READ_AHEAD = 1 << 16  # samples the file reader keeps ahead (1.5 s at 44.1 kHz)
-MAX_HOST_BLOCK = 16384  # resampling mode: the largest host buffer the callback takes
-PREFILL_SLACK_BLOCKS = 2  # resampling mode: blocks of slack for the worker (measured on a busy 2-core machine)
+from .devices import AudioDeviceError, WATCHDOG_SECONDS, _sd
+from .resample import LIVE_RESAMPLE_QUALITY, MAX_HOST_BLOCK, PREFILL_SLACK_BLOCKS, _holdback
+from .reader import FileReader
 
-
-class AudioDeviceError(ValueError):
-    """A device or channel that can't be used; the message lists what exists."""
-
-
-# ---- devices -------------------------------------------------------------------------------
-
-_pa_ready = False
-_jack_name = ctypes.create_string_buffer(JACK_CLIENT_NAME.encode())  # PortAudio keeps the pointer
-
-
-class quiet_stderr:
-    """Silence C libraries that print to file descriptor 2 (libjack probing for a server, ALSA
-    looking for its sequencer) while a device list is taken; our own errors say what matters."""
-
-    def __enter__(self):
-        import os
-
-        sys.stderr.flush()
-        self._saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        return self
-
-    def __exit__(self, *exc):
-        import os
-
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        return False
-
-
-def _sd():
-    """sounddevice, with PortAudio (re)initialised so its JACK client is called ``livedemix``
-    and clients started after the import are listed."""
-    global _pa_ready
-    try:
-        with quiet_stderr():
-            import sounddevice as sd
-    except OSError as e:  # PortAudio missing
-        raise AudioDeviceError(f"PortAudio can't be loaded ({e}): install the Debian package libportaudio2") from None
-    if not _pa_ready:
-        with quiet_stderr():
-            while sd._initialized > 0:
-                sd._terminate()
-            try:
-                ctypes.CDLL(sd._libname).PaJack_SetClientName(_jack_name)
-            except (OSError, AttributeError):  # a PortAudio built without JACK
-                pass
-            sd._initialize()
-        _pa_ready = True
-    return sd
-
-
-def rescan_devices() -> None:
-    """Forget PortAudio's device list (it is taken once); the next query scans again."""
-    global _pa_ready
-    _pa_ready = False
-
-
-def release_portaudio() -> None:
-    """Terminate PortAudio now (no stream may be open): its JACK client leaves the server, so
-    the server may go away without PortAudio failing at exit."""
-    global _pa_ready
-    sd = sys.modules.get("sounddevice")
-    if sd is not None:
-        with quiet_stderr():
-            while sd._initialized > 0:
-                sd._terminate()
-    _pa_ready = False
-
-
-def list_devices() -> list[dict]:
-    """Every device: index, name, host API, input/output channels, default rate, defaults."""
-    sd = _sd()
-    apis = sd.query_hostapis()
-    out = []
-    for i, d in enumerate(sd.query_devices()):
-        api = apis[d["hostapi"]]
-        out.append({
-            "index": i, "name": d["name"], "hostapi": api["name"],
-            "inputs": d["max_input_channels"], "outputs": d["max_output_channels"],
-            "default_samplerate": d["default_samplerate"],
-            "low_output_latency": d["default_low_output_latency"],
-            "default_input": api["default_input_device"] == i, "default_output": api["default_output_device"] == i,
-        })
-    return out
-
-
-def host_apis() -> list[str]:
-    return [a["name"] for a in _sd().query_hostapis()]
-
-
-def _short_api(name: str) -> str:
-    return "JACK" if name.startswith("JACK") else name
-
-
-def _describe_all(devs: list[dict]) -> str:
-    if not devs:
-        return ("there are no audio devices (host APIs: " + ", ".join(_short_api(a) for a in host_apis()) +
-                "): start a JACK server or connect an audio interface")
-    return "the devices are " + "; ".join(
-        f"{d['index']} '{d['name']}' ({_short_api(d['hostapi'])}, {d['inputs']} in/{d['outputs']} out)" for d in devs)
-
-
-def format_devices(devs: list[dict]) -> str:
-    if not devs:
-        return "no audio devices; host APIs: " + ", ".join(host_apis())
-    lines = [f"{'#':>3}  {'name':<32} {'host API':<12} {'in':>3} {'out':>3} {'rate':>7}"]
-    for d in devs:
-        mark = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
-        lines.append(f"{d['index']:>3}{mark}{d['name'][:32]:<32} {_short_api(d['hostapi'])[:12]:<12} "
-                     f"{d['inputs']:>3} {d['outputs']:>3} {d['default_samplerate']:>7.0f}")
-    lines.append("host APIs: " + ", ".join(host_apis()) + "   (< default input, > default output)")
-    return "\n".join(lines)
-
-
-def find_device(spec: str | int | None, kind: str) -> dict:
-    """A device for ``kind`` ('input' or 'output'): by index, by name substring
-    (case-insensitive; an exact name wins), or the default when ``spec`` is None."""
-    devs = list_devices()
-    key = "inputs" if kind == "input" else "outputs"
-    usable = [d for d in devs if d[key] > 0]
-    if spec is None:
-        for d in usable:
-            if d[f"default_{kind}"]:
-                return d
-        if usable:
-            return usable[0]
-        raise AudioDeviceError(f"there is no {kind} device: {_describe_all(devs)}")
-    s = str(spec).strip()
-    if s.isdigit():
-        i = int(s)
-        if i >= len(devs):
-            raise AudioDeviceError(f"there is no device {i}: {_describe_all(devs)}")
-        if devs[i][key] == 0:
-            raise AudioDeviceError(f"device {i} '{devs[i]['name']}' has no {kind}s: {_describe_all(devs)}")
-        return devs[i]
-    matches = [d for d in usable if s.lower() in d["name"].lower()]
-    exact = [d for d in matches if d["name"].lower() == s.lower()]
-    if len(exact) == 1 or len(matches) == 1:
-        return (exact or matches)[0]
-    if not matches:
-        raise AudioDeviceError(f"no {kind} device matches '{s}': {_describe_all(devs)}")
-    names = ", ".join(f"{d['index']} '{d['name']}'" for d in matches)
-    raise AudioDeviceError(f"'{s}' matches several {kind} devices ({names}): give the device's index instead")
-
-
-def parse_channels(text: str | None, what: str = "--in") -> list[int] | None:
-    """'1,2' or '3-4' or '1' → 1-based channel numbers."""
-    if text is None:
-        return None
-    chans: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                chans += list(range(a, b + 1))
-            else:
-                chans.append(int(part))
-    except ValueError:
-        raise AudioDeviceError(f"{what} {text!r} is not a channel list: write e.g. {what} 1,2 or {what} 3-4") from None
-    if not chans or len(chans) > 2 or min(chans) < 1:
-        raise AudioDeviceError(f"{what} {text!r} must name one or two channels counted from 1: write e.g. {what} 1,2 or {what} 1")
-    return chans
-
-
-# ---- the stream runner ----------------------------------------------------------------------
 
 @dataclass
 class StreamStats:
@@ -259,75 +83,6 @@ class ControlQueue:
 
     def __len__(self) -> int:
         return len(self._q)
-
-
-class FileReader(threading.Thread):
-    """Reads a file ahead into a ring at the model's rate (resampling with soxr when the file's
-    rate differs), as stereo (mono is doubled, channels past two are dropped)."""
-
-    def __init__(self, path: str | Path, model_rate: int, capacity: int = READ_AHEAD):
-        super().__init__(name="livedemix-reader", daemon=True)
-        from .audio_files import open_input
-
-        self.file = open_input(path)
-        self.path = Path(path)
-        self.file_rate = self.file.samplerate
-        self.file_channels = self.file.channels
-        self.model_rate = model_rate
-        self.ring = dsp.AudioRingBuffer(2, capacity)
-        self.pushed = 0  # model-rate samples in the ring so far
-        self.eof = False
-        self.error: Exception | None = None
-        self._halt = threading.Event()
-        self.seconds = self.file.frames / self.file_rate
-        self._rs = None
-        if self.file_rate != model_rate:
-            import soxr
-
-            self._rs = soxr.ResampleStream(self.file_rate, model_rate, 2, dtype="float32", quality="VHQ")
-
-    def stop(self) -> None:
-        self._halt.set()
-
-    def _push_all(self, x: np.ndarray) -> bool:
-        x = np.ascontiguousarray(x, np.float32)
-        done = 0
-        while done < x.shape[1]:
-            if self._halt.is_set():
-                return False
-            k = self.ring.push(x[:, done:])
-            done += k
-            if done < x.shape[1]:
-                time.sleep(0.005)
-        self.pushed += x.shape[1]
-        return True
-
-    def run(self) -> None:
-        from .audio_files import read_blocks
-
-        try:
-            for blk in read_blocks(self.file, 4096):
-                if blk.shape[0] == 1:
-                    blk = np.repeat(blk, 2, axis=0)
-                elif blk.shape[0] > 2:
-                    blk = blk[:2]
-                if self._rs is not None:
-                    blk = self._rs.resample_chunk(np.ascontiguousarray(blk.T)).T
-                if not self._push_all(blk):
-                    return
-            if self._rs is not None:
-                if not self._push_all(self._rs.resample_chunk(np.zeros((0, 2), np.float32), last=True).T):
-                    return
-        except Exception as e:  # noqa: BLE001 — reported by the main thread
-            self.error = e
-        finally:
-            self.file.close()
-            self.eof = True
-
-    def wait_ready(self, samples: int, timeout: float = 10.0) -> None:
-        t_end = time.monotonic() + timeout
-        while self.ring.available_read < samples and not self.eof and time.monotonic() < t_end:
-            time.sleep(0.002)
 
 
 class StreamRunner:
@@ -769,14 +524,3 @@ def _close_stream(stream, lost: bool) -> None:
         pass
 
 
-def _holdback(rate_in: int, rate_out: int, quality: str) -> float:
-    """Output samples a soxr stream holds back (its delay at the output rate)."""
-    import soxr
-
-    rs = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=quality)
-    rs.resample_chunk(np.zeros((4096, 1), np.float32))
-    return float(rs.delay())
-
-
-__all__ = ["AudioDeviceError", "StreamRunner", "FileReader", "ControlQueue", "StreamStats", "find_device",
-           "list_devices", "format_devices", "parse_channels", "rescan_devices", "JACK_CLIENT_NAME"]

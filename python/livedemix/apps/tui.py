@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .presets import PresetError, list_presets, load_preset, save_preset, shipped_presets_dir
+from ..presets import PresetError, list_presets, load_preset, save_preset, shipped_presets_dir
 
 SOLO_KEYS = "!@#$%^&*("  # shift + 1..9 on a US keyboard
 GAIN_STEP_DB = 1.0
@@ -160,7 +160,7 @@ class KeyControls:
         m, self._learned = self._learned, None
         if m is None:
             return
-        from .midi import describe_mapping, replace_mapping
+        from ..midi import describe_mapping, replace_mapping
 
         what = describe_mapping(m)
         src = self.midi.source

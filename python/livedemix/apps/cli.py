@@ -8,13 +8,13 @@ import sys
 
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 PHASE_CHOICES = ["wiener", "pu-iter", "anisotropic"]
 
 
 def cmd_info(args) -> int:
-    from . import dsp
+    from .. import dsp
 
     configs = {}
     for name, kw in dsp.SHIPPED_CONFIGS.items():
@@ -50,7 +50,7 @@ def cmd_bench(args) -> int:
         from . import bench_pipeline
 
         results["pipeline"] = bench_pipeline.bench_pipeline(max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10,
-                                                            model=args.model, peers=not args.no_peers)
+                                                            model=args.model)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -64,7 +64,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from . import presets as P
+    from .. import presets as P
 
     if args.action == "list":
         for name in P.list_presets():
@@ -129,7 +129,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from . import live_audio
+    from ..audio import devices as live_audio
 
     devs = live_audio.list_devices()
     if args.json:
@@ -152,7 +152,7 @@ def cmd_live(args) -> int:
 
 
 def cmd_midi(args) -> int:
-    from . import midi
+    from .. import midi
 
     api = midi.midi_api(args.api)
     if args.action == "ports":
@@ -270,10 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed against a baseline run in the same process")
     bench.add_argument("what", nargs="?", default="all", choices=["all", "stft", "pipeline"],
-                       help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget and the "
-                            "peers Open-Unmix and HT Demucs (default: all)")
+                       help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget "
+                            "(default: all)")
     bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
-    bench.add_argument("--no-peers", action="store_true", help="pipeline: skip timing Open-Unmix and HT Demucs")
     bench.add_argument("--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)")
     bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")

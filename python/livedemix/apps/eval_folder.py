@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_files import AudioFileError, read_audio
-from .metrics import bss_eval, sdr, si_sdr
-from .offline import separate
+from ..audio.files import AudioFileError, read_audio
+from ..metrics import bss_eval, sdr, si_sdr
+from ..offline import separate
 
 EXTS = (".wav", ".flac")
 

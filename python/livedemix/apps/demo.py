@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_files import AtomicOutputs, read_audio
-from .metrics import rms_dbfs, sdr, si_sdr
-from .offline import StreamingSeparation
+from ..audio.files import AtomicOutputs, read_audio
+from ..metrics import rms_dbfs, sdr, si_sdr
+from ..offline import StreamingSeparation
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 
