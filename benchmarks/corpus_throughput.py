@@ -6,6 +6,7 @@ Builds a small corpus into a temporary folder per worker count (the music21 cach
 warmed first, so that parsing, done once per piece, does not count), then prints one
 JSON line per run. Run it niced on a shared machine; the numbers are wall-clock.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ldx-bench-") as td:
         cache = Path(td) / "cache"
-        planner = B.make_planner(args.seed, cache)               # warm the music21 cache
+        planner = B.make_planner(args.seed, cache)  # warm the music21 cache
         for i in B.plan_indices(args.seed, args.hours):
             planner.plan(i)
         for w in args.workers:
@@ -46,18 +47,29 @@ def main() -> None:
             wall = time.perf_counter() - t0
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             me1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpu = sum(getattr(b, k) - getattr(a, k) for a, b in ((cpu0, cpu1), (me0, me1))
-                      for k in ("ru_utime", "ru_stime"))
+            cpu = sum(
+                getattr(b, k) - getattr(a, k) for a, b in ((cpu0, cpu1), (me0, me1)) for k in ("ru_utime", "ru_stime")
+            )
             audio_h = r["hours"]
             size = du(out)
             flac = sum(f.stat().st_size for f in out.rglob("*.flac"))
-            print(json.dumps({
-                "workers": w, "songs": r["songs"], "audio_hours": round(audio_h, 4), "wall_s": round(wall, 1),
-                "realtime_factor": round(audio_h * 3600 / wall, 2),
-                "audio_hours_per_cpu_hour": round(audio_h * 3600 / max(cpu, 1e-9), 2),
-                "disk_gb_per_audio_hour": round(size / 1e9 / audio_h, 3),
-                "flac_gb_per_audio_hour": round(flac / 1e9 / audio_h, 3),
-                "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "workers": w,
+                        "songs": r["songs"],
+                        "audio_hours": round(audio_h, 4),
+                        "wall_s": round(wall, 1),
+                        "realtime_factor": round(audio_h * 3600 / wall, 2),
+                        "audio_hours_per_cpu_hour": round(audio_h * 3600 / max(cpu, 1e-9), 2),
+                        "disk_gb_per_audio_hour": round(size / 1e9 / audio_h, 3),
+                        "flac_gb_per_audio_hour": round(flac / 1e9 / audio_h, 3),
+                        "load_avg_1min": round(os.getloadavg()[0], 2),
+                        "cpus": os.cpu_count(),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-
 from livedemix.apps.bench_pipeline import _audio
 from livedemix.engine import Engine
 

@@ -15,9 +15,9 @@ import json
 import time
 
 import torch
+from livedemix.apps.bench_pipeline import _audio, bench_engine
 
 from factory.peers import ht_demucs_class, open_unmix_class
-from livedemix.apps.bench_pipeline import _audio, bench_engine
 
 
 def _umx_stream_step(net, frame, state):
@@ -47,8 +47,12 @@ def bench_peers(seconds: float = 10.0) -> dict:
         spec = torch.stft(x[0], n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()[None]
         max_bin = int(16000 / (sr / 2) * (n_fft // 2)) + 1
         for name, uni in (("open-unmix", False), ("open-unmix-causal", True)):
-            nets = [OpenUnmix(nb_bins=n_fft // 2 + 1, nb_channels=2, hidden_size=512, max_bin=max_bin,
-                              unidirectional=uni).eval() for _ in range(4)]
+            nets = [
+                OpenUnmix(
+                    nb_bins=n_fft // 2 + 1, nb_channels=2, hidden_size=512, max_bin=max_bin, unidirectional=uni
+                ).eval()
+                for _ in range(4)
+            ]
             with torch.no_grad():
                 for net in nets:
                     net(spec)
@@ -56,8 +60,10 @@ def bench_peers(seconds: float = 10.0) -> dict:
                 for net in nets:
                     net(spec)
                 dt = time.perf_counter() - t0
-            out[name] = {"core_seconds_per_audio_second": dt / seconds,
-                         "parameters": sum(p.numel() for nt in nets for p in nt.parameters())}
+            out[name] = {
+                "core_seconds_per_audio_second": dt / seconds,
+                "parameters": sum(p.numel() for nt in nets for p in nt.parameters()),
+            }
         # Live use needs the causal network one frame at a time (as livedemix runs): time that
         # too, at Open-Unmix's own hop, carrying the LSTM state from frame to frame.
         frames = spec.shape[-1]
@@ -75,7 +81,8 @@ def bench_peers(seconds: float = 10.0) -> dict:
         out["open-unmix-causal-streaming"] = {
             "core_seconds_per_audio_second": dt / (frames * hop / sr),
             "parameters": sum(p.numel() for nt in nets for p in nt.parameters()),
-            "note": f"frame by frame at hop {hop}, LSTM state carried (how it would run live)"}
+            "note": f"frame by frame at hop {hop}, LSTM state carried (how it would run live)",
+        }
     except SystemExit as e:
         out["open-unmix"] = {"skipped": str(e)}
     try:
@@ -88,13 +95,13 @@ def bench_peers(seconds: float = 10.0) -> dict:
             t0 = time.perf_counter()
             net(chunk)
             dt = time.perf_counter() - t0
-        out["ht-demucs"] = {"core_seconds_per_audio_second": dt / (seg / sr),
-                            "parameters": sum(p.numel() for p in net.parameters())}
+        out["ht-demucs"] = {
+            "core_seconds_per_audio_second": dt / (seg / sr),
+            "parameters": sum(p.numel() for p in net.parameters()),
+        }
     except SystemExit as e:
         out["ht-demucs"] = {"skipped": str(e)}
     return out
-
-
 
 
 def main(argv=None) -> int:
@@ -111,12 +118,16 @@ def main(argv=None) -> int:
         print(json.dumps({"livedemix": ours, "peers": peers}, indent=2))
         return 0
     print(f"{'network':<30}{'parameters':>12}{'core s / audio s':>18}{'x livedemix':>13}")
-    print(f"{'livedemix (whole engine)':<30}{ours['model_parameters'] or 0:>12}{ours['real_time_factor']:>18.4f}{1:>13.1f}")
+    print(
+        f"{'livedemix (whole engine)':<30}{ours['model_parameters'] or 0:>12}{ours['real_time_factor']:>18.4f}{1:>13.1f}"
+    )
     for name, p in peers.items():
         if "skipped" in p:
             print(f"{name:<30} skipped: {p['skipped']}")
         else:
-            print(f"{name:<30}{p['parameters']:>12}{p['core_seconds_per_audio_second']:>18.4f}{p['times_livedemix']:>13.1f}")
+            print(
+                f"{name:<30}{p['parameters']:>12}{p['core_seconds_per_audio_second']:>18.4f}{p['times_livedemix']:>13.1f}"
+            )
     return 0
 
 

@@ -13,6 +13,7 @@ also counts the time other processes hold the core); "per call" times one Python
 
     python benchmarks/phase_recovery_bench.py [--frames 400] [--repeats 7] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,12 @@ BUDGET_US = 0.02 * FRAME_US  # 2 % of one core
 def inputs(kind: str, frames: int):
     if kind == "music":
         from phase_support import oracle_inputs, song
+
         _, X, V = oracle_inputs(song(seconds=12.0, seed=0))
         reps = -(-frames // X.shape[0])
-        return np.ascontiguousarray(np.concatenate([X] * reps)[:frames]), \
-            np.ascontiguousarray(np.concatenate([V] * reps)[:frames])
+        return np.ascontiguousarray(np.concatenate([X] * reps)[:frames]), np.ascontiguousarray(
+            np.concatenate([V] * reps)[:frames]
+        )
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((frames, 2, 513)) + 1j * rng.standard_normal((frames, 2, 513))).astype(np.complex64)
     V = np.abs(rng.standard_normal((frames, 4, 2, 513))).astype(np.float32)
@@ -82,18 +85,27 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     global CLOCK
     CLOCK = time.thread_time if a.clock == "thread" else time.perf_counter
-    configs = [("wiener", {}), ("pu-iter", {"n_iter": 1}), ("pu-iter", {"n_iter": 4}),
-               ("pu-iter", {"n_iter": 16}), ("pu-iter", {"n_iter": 32})]
+    configs = [
+        ("wiener", {}),
+        ("pu-iter", {"n_iter": 1}),
+        ("pu-iter", {"n_iter": 4}),
+        ("pu-iter", {"n_iter": 16}),
+        ("pu-iter", {"n_iter": 32}),
+    ]
     if DEFAULT_N_ITER not in (1, 4, 16, 32):
         configs.append(("pu-iter", {"n_iter": DEFAULT_N_ITER}))
     configs.append(("anisotropic", {"kappa": DEFAULT_KAPPA}))
     data = {k: inputs(k, a.frames) for k in ("music", "random")}
     probe = PhaseRecovery(4, 2, 1024, 256)
     simd = "AVX2+FMA" if probe._impl._uses_avx2 else "SSE2"
-    print(f"J=4 C=2 F=513 hop=256 @44.1 kHz (frame = {FRAME_US:.0f} µs, 2 % budget = {BUDGET_US:.0f} µs); "
-          f"PU-Iter kernel: {simd}; clock: {a.clock}; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"J=4 C=2 F=513 hop=256 @44.1 kHz (frame = {FRAME_US:.0f} µs, 2 % budget = {BUDGET_US:.0f} µs); "
+        f"PU-Iter kernel: {simd}; clock: {a.clock}; load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"default: mode=pu-iter n_iter={DEFAULT_N_ITER}\n")
-    print("| mode | music µs/frame (best / median) | random µs/frame (best / median) | music, one process() call per frame | music, SSE2 kernel forced | % of one core (music, best) |")
+    print(
+        "| mode | music µs/frame (best / median) | random µs/frame (best / median) | music, one process() call per frame | music, SSE2 kernel forced | % of one core (music, best) |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     rows = []
     for mode, kw in configs:
@@ -107,9 +119,22 @@ def main(argv=None) -> int:
         sse = PhaseRecovery(4, 2, 1024, 256, mode=mode, **kw)
         sse._impl._set_allow_avx2(False)
         sb, _ = time_stft(sse, *data["music"], max(2, a.repeats // 2))
-        rows.append(dict(mode=mode, **kw, music_best=mb, music_median=mm, random_best=rb, random_median=rm,
-                         per_call=call, sse2_music_best=sb, simd=simd))
-        print(f"| {label} | {mb:.1f} / {mm:.1f} | {rb:.1f} / {rm:.1f} | {call:.1f} | {sb:.1f} | {100 * mb / FRAME_US:.2f} % |")
+        rows.append(
+            dict(
+                mode=mode,
+                **kw,
+                music_best=mb,
+                music_median=mm,
+                random_best=rb,
+                random_median=rm,
+                per_call=call,
+                sse2_music_best=sb,
+                simd=simd,
+            )
+        )
+        print(
+            f"| {label} | {mb:.1f} / {mm:.1f} | {rb:.1f} / {rm:.1f} | {call:.1f} | {sb:.1f} | {100 * mb / FRAME_US:.2f} % |"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0

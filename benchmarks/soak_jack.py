@@ -49,8 +49,11 @@ def start_stall_probe(threshold_us: int) -> subprocess.Popen | None:
     """Build and start benchmarks/machine_stalls.c; None (with a note) where there's no C compiler."""
     exe = Path(tempfile.mkdtemp(prefix="ldsoak")) / "machine_stalls"
     try:
-        subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(REPO / "benchmarks" / "machine_stalls.c")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["cc", "-O2", "-pthread", "-o", str(exe), str(REPO / "benchmarks" / "machine_stalls.c")],
+            check=True,
+            capture_output=True,
+        )
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"soak: no machine-stall probe ({e}); install a C compiler to get one", file=sys.stderr)
         return None
@@ -77,9 +80,12 @@ def main() -> int:
     ap.add_argument("--period", type=int, default=256)
     ap.add_argument("--rate", type=int, default=44100)
     ap.add_argument("--sync", action="store_true", help="jackd -S: the graph waits for late clients")
-    ap.add_argument("--no-realtime", action="store_true",
-                    help="run jackd without realtime scheduling (what CI's tests do; a live setup runs realtime, "
-                         "so that a client is not woken late because an ordinary process had the core)")
+    ap.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="run jackd without realtime scheduling (what CI's tests do; a live setup runs realtime, "
+        "so that a client is not woken late because an ordinary process had the core)",
+    )
     ap.add_argument("--no-midi", action="store_true", help="no MIDI traffic during the soak")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = ap.parse_args()
@@ -87,13 +93,31 @@ def main() -> int:
     import jack
 
     name = f"ldsoak{os.getpid()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "python"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "JACK_DEFAULT_SERVER": name,
+        "JACK_NO_START_SERVER": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "python"), os.environ.get("PYTHONPATH")])),
+    }
     os.environ.update({k: env[k] for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")})
     log = open(f"/tmp/{name}.log", "w")
-    server = subprocess.Popen(["jackd", "-n", name, *(["-S", "-t", "5000"] if a.sync else []),
-                               "--no-realtime" if a.no_realtime else "--realtime",
-                               "-d", "dummy", "-r", str(a.rate), "-p", str(a.period)], stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "jackd",
+            "-n",
+            name,
+            *(["-S", "-t", "5000"] if a.sync else []),
+            "--no-realtime" if a.no_realtime else "--realtime",
+            "-d",
+            "dummy",
+            "-r",
+            str(a.rate),
+            "-p",
+            str(a.period),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     procs: list[subprocess.Popen] = []
     try:
         for _ in range(100):
@@ -144,8 +168,18 @@ def main() -> int:
         src.activate()
         cap.activate()
 
-        args = [sys.executable, "-m", "livedemix", "live", "--device", "ldcap", "--input-device", "ldsrc",
-                "--no-ui", "--json"]
+        args = [
+            sys.executable,
+            "-m",
+            "livedemix",
+            "live",
+            "--device",
+            "ldcap",
+            "--input-device",
+            "ldsrc",
+            "--no-ui",
+            "--json",
+        ]
         if a.model:
             args += ["--model", a.model]
         if not a.no_midi:
@@ -160,9 +194,13 @@ def main() -> int:
             time.sleep(0.1)
         peer = None
         if not a.no_midi:
-            peer = subprocess.Popen([sys.executable, str(PEER), "--send-to", "livedemix-midi:livedemix",
-                                     "--listen", "livedemix-feedback"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    text=True, env=env)
+            peer = subprocess.Popen(
+                [sys.executable, str(PEER), "--send-to", "livedemix-midi:livedemix", "--listen", "livedemix-feedback"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
             procs.append(peer)
             assert peer.stdout.readline().strip() == "ready"
             threading.Thread(target=lambda: [None for _ in peer.stdout], daemon=True).start()  # drain its replies
@@ -185,8 +223,11 @@ def main() -> int:
             if k % 20 == 0:
                 samples.append((round(el), rss_kib(live.pid)))
             if k % 120 == 0:
-                print(f"soak: {el / 60:4.1f} min, RSS {rss_kib(live.pid) / 1024:.1f} MiB, server xruns {seen['xruns']}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"soak: {el / 60:4.1f} min, RSS {rss_kib(live.pid) / 1024:.1f} MiB, server xruns {seen['xruns']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if peer is not None:  # a fader sweep (CC 1, drums) and now and then a mute button (note 38, bass)
                 v = int(64 + 63 * np.sin(el / 3.0))
                 peer.stdin.write(f"b0 01 {v:02x}\n")
@@ -219,27 +260,43 @@ def main() -> int:
         cap.close()
         src.close()
         res = {
-            "minutes": round((time.monotonic() - t0) / 60, 2), "jack": f"dummy {a.rate} Hz, period {a.period}, "
-            + ("sync" if a.sync else "async") + (", no realtime" if a.no_realtime else ", realtime"), "xruns_livedemix": r["xruns"], "xruns_server": seen["xruns"],
+            "minutes": round((time.monotonic() - t0) / 60, 2),
+            "jack": f"dummy {a.rate} Hz, period {a.period}, "
+            + ("sync" if a.sync else "async")
+            + (", no realtime" if a.no_realtime else ", realtime"),
+            "xruns_livedemix": r["xruns"],
+            "xruns_server": seen["xruns"],
             "xruns_server_during_soak": seen["xruns"] - xruns_before,
-            "late_hops": r["late_hops"], "underruns": r["underruns"], "separator_errors": r["separator_errors"],
-            "cpu_share": r["cpu_share"], "busy_share": r["busy_share"], "max_block_ms": r["max_block_ms"], "latency_ms": r["latency_ms"],
-            "rss_after_warmup_mib": round((rss_warm or 0) / 1024, 1), "rss_end_mib": round(rss_end / 1024, 1),
+            "late_hops": r["late_hops"],
+            "underruns": r["underruns"],
+            "separator_errors": r["separator_errors"],
+            "cpu_share": r["cpu_share"],
+            "busy_share": r["busy_share"],
+            "max_block_ms": r["max_block_ms"],
+            "latency_ms": r["latency_ms"],
+            "rss_after_warmup_mib": round((rss_warm or 0) / 1024, 1),
+            "rss_end_mib": round(rss_end / 1024, 1),
             "rss_growth_mib": round((rss_end - (rss_warm or rss_end)) / 1024, 2),
-            "midi_received": r.get("midi", {}).get("received", 0), "output_peak": round(seen["peak"], 3),
-            "rss_samples": samples, "load_average": os.getloadavg(),
+            "midi_received": r.get("midi", {}).get("received", 0),
+            "output_peak": round(seen["peak"], 3),
+            "rss_samples": samples,
+            "load_average": os.getloadavg(),
         }
         if stalls is not None:
             soak_xruns = [t for t in seen["xrun_times"] if t >= t0]
             long_stalls = [st for st in stalls["stalls"] if st[1] > period_s * 1000]
-            res.update({
-                "machine_stalls_over_half_period": len(stalls["stalls"]),
-                "machine_stalls_over_period": len(long_stalls),
-                "machine_longest_stall_ms": stalls["max_late_ms"],
-                "xruns_at_machine_stalls": xruns_on_stalls(soak_xruns, stalls["stalls"], period_s),
-                "xruns_at_machine_stalls_control": xruns_on_stalls(soak_xruns, stalls["stalls"], period_s, shift=0.5),
-                "probe_realtime": stalls["realtime"],
-            })
+            res.update(
+                {
+                    "machine_stalls_over_half_period": len(stalls["stalls"]),
+                    "machine_stalls_over_period": len(long_stalls),
+                    "machine_longest_stall_ms": stalls["max_late_ms"],
+                    "xruns_at_machine_stalls": xruns_on_stalls(soak_xruns, stalls["stalls"], period_s),
+                    "xruns_at_machine_stalls_control": xruns_on_stalls(
+                        soak_xruns, stalls["stalls"], period_s, shift=0.5
+                    ),
+                    "probe_realtime": stalls["realtime"],
+                }
+            )
         # Whom the server blamed: a client still running when the next period began, or the
         # driver itself woken late (a busy machine delays every client alike).
         log.flush()

@@ -32,8 +32,8 @@ std::string shape_str(const std::vector<py::ssize_t>& s) {
 }
 
 // Checks dtype, C-contiguity, shape (-1 = any) and writability; raises ValueError otherwise.
-void check_array(const py::array& a, const py::dtype& dt, const char* dtname,
-                 const std::vector<py::ssize_t>& shape, const char* name, bool writable) {
+void check_array(const py::array& a, const py::dtype& dt, const char* dtname, const std::vector<py::ssize_t>& shape,
+                 const char* name, bool writable) {
   std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
   std::vector<py::ssize_t> want = shape;
   bool ok_shape = got.size() == want.size();
@@ -52,7 +52,10 @@ void check_array(const py::array& a, const py::dtype& dt, const char* dtname,
   es << "(";
   for (size_t i = 0; i < expect.size(); ++i) {
     es << (i ? ", " : "");
-    if (expect[i] < 0) es << "frames"; else es << expect[i];
+    if (expect[i] < 0)
+      es << "frames";
+    else
+      es << expect[i];
   }
   es << ")";
   o << es.str() << "; got a " << (ok_contig ? "" : "non-contiguous ") << (ok_write ? "" : "read-only ")
@@ -95,9 +98,8 @@ void bind_phase_recovery(py::module_& m) {
   py::class_<PhaseRecovery>(m, "PhaseRecovery",
                             "Causal phase recovery and mixture-consistent stem reconstruction "
                             "(see livedemix.phase.PhaseRecovery for the documented wrapper).")
-      .def(py::init([](int n_stems, int channels, int n_fft, int hop, const std::string& mode,
-                       int n_iter, float kappa, float peak_db, float onset_floor, float onset_ratio,
-                       float onset_smoothing, float mask_power) {
+      .def(py::init([](int n_stems, int channels, int n_fft, int hop, const std::string& mode, int n_iter, float kappa,
+                       float peak_db, float onset_floor, float onset_ratio, float onset_smoothing, float mask_power) {
              if (n_iter < 1) throw py::value_error("n_iter must be at least 1");
              if (!(kappa >= 0.f)) throw py::value_error("kappa must be a number >= 0");
              check_mask_power(mask_power);
@@ -120,9 +122,8 @@ void bind_phase_recovery(py::module_& m) {
                throw py::value_error(e.what());
              }
            }),
-           py::arg("n_stems"), py::arg("channels"), py::arg("n_fft"), py::arg("hop"),
-           py::arg("mode") = "pu-iter", py::arg("n_iter") = PhaseRecoveryOptions().n_iter,
-           py::arg("kappa") = PhaseRecoveryOptions().kappa,
+           py::arg("n_stems"), py::arg("channels"), py::arg("n_fft"), py::arg("hop"), py::arg("mode") = "pu-iter",
+           py::arg("n_iter") = PhaseRecoveryOptions().n_iter, py::arg("kappa") = PhaseRecoveryOptions().kappa,
            py::arg("peak_db") = PhaseRecoveryOptions().peak_db,
            py::arg("onset_floor") = PhaseRecoveryOptions().onset_floor,
            py::arg("onset_ratio") = PhaseRecoveryOptions().onset_ratio,
@@ -149,8 +150,8 @@ void bind_phase_recovery(py::module_& m) {
       .def("process_frames", &frames_call<&PhaseRecovery::process_frames>, py::arg("X"), py::arg("V"), py::arg("out"),
            "Consecutive frames: X complex64 (T, C, F), V float32 (T, J, C, F) -> out (T, J, C, F).")
       .def("unwrap_frames", &frames_call<&PhaseRecovery::unwrap_frames>, py::arg("X"), py::arg("V"), py::arg("out"),
-          "Phase unwrapping alone (not mixture-consistent): out_j = V_j e^{i phi_j}; X gives the "
-          "phase at onsets and at the first frame. Shapes as process_frames.")
+           "Phase unwrapping alone (not mixture-consistent): out_j = V_j e^{i phi_j}; X gives the "
+           "phase at onsets and at the first frame. Shapes as process_frames.")
       .def("reset", [](PhaseRecovery& self) { self.reset(); })
       .def(
           "_set_allow_avx2",
@@ -169,52 +170,51 @@ void bind_phase_recovery(py::module_& m) {
               throw py::value_error(e.what());
             }
           })
-      .def_property(
-          "n_iter", &PhaseRecovery::n_iter,
-          [](PhaseRecovery& self, int n) {
-            if (n < 1) throw py::value_error("n_iter must be at least 1");
-            self.set_n_iter(n);
-          })
-      .def_property(
-          "kappa", &PhaseRecovery::kappa,
-          [](PhaseRecovery& self, float k) {
-            if (!(k >= 0.f)) throw py::value_error("kappa must be a number >= 0");
-            self.set_kappa(k);
-          })
-      .def_property(
-          "mask_power", &PhaseRecovery::mask_power,
-          [](PhaseRecovery& self, float p) {
-            check_mask_power(p);
-            self.set_mask_power(p);
-          })
+      .def_property("n_iter", &PhaseRecovery::n_iter,
+                    [](PhaseRecovery& self, int n) {
+                      if (n < 1) throw py::value_error("n_iter must be at least 1");
+                      self.set_n_iter(n);
+                    })
+      .def_property("kappa", &PhaseRecovery::kappa,
+                    [](PhaseRecovery& self, float k) {
+                      if (!(k >= 0.f)) throw py::value_error("kappa must be a number >= 0");
+                      self.set_kappa(k);
+                    })
+      .def_property("mask_power", &PhaseRecovery::mask_power,
+                    [](PhaseRecovery& self, float p) {
+                      check_mask_power(p);
+                      self.set_mask_power(p);
+                    })
       .def_property_readonly("n_stems", &PhaseRecovery::n_stems)
       .def_property_readonly("channels", &PhaseRecovery::channels)
       .def_property_readonly("n_fft", &PhaseRecovery::n_fft)
       .def_property_readonly("hop", &PhaseRecovery::hop)
       .def_property_readonly("bins", &PhaseRecovery::bins)
-      .def_property_readonly("options", [](const PhaseRecovery& self) {
-        const auto& o = self.options();
-        py::dict d;
-        d["mode"] = livedemix::phase_mode_name(o.mode);
-        d["n_iter"] = o.n_iter;
-        d["kappa"] = o.kappa;
-        d["mask_power"] = o.mask_power;
-        d["peak_db"] = o.peak_db;
-        d["onset_floor"] = o.onset_floor;
-        d["onset_ratio"] = o.onset_ratio;
-        d["onset_smoothing"] = o.onset_smoothing;
-        return d;
-      })
-      .def_property_readonly("stats", [](const PhaseRecovery& self) {
-        const auto& s = self.stats();
-        py::dict d;
-        d["frames"] = s.frames;
-        d["nonfinite_mixture"] = s.nonfinite_mixture;
-        d["nonfinite_magnitude"] = s.nonfinite_magnitude;
-        d["negative_magnitude"] = s.negative_magnitude;
-        d["onsets"] = s.onsets;
-        return d;
-      })
+      .def_property_readonly("options",
+                             [](const PhaseRecovery& self) {
+                               const auto& o = self.options();
+                               py::dict d;
+                               d["mode"] = livedemix::phase_mode_name(o.mode);
+                               d["n_iter"] = o.n_iter;
+                               d["kappa"] = o.kappa;
+                               d["mask_power"] = o.mask_power;
+                               d["peak_db"] = o.peak_db;
+                               d["onset_floor"] = o.onset_floor;
+                               d["onset_ratio"] = o.onset_ratio;
+                               d["onset_smoothing"] = o.onset_smoothing;
+                               return d;
+                             })
+      .def_property_readonly("stats",
+                             [](const PhaseRecovery& self) {
+                               const auto& s = self.stats();
+                               py::dict d;
+                               d["frames"] = s.frames;
+                               d["nonfinite_mixture"] = s.nonfinite_mixture;
+                               d["nonfinite_magnitude"] = s.nonfinite_magnitude;
+                               d["negative_magnitude"] = s.negative_magnitude;
+                               d["onsets"] = s.onsets;
+                               return d;
+                             })
       .def_static(
           "bessel_ratios",
           [](double kappa) {

@@ -12,6 +12,7 @@ factory.evaluate then use it.
 
     python -m factory.calibrate --data data/corpus --model python/livedemix/models/default.json --write
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,26 +23,43 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from livedemix import metrics
 from livedemix.phase import MODES
 
-from .evaluate import (DEFAULT_OFFSET, DEFAULT_SECONDS, CardRunner, SongContext, active_stems,
-                       atomic_write_text, read_excerpt, reconstruct)
+from .evaluate import (
+    DEFAULT_OFFSET,
+    DEFAULT_SECONDS,
+    CardRunner,
+    SongContext,
+    active_stems,
+    atomic_write_text,
+    read_excerpt,
+    reconstruct,
+)
 from .stems_data import find_songs
 
 DEFAULT_POWERS = (0.75, 1.0, 1.25, 1.5, 2.0)
 
 
-def calibrate(card: Path, data: Path, split: str = "valid", songs: int = 60, powers=DEFAULT_POWERS,
-              modes=MODES, seconds: float = DEFAULT_SECONDS, offset: float = DEFAULT_OFFSET,
-              progress=None) -> dict:
+def calibrate(
+    card: Path,
+    data: Path,
+    split: str = "valid",
+    songs: int = 60,
+    powers=DEFAULT_POWERS,
+    modes=MODES,
+    seconds: float = DEFAULT_SECONDS,
+    offset: float = DEFAULT_OFFSET,
+    progress=None,
+) -> dict:
     """Mean plain SDR (dB) per mode and power, and per stem: ``{"table": {mode: {p: mean}},
     "stems": {mode: {p: {stem: mean}}}, "best": {mode: p}, ...}``."""
     dirs = find_songs(data, split)[:songs]
     if not dirs:
-        raise ValueError(f"the '{split}' split under {data} has no songs: build it first "
-                         f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})")
+        raise ValueError(
+            f"the '{split}' split under {data} has no songs: build it first "
+            f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})"
+        )
     runner = CardRunner("model", card, list(modes))
     names = runner.sep.stems
     sums = {(m, p): [[] for _ in names] for m in modes for p in powers}
@@ -59,13 +77,24 @@ def calibrate(card: Path, data: Path, split: str = "valid", songs: int = 60, pow
                     sums[(m, p)][j].append(metrics.sdr(stems[j], est[j]))
         if progress:
             progress(i + 1, len(dirs))
-    per_stem = {m: {p: {s: float(np.mean(v)) if v else float("nan") for s, v in zip(names, sums[(m, p)])}
-                    for p in powers} for m in modes}
+    per_stem = {
+        m: {p: {s: float(np.mean(v)) if v else float("nan") for s, v in zip(names, sums[(m, p)])} for p in powers}
+        for m in modes
+    }
     table = {m: {p: float(np.nanmean(list(per_stem[m][p].values()))) for p in powers} for m in modes}
     best = {m: max(powers, key=lambda p: table[m][p]) for m in modes}
-    return {"split": split, "songs": len(dirs), "seconds": seconds, "offset_seconds": offset,
-            "data": str(data), "powers": list(powers), "table": table, "stems": per_stem, "best": best,
-            "wall_s": time.perf_counter() - t0}
+    return {
+        "split": split,
+        "songs": len(dirs),
+        "seconds": seconds,
+        "offset_seconds": offset,
+        "data": str(data),
+        "powers": list(powers),
+        "table": table,
+        "stems": per_stem,
+        "best": best,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def write_card(card_path: Path, result: dict) -> None:
@@ -83,10 +112,12 @@ def write_card(card_path: Path, result: dict) -> None:
 
 def format_table(result: dict) -> str:
     powers = result["powers"]
-    lines = [f"mean SDR (dB) on {result['songs']} '{result['split']}' songs, by mask power p "
-             f"(weights V^p / sum V^p; p = 2 is Wiener)",
-             "| mode | " + " | ".join(f"p = {p:g}" for p in powers) + " | best |",
-             "| --- |" + " --- |" * (len(powers) + 1)]
+    lines = [
+        f"mean SDR (dB) on {result['songs']} '{result['split']}' songs, by mask power p "
+        f"(weights V^p / sum V^p; p = 2 is Wiener)",
+        "| mode | " + " | ".join(f"p = {p:g}" for p in powers) + " | best |",
+        "| --- |" + " --- |" * (len(powers) + 1),
+    ]
     for m, row in result["table"].items():
         best = result["best"][m]
         cells = [f"**{row[p]:.2f}**" if p == best else f"{row[p]:.2f}" for p in powers]
@@ -109,8 +140,10 @@ def main(argv=None) -> int:
         if not all(0.25 <= p <= 8 for p in powers):
             raise ValueError
     except ValueError:
-        print(f"error: --powers {args.powers!r} must be numbers in [0.25, 8] separated by commas, e.g. 1,1.5,2",
-              file=sys.stderr)
+        print(
+            f"error: --powers {args.powers!r} must be numbers in [0.25, 8] separated by commas, e.g. 1,1.5,2",
+            file=sys.stderr,
+        )
         return 2
     modes = tuple(m for m in args.modes.split(",") if m)
     bad = [m for m in modes if m not in MODES]
@@ -120,8 +153,15 @@ def main(argv=None) -> int:
     if args.split == "test":
         print("warning: calibrating on the test split makes its scores optimistic; use valid", file=sys.stderr)
     try:
-        result = calibrate(args.model, args.data, args.split, args.songs, powers, modes,
-                           progress=lambda i, n: print(f"\r{i}/{n} songs", end="", file=sys.stderr, flush=True))
+        result = calibrate(
+            args.model,
+            args.data,
+            args.split,
+            args.songs,
+            powers,
+            modes,
+            progress=lambda i, n: print(f"\r{i}/{n} songs", end="", file=sys.stderr, flush=True),
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 2

@@ -72,7 +72,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
-
 from livedemix import dsp, metrics  # noqa: E402
 from livedemix.engine import default_n_iter  # noqa: E402
 from livedemix.phase import DEFAULT_MASK_POWER, MODES, PhaseRecovery, card_mask_power  # noqa: E402
@@ -197,9 +196,12 @@ class BssEvalV4:
         self._frames = list(M.Framing(window, hop, nsampl))
         self._nw = min(window, nsampl)
         self._n_fft_w = scipy.fft.next_fast_len(self._nw + L - 1, real=True)
-        self._win_spec = [None if M._any_source_silent(ref[:, w])
-                          else scipy.fft.rfft(np.moveaxis(ref[:, w], 1, 2), n=self._n_fft_w, axis=-1)
-                          for w in self._frames]  # (J, C, F) each; None: a reference is silent there
+        self._win_spec = [
+            None
+            if M._any_source_silent(ref[:, w])
+            else scipy.fft.rfft(np.moveaxis(ref[:, w], 1, 2), n=self._n_fft_w, axis=-1)
+            for w in self._frames
+        ]  # (J, C, F) each; None: a reference is silent there
 
     def _reference_gram(self) -> np.ndarray:
         """museval's G (_compute_reference_correlations) already in _reshape_G's layout: rows
@@ -241,7 +243,9 @@ class BssEvalV4:
             G, sf = self._M._compute_reference_correlations(self.ref if j is None else self.ref[j : j + 1], L)
             C = self._M._compute_projection_filters(G, sf, est_j)
             return C.reshape(nsrc, nchan, L, nchan)
-        return scipy.linalg.lu_solve(lu, D.reshape(nsrc * nchan * L, nchan), check_finite=False).reshape(nsrc, nchan, L, nchan)
+        return scipy.linalg.lu_solve(lu, D.reshape(nsrc * nchan * L, nchan), check_finite=False).reshape(
+            nsrc, nchan, L, nchan
+        )
 
     def __call__(self, estimates: np.ndarray) -> dict[str, np.ndarray]:
         import scipy.fft
@@ -249,7 +253,9 @@ class BssEvalV4:
         M, L = self._M, self.filters_len
         est = np.ascontiguousarray(np.moveaxis(np.asarray(estimates, np.float64), 1, 2))
         if est.shape != self.ref.shape:
-            raise ValueError(f"estimates shaped {np.shape(estimates)} for references shaped {np.moveaxis(self.ref, 1, 2).shape}")
+            raise ValueError(
+                f"estimates shaped {np.shape(estimates)} for references shaped {np.moveaxis(self.ref, 1, 2).shape}"
+            )
         nsrc, _, nchan = est.shape
         nw, nf = self._nw, self._n_fft_w
         out = np.full((4, nsrc, len(self._frames)), np.nan)
@@ -329,8 +335,9 @@ class SongContext:
         return self._stfts[key]
 
 
-def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead: int = 0,
-                mask_power: float = DEFAULT_MASK_POWER) -> np.ndarray:
+def reconstruct(
+    X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead: int = 0, mask_power: float = DEFAULT_MASK_POWER
+) -> np.ndarray:
     """Stem signals (J, C, n) from the mixture STFT X (T, C, F) and stem magnitudes V.
 
     With ``lookahead`` L, V is the streaming separator's output, row i being frame i − L (as the
@@ -338,8 +345,9 @@ def reconstruct(X: np.ndarray, V: np.ndarray, cfg, mode: str, n: int, lookahead:
     engine. Otherwise V (T, J, C, F) is aligned with X."""
     J, C = V.shape[1], X.shape[1]
     # the engine's settings (livedemix.engine.Engine without a preset)
-    pr = PhaseRecovery(J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop), kappa=2.0,
-                       mask_power=mask_power)
+    pr = PhaseRecovery(
+        J, C, cfg.n_fft, cfg.hop, mode=mode, n_iter=default_n_iter(cfg.hop), kappa=2.0, mask_power=mask_power
+    )
     if lookahead:
         X = np.concatenate([np.zeros((lookahead,) + X.shape[1:], X.dtype), X])
     T = min(len(X), len(V))
@@ -406,9 +414,9 @@ class _MagnitudeRunner:
         out, secs = {}, {}
         for mode in self.modes:
             t1 = _cpu()
-            out[f"{self.name}/{mode}"] = reconstruct(X, V, self.cfg, mode, ctx.n,
-                                                     self.lookahead if self.streaming else 0,
-                                                     self.mask_power(mode))
+            out[f"{self.name}/{mode}"] = reconstruct(
+                X, V, self.cfg, mode, ctx.n, self.lookahead if self.streaming else 0, self.mask_power(mode)
+            )
             secs[f"{self.name}/{mode}"] = _cpu() - t1 + t_sep
         return Result(out, secs)
 
@@ -439,13 +447,19 @@ class CardRunner(_MagnitudeRunner):
     def info(self) -> dict:
         c = self.card
         tr = c.get("training", {})
-        return {"kind": "ONNX model card", "path": str(self.card_path), "architecture": c.get("architecture", {}).get("type"),
-                "parameters": c.get("parameters"), "lookahead_frames": self.lookahead, "stft": c["stft"],
-                "pu_iter_n_iter": default_n_iter(self.cfg.hop),
-                "default_phase": c.get("default_phase"),
-                "mask_power": {m: card_mask_power(c, m) for m in self.modes},
-                "training": {k: tr.get(k) for k in ("cpu_minutes", "steps", "train_songs", "train_minutes", "data")},
-                "valid_scores": c.get("scores", {}).get("valid_sdr", c.get("scores", {}).get("valid_stft_sdr"))}
+        return {
+            "kind": "ONNX model card",
+            "path": str(self.card_path),
+            "architecture": c.get("architecture", {}).get("type"),
+            "parameters": c.get("parameters"),
+            "lookahead_frames": self.lookahead,
+            "stft": c["stft"],
+            "pu_iter_n_iter": default_n_iter(self.cfg.hop),
+            "default_phase": c.get("default_phase"),
+            "mask_power": {m: card_mask_power(c, m) for m in self.modes},
+            "training": {k: tr.get(k) for k in ("cpu_minutes", "steps", "train_songs", "train_minutes", "data")},
+            "valid_scores": c.get("scores", {}).get("valid_sdr", c.get("scores", {}).get("valid_stft_sdr")),
+        }
 
 
 class PeerRunner(_MagnitudeRunner):
@@ -472,7 +486,9 @@ class PeerRunner(_MagnitudeRunner):
         elif self.arch in ("umx", "umx-bidir"):
             net = UmxPeer(**{k: mc[k] for k in ("bins", "channels", "hidden", "unidirectional", "max_bin") if k in mc})
         else:
-            raise SystemExit(f"checkpoint {self.path} has an unknown arch {self.arch!r}: expected wavenet, umx or umx-bidir")
+            raise SystemExit(
+                f"checkpoint {self.path} has an unknown arch {self.arch!r}: expected wavenet, umx or umx-bidir"
+            )
         net.load_state_dict(ck["state_dict"])
         self.net = net.eval()
         self.cfg = dsp.StftConfig(**ck["stft"])
@@ -496,14 +512,24 @@ class PeerRunner(_MagnitudeRunner):
 
     def info(self) -> dict:
         tr = self.training
-        return {"kind": "torch checkpoint", "path": str(self.path), "sha256": self.sha256, "architecture": self.arch,
-                "parameters": self.parameters, "lookahead_frames": self.lookahead,
-                "stft": {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window},
-                "pu_iter_n_iter": default_n_iter(self.cfg.hop),
-                "training": {"cpu_minutes": tr.get("cpu_minutes"), "steps": tr.get("steps", self.step),
-                             "train_songs": tr.get("train_songs"), "train_minutes": tr.get("train_minutes"),
-                             "data": tr.get("data")},
-                "valid_scores": self.scores.get("valid_sdr", self.scores.get("valid_stft_sdr"))}
+        return {
+            "kind": "torch checkpoint",
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "architecture": self.arch,
+            "parameters": self.parameters,
+            "lookahead_frames": self.lookahead,
+            "stft": {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window},
+            "pu_iter_n_iter": default_n_iter(self.cfg.hop),
+            "training": {
+                "cpu_minutes": tr.get("cpu_minutes"),
+                "steps": tr.get("steps", self.step),
+                "train_songs": tr.get("train_songs"),
+                "train_minutes": tr.get("train_minutes"),
+                "data": tr.get("data"),
+            },
+            "valid_scores": self.scores.get("valid_sdr", self.scores.get("valid_stft_sdr")),
+        }
 
 
 class ReusedPeer:
@@ -530,8 +556,10 @@ class ReusedPeer:
     def scores(self, song_name: str, start_s: float) -> dict:
         old = self.songs.get(song_name)
         if old is None or abs(old["start_s"] - start_s) > 1e-6:
-            raise SystemExit(f"--reuse: the earlier report has no excerpt of {song_name} from {start_s:g} s; "
-                             "evaluate without --reuse")
+            raise SystemExit(
+                f"--reuse: the earlier report has no excerpt of {song_name} from {start_s:g} s; "
+                "evaluate without --reuse"
+            )
         return {m: old["scores"][o] for m, o in self.old.items()}
 
     def info(self) -> dict:
@@ -580,7 +608,9 @@ def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rat
 # ---- scoring ------------------------------------------------------------------------------------
 
 
-def score_song(stems: np.ndarray, estimates: dict, active: list[int], bss: BssEvalV4 | None, names) -> tuple[dict, dict]:
+def score_song(
+    stems: np.ndarray, estimates: dict, active: list[int], bss: BssEvalV4 | None, names
+) -> tuple[dict, dict]:
     """Per method, per stem: {sdr, si_sdr, SDR, SIR, SAR, ISR} (None for a skipped stem), and
     the seconds spent scoring per method."""
     scores, secs = {}, {}
@@ -624,8 +654,13 @@ def museval_check(stems, estimates, active, scores, names, secs, sample_rate) ->
                     diff = math.inf
                 continue
             diff = max(diff, abs(ours - float(med[i])))
-    return {"method": method, "max_abs_difference_db": diff, "museval_cpu_s": t, "ours_cpu_s": secs[method]["bss"],
-            "seconds": stems.shape[-1] / sample_rate}
+    return {
+        "method": method,
+        "max_abs_difference_db": diff,
+        "museval_cpu_s": t,
+        "ours_cpu_s": secs[method]["bss"],
+        "seconds": stems.shape[-1] / sample_rate,
+    }
 
 
 def summarize(songs: list[dict], methods: list[str], names) -> dict:
@@ -640,8 +675,12 @@ def summarize(songs: list[dict], methods: list[str], names) -> dict:
             per_stem["mean"] = _nanmean(per_stem[st] for st in names)
             s[key] = per_stem
         s["songs_scored"] = {stem: sum(song["scores"][m][stem] is not None for song in songs) for stem in names}
-        s["bss_nan_songs"] = {stem: sum(song["scores"][m][stem] is not None and song["scores"][m][stem].get("SDR") is None
-                                        for song in songs) for stem in names}
+        s["bss_nan_songs"] = {
+            stem: sum(
+                song["scores"][m][stem] is not None and song["scores"][m][stem].get("SDR") is None for song in songs
+            )
+            for stem in names
+        }
         out[m] = s
     mix, irm = out.get(MIXTURE), out.get(IRM)
     for m in methods:
@@ -676,65 +715,105 @@ def _json_safe(o):
 def markdown_section(report: dict) -> str:
     cfg, summ, names = report["config"], report["summary"], report["stems"]
     methods = report["methods"]
-    L = [MARK_START, "## Separator", "",
-         "Written by `factory/evaluate.py` (do not edit by hand: the next run replaces this section).", "",
-         "    " + report["command"], "",
-         f"**Data.** `{cfg['data']}`, split `{cfg['split']}`: the first {report['data']['songs']} songs, an excerpt of "
-         f"{_f(cfg['seconds'], '{:g}')} s from {_f(cfg['offset_seconds'], '{:g}')} s in each (taken earlier in songs "
-         f"that end sooner: {report['data']['shifted']}; songs shorter than the excerpt, used whole: {report['data']['short']}), "
-         f"{report['data']['song_seconds']:.0f} song-seconds in all. The mixture is the sum of the stems. "
-         f"Silent stems skipped (RMS below -60 dBFS in the excerpt): {report['data']['skipped_total']} "
-         f"({', '.join(f'{k} {v}' for k, v in report['data']['skipped'].items())}).",
-         "",
-         "**Plain SDR** (dB) = 10·log10(Σs²/Σ(s−ŝ)²) over the excerpt, both channels; mean over songs per stem, "
-         "then over stems. Share of the IRM gain = (SDR − SDR<sub>mixture</sub>)/(SDR<sub>IRM</sub> − SDR<sub>mixture</sub>).",
-         "",
-         "| method | " + " | ".join(names) + " | mean | share of IRM gain |",
-         "| --- | " + " | ".join("---" for _ in names) + " | --- | --- |"]
+    L = [
+        MARK_START,
+        "## Separator",
+        "",
+        "Written by `factory/evaluate.py` (do not edit by hand: the next run replaces this section).",
+        "",
+        "    " + report["command"],
+        "",
+        f"**Data.** `{cfg['data']}`, split `{cfg['split']}`: the first {report['data']['songs']} songs, an excerpt of "
+        f"{_f(cfg['seconds'], '{:g}')} s from {_f(cfg['offset_seconds'], '{:g}')} s in each (taken earlier in songs "
+        f"that end sooner: {report['data']['shifted']}; songs shorter than the excerpt, used whole: {report['data']['short']}), "
+        f"{report['data']['song_seconds']:.0f} song-seconds in all. The mixture is the sum of the stems. "
+        f"Silent stems skipped (RMS below -60 dBFS in the excerpt): {report['data']['skipped_total']} "
+        f"({', '.join(f'{k} {v}' for k, v in report['data']['skipped'].items())}).",
+        "",
+        "**Plain SDR** (dB) = 10·log10(Σs²/Σ(s−ŝ)²) over the excerpt, both channels; mean over songs per stem, "
+        "then over stems. Share of the IRM gain = (SDR − SDR<sub>mixture</sub>)/(SDR<sub>IRM</sub> − SDR<sub>mixture</sub>).",
+        "",
+        "| method | " + " | ".join(names) + " | mean | share of IRM gain |",
+        "| --- | " + " | ".join("---" for _ in names) + " | --- | --- |",
+    ]
     for m in methods:
         s = summ[m]
-        L.append(f"| {m} | " + " | ".join(_f(s["sdr"][n]) for n in names) + f" | **{_f(s['sdr']['mean'])}** | "
-                 f"{_f(s['irm_share'] * 100 if s['irm_share'] is not None and math.isfinite(s['irm_share']) else None, '{:.0f} %')} |")
+        L.append(
+            f"| {m} | " + " | ".join(_f(s["sdr"][n]) for n in names) + f" | **{_f(s['sdr']['mean'])}** | "
+            f"{_f(s['irm_share'] * 100 if s['irm_share'] is not None and math.isfinite(s['irm_share']) else None, '{:.0f} %')} |"
+        )
     if report["config"]["bss"]:
-        L += ["", "**BSS Eval v4** (museval: 1-s windows, median over windows, mean over songs, then over stems; "
-              "windows where any stem is silent do not count; the mixture has no artefacts, so its SAR is "
-              "meaninglessly large) and **SI-SDR** (mean over songs and stems), dB:", "",
-              "| method | SDR | SIR | SAR | ISR | SI-SDR |", "| --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "**BSS Eval v4** (museval: 1-s windows, median over windows, mean over songs, then over stems; "
+            "windows where any stem is silent do not count; the mixture has no artefacts, so its SAR is "
+            "meaninglessly large) and **SI-SDR** (mean over songs and stems), dB:",
+            "",
+            "| method | SDR | SIR | SAR | ISR | SI-SDR |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for m in methods:
             s = summ[m]
             L.append(f"| {m} | " + " | ".join(_f(s[k]["mean"]) for k in BSS_KEYS) + f" | {_f(s['si_sdr']['mean'])} |")
         c = report.get("bss_check")
         if c:
-            L += ["", f"BSS Eval is museval's v4 with the references' work shared between methods (`BssEvalV4`); on the "
-                  f"first song it differs from `museval.evaluate` by at most {c['max_abs_difference_db']:.1e} dB "
-                  f"({c['method']}), and took {c['ours_cpu_s']:.1f} s CPU for that method (plus a set-up shared by all methods, "
-                  f"{c['setup_cpu_s']:.1f} s) where museval takes {c['museval_cpu_s']:.1f} s."]
+            L += [
+                "",
+                f"BSS Eval is museval's v4 with the references' work shared between methods (`BssEvalV4`); on the "
+                f"first song it differs from `museval.evaluate` by at most {c['max_abs_difference_db']:.1e} dB "
+                f"({c['method']}), and took {c['ours_cpu_s']:.1f} s CPU for that method (plus a set-up shared by all methods, "
+                f"{c['setup_cpu_s']:.1f} s) where museval takes {c['museval_cpu_s']:.1f} s.",
+            ]
     else:
-        L += ["", "**SI-SDR** (mean over songs and stems), dB (BSS Eval not computed: `--no-bss`):", "",
-              "| method | SI-SDR |", "| --- | --- |"]
+        L += [
+            "",
+            "**SI-SDR** (mean over songs and stems), dB (BSS Eval not computed: `--no-bss`):",
+            "",
+            "| method | SI-SDR |",
+            "| --- | --- |",
+        ]
         L += [f"| {m} | {_f(summ[m]['si_sdr']['mean'])} |" for m in methods]
     if report["models"]:
-        L += ["", "**Models** (from the card or checkpoint):", "",
-              "| name | source | architecture | parameters | lookahead (frames) | training CPU minutes | steps | train songs |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "**Models** (from the card or checkpoint):",
+            "",
+            "| name | source | architecture | parameters | lookahead (frames) | training CPU minutes | steps | train songs |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, info in report["models"].items():
             tr = info["training"]
-            L.append(f"| {name} | {info['kind']} | {info['architecture']} | {_f(info['parameters'], '{:,}')} | "
-                     f"{info['lookahead_frames']} | {_f(tr.get('cpu_minutes'), '{:g}')} | {_f(tr.get('steps'), '{}')} | "
-                     f"{_f(tr.get('train_songs'), '{}')} |")
+            L.append(
+                f"| {name} | {info['kind']} | {info['architecture']} | {_f(info['parameters'], '{:,}')} | "
+                f"{info['lookahead_frames']} | {_f(tr.get('cpu_minutes'), '{:g}')} | {_f(tr.get('steps'), '{}')} | "
+                f"{_f(tr.get('train_songs'), '{}')} |"
+            )
         checks = report.get("product_path_check", {})
         if checks:
-            L += ["", "Evaluation path vs the product's (`livedemix.offline.separate`, the Engine) on "
-                  f"{_f(cfg['check_seconds'], '{:g}')} s of the first song: " + ", ".join(
-                      f"{k} ({v['mode']}) {v['relative_difference']:.1e}" for k, v in checks.items()) + " (relative L2)."]
+            L += [
+                "",
+                "Evaluation path vs the product's (`livedemix.offline.separate`, the Engine) on "
+                f"{_f(cfg['check_seconds'], '{:g}')} s of the first song: "
+                + ", ".join(f"{k} ({v['mode']}) {v['relative_difference']:.1e}" for k, v in checks.items())
+                + " (relative L2).",
+            ]
     t = report["timing"]
     reused = [n for n, info in report["models"].items() if info.get("reused_from")]
-    L += ["", f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}"
-          + (f"; the scores and times of {', '.join(reused)} are copied from the report of "
-             f"{report['models'][reused[0]]['reused_from']} (the same excerpts and measures: `--reuse`, `--carry`)" if reused else "")
-          + ". CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
-          "reconstruction):", "",
-          "| method | estimate | plain SDR + SI-SDR | BSS Eval |", "| --- | --- | --- | --- |"]
+    L += [
+        "",
+        f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}"
+        + (
+            f"; the scores and times of {', '.join(reused)} are copied from the report of "
+            f"{report['models'][reused[0]]['reused_from']} (the same excerpts and measures: `--reuse`, `--carry`)"
+            if reused
+            else ""
+        )
+        + ". CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
+        "reconstruction):",
+        "",
+        "| method | estimate | plain SDR + SI-SDR | BSS Eval |",
+        "| --- | --- | --- | --- |",
+    ]
     for m in methods:
         x = t["per_method_per_song_second"][m]
         L.append(f"| {m} | {x['estimate']:.4f} | {x['plain']:.4f} | {x['bss']:.3f} |")
@@ -755,8 +834,10 @@ def write_markdown(path: Path, section: str) -> None:
             j += 1
         new = text[:i] + section + text[j:]
     elif i >= 0 or j >= 0:
-        raise SystemExit(f"{path} has only one of the markers {MARK_START} / {MARK_END}: fix the file by hand "
-                         "(both or neither), then run again")
+        raise SystemExit(
+            f"{path} has only one of the markers {MARK_START} / {MARK_END}: fix the file by hand "
+            "(both or neither), then run again"
+        )
     else:
         sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
         new = text + sep + section
@@ -770,6 +851,7 @@ def set_default_phase(card_path: Path, report: dict, model_name: str) -> str:
     card = json.loads(card_path.read_text())
     summ = report["summary"]
     modes = {m.split("/", 1)[1]: summ[m] for m in report["methods"] if m.startswith(model_name + "/")}
+
     def mean_sdr(mode):
         v = modes[mode]["sdr"]["mean"]
         return -math.inf if v is None else v
@@ -779,15 +861,24 @@ def set_default_phase(card_path: Path, report: dict, model_name: str) -> str:
     cfg = report["config"]
     card["default_phase"] = best
     card.setdefault("scores", {})
-    card["scores"]["test"] = _json_safe({
-        "data": cfg["data"], "split": cfg["split"], "songs": report["data"]["songs"], "seconds": cfg["seconds"],
-        "offset_seconds": cfg["offset_seconds"], "date": report["date"], "phase": best,
-        "sdr": b["sdr"], "si_sdr": b["si_sdr"]["mean"],
-        "bss_v4": {k: b[k]["mean"] for k in ("SDR", "SIR", "SAR")} if cfg["bss"] else None,
-        "irm_share": b["irm_share"],
-        "sdr_by_phase": {k: v["sdr"]["mean"] for k, v in modes.items()},
-        "mixture_sdr": summ[MIXTURE]["sdr"]["mean"], "irm_sdr": summ[IRM]["sdr"]["mean"],
-    })
+    card["scores"]["test"] = _json_safe(
+        {
+            "data": cfg["data"],
+            "split": cfg["split"],
+            "songs": report["data"]["songs"],
+            "seconds": cfg["seconds"],
+            "offset_seconds": cfg["offset_seconds"],
+            "date": report["date"],
+            "phase": best,
+            "sdr": b["sdr"],
+            "si_sdr": b["si_sdr"]["mean"],
+            "bss_v4": {k: b[k]["mean"] for k in ("SDR", "SIR", "SAR")} if cfg["bss"] else None,
+            "irm_share": b["irm_share"],
+            "sdr_by_phase": {k: v["sdr"]["mean"] for k, v in modes.items()},
+            "mixture_sdr": summ[MIXTURE]["sdr"]["mean"],
+            "irm_sdr": summ[IRM]["sdr"]["mean"],
+        }
+    )
     atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
     return best
 
@@ -821,34 +912,74 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m factory.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m factory.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
     p.add_argument("--split", default="test")
-    p.add_argument("--songs", type=int, default=DEFAULT_SONGS, help="evaluate the first N songs of the split (default %(default)s)")
+    p.add_argument(
+        "--songs", type=int, default=DEFAULT_SONGS, help="evaluate the first N songs of the split (default %(default)s)"
+    )
     p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="excerpt length (default %(default)s)")
-    p.add_argument("--offset-seconds", type=float, default=DEFAULT_OFFSET, help="excerpt start, moved earlier for songs that end sooner (default %(default)s)")
+    p.add_argument(
+        "--offset-seconds",
+        type=float,
+        default=DEFAULT_OFFSET,
+        help="excerpt start, moved earlier for songs that end sooner (default %(default)s)",
+    )
     p.add_argument("--model", action="append", default=[], metavar="NAME=CARD.json", help="an exported model (card)")
-    p.add_argument("--peer", action="append", default=[], metavar="NAME=CHECKPOINT.pt",
-                   help="a training checkpoint (Open-Unmix peer or WaveNet), run in torch on the whole excerpt")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT.pt",
+        help="a training checkpoint (Open-Unmix peer or WaveNet), run in torch on the whole excerpt",
+    )
     p.add_argument("--modes", default=",".join(MODES), help="reconstruction modes for --model (default %(default)s)")
-    p.add_argument("--peer-modes", default="wiener,pu-iter", help="reconstruction modes for --peer (default %(default)s)")
+    p.add_argument(
+        "--peer-modes", default="wiener,pu-iter", help="reconstruction modes for --peer (default %(default)s)"
+    )
     p.add_argument("--stft", default="quality", help="STFT of the IRM oracle (livedemix.dsp.SHIPPED_CONFIGS)")
     p.add_argument("--no-bss", dest="bss", action="store_false", help="skip BSS Eval (plain SDR and SI-SDR only)")
-    p.add_argument("--no-bss-check", dest="bss_check", action="store_false",
-                   help="skip the comparison of the BSS Eval here with museval.evaluate on the first song")
-    p.add_argument("--check-seconds", type=float, default=3.0,
-                   help="compare the evaluation path with the product's on this much of the first song (0: skip)")
-    p.add_argument("--reuse", type=Path, default=None, metavar="REPORT.json",
-                   help="copy the scores of --peer checkpoints that this earlier report already holds for the "
-                        "same excerpts and settings instead of evaluating them again (e.g. docs/separator_eval.json)")
-    p.add_argument("--carry", action="append", default=[], metavar="OLD[=NEW]",
-                   help="copy the --reuse report's scores of its model OLD (every mode it has) into this one, "
-                        "as NEW, without its checkpoint or card (same excerpts and measures required)")
+    p.add_argument(
+        "--no-bss-check",
+        dest="bss_check",
+        action="store_false",
+        help="skip the comparison of the BSS Eval here with museval.evaluate on the first song",
+    )
+    p.add_argument(
+        "--check-seconds",
+        type=float,
+        default=3.0,
+        help="compare the evaluation path with the product's on this much of the first song (0: skip)",
+    )
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="REPORT.json",
+        help="copy the scores of --peer checkpoints that this earlier report already holds for the "
+        "same excerpts and settings instead of evaluating them again (e.g. docs/separator_eval.json)",
+    )
+    p.add_argument(
+        "--carry",
+        action="append",
+        default=[],
+        metavar="OLD[=NEW]",
+        help="copy the --reuse report's scores of its model OLD (every mode it has) into this one, "
+        "as NEW, without its checkpoint or card (same excerpts and measures required)",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/separator_eval.json"))
     p.add_argument("--markdown", type=Path, default=None, help="write the summary between the markers in this file")
-    p.add_argument("--set-default-phase", type=Path, default=None, metavar="CARD.json",
-                   help="write the best reconstruction mode of this --model into its card's default_phase")
+    p.add_argument(
+        "--set-default-phase",
+        type=Path,
+        default=None,
+        metavar="CARD.json",
+        help="write the best reconstruction mode of this --model into its card's default_phase",
+    )
     args = p.parse_args(argv)
     command = "python -m factory.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
@@ -871,29 +1002,42 @@ def _main(argv=None) -> int:
         r = CardRunner(name, path, _modes(args.modes))
         runners.append(r)
         models[name] = r
-    config = {"data": str(args.data), "split": args.split, "songs": args.songs, "seconds": args.seconds,
-              "offset_seconds": args.offset_seconds, "stft_irm": args.stft, "modes": _modes(args.modes),
-              "peer_modes": _modes(args.peer_modes), "bss": args.bss, "check_seconds": args.check_seconds,
-              "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
-              "mixture": "sum of the stems",
-              "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
-                       "livedemix.engine.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
-                       "(factory.calibrate), 2 (Wiener) for the peer checkpoints"}
+    config = {
+        "data": str(args.data),
+        "split": args.split,
+        "songs": args.songs,
+        "seconds": args.seconds,
+        "offset_seconds": args.offset_seconds,
+        "stft_irm": args.stft,
+        "modes": _modes(args.modes),
+        "peer_modes": _modes(args.peer_modes),
+        "bss": args.bss,
+        "check_seconds": args.check_seconds,
+        "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
+        "mixture": "sum of the stems",
+        "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
+        "livedemix.engine.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
+        "(factory.calibrate), 2 (Wiener) for the peer checkpoints",
+    }
     previous = None
     if args.reuse is not None:
         try:
             previous = json.loads(args.reuse.read_text())
         except (OSError, ValueError) as e:
-            raise SystemExit(f"--reuse {args.reuse}: cannot read it as a report ({e}); give a JSON file this "
-                             "command wrote with --out") from None
+            raise SystemExit(
+                f"--reuse {args.reuse}: cannot read it as a report ({e}); give a JSON file this "
+                "command wrote with --out"
+            ) from None
     for spec in args.peer:
         name, path = _named(spec, "--peer")
         r = PeerRunner(name, path, _modes(args.peer_modes))
         old_name = reusable(r, previous, config) if previous is not None else None
         if old_name is not None:
             r = ReusedPeer(r.name, r.modes, r.info(), previous, old_name)
-            print(f"{name}: scores of {old_name} copied from {args.reuse} ({previous['date']}), "
-                  "same checkpoint and excerpts")
+            print(
+                f"{name}: scores of {old_name} copied from {args.reuse} ({previous['date']}), "
+                "same checkpoint and excerpts"
+            )
         runners.append(r)
         models[name] = r
     for spec in args.carry:
@@ -902,11 +1046,14 @@ def _main(argv=None) -> int:
         if previous is None:
             raise SystemExit(f"--carry {spec} copies from an earlier report: add --reuse REPORT.json")
         if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
-            raise SystemExit(f"--carry {spec}: {args.reuse} scored other excerpts or measures "
-                             f"({', '.join(REUSE_CONFIG_KEYS)} differ); evaluate that model again instead")
+            raise SystemExit(
+                f"--carry {spec}: {args.reuse} scored other excerpts or measures "
+                f"({', '.join(REUSE_CONFIG_KEYS)} differ); evaluate that model again instead"
+            )
         if old_name not in previous["models"]:
-            raise SystemExit(f"--carry {spec}: {args.reuse} has no model {old_name!r}; it has "
-                             f"{', '.join(previous['models'])}")
+            raise SystemExit(
+                f"--carry {spec}: {args.reuse} has no model {old_name!r}; it has {', '.join(previous['models'])}"
+            )
         if name in models:
             raise SystemExit(f"--carry {spec}: this run already has a model {name!r}; carry it as OLD=NEW")
         modes = [m.split("/", 1)[1] for m in previous["methods"] if m.startswith(old_name + "/")]
@@ -920,8 +1067,10 @@ def _main(argv=None) -> int:
         want = args.set_default_phase.resolve()
         hits = [n for n, r in models.items() if isinstance(r, CardRunner) and r.card_path.resolve() == want]
         if not hits:
-            raise SystemExit(f"--set-default-phase {args.set_default_phase} is not one of the --model cards: add "
-                             f"--model NAME={args.set_default_phase}")
+            raise SystemExit(
+                f"--set-default-phase {args.set_default_phase} is not one of the --model cards: add "
+                f"--model NAME={args.set_default_phase}"
+            )
         default_phase_model = hits[0]
     methods = [m for r in runners for m in r.methods]
 
@@ -932,8 +1081,11 @@ def _main(argv=None) -> int:
     for name, r in models.items():
         if isinstance(r, CardRunner) and list(r.sep.stems) != names:
             raise SystemExit(f"model {name} separates {r.sep.stems}, not {names}")
-    print(f"evaluating {len(methods)} methods on {len(dirs)} songs of {args.data}/{args.split}, "
-          f"{args.seconds:g} s from {args.offset_seconds:g} s: {', '.join(methods)}", flush=True)
+    print(
+        f"evaluating {len(methods)} methods on {len(dirs)} songs of {args.data}/{args.split}, "
+        f"{args.seconds:g} s from {args.offset_seconds:g} s: {', '.join(methods)}",
+        flush=True,
+    )
 
     songs, checks, bss_check = [], {}, None
     est_s = {m: 0.0 for m in methods}
@@ -988,18 +1140,32 @@ def _main(argv=None) -> int:
         if i == 0 and args.bss and args.bss_check and active:
             bss_check = museval_check(stems, estimates, active, scores, names, secs, sr)
             bss_check["setup_cpu_s"] = bss_setup_s
-            print(f"BSS Eval check on {bss_check['method']}: museval.evaluate differs by at most "
-                  f"{bss_check['max_abs_difference_db']:.1e} dB and took {bss_check['museval_cpu_s']:.1f} s CPU "
-                  f"({bss_check['museval_cpu_s'] / (n / sr):.2f} s per song-second)", flush=True)
+            print(
+                f"BSS Eval check on {bss_check['method']}: museval.evaluate differs by at most "
+                f"{bss_check['max_abs_difference_db']:.1e} dB and took {bss_check['museval_cpu_s']:.1f} s CPU "
+                f"({bss_check['museval_cpu_s'] / (n / sr):.2f} s per song-second)",
+                flush=True,
+            )
         for m, s in secs.items():
             plain_s[m] += s["plain"]
             bss_s[m] += s["bss"]
-        songs.append({"name": d.name, "start_s": start / sr, "seconds": n / sr, "song_seconds": total / sr,
-                      "skipped": [names[j] for j in range(len(names)) if j not in active], "scores": scores})
+        songs.append(
+            {
+                "name": d.name,
+                "start_s": start / sr,
+                "seconds": n / sr,
+                "song_seconds": total / sr,
+                "skipped": [names[j] for j in range(len(names)) if j not in active],
+                "scores": scores,
+            }
+        )
         means = {m: _nanmean(v["sdr"] for v in scores[m].values() if v is not None) for m in methods}
-        print(f"[{i + 1}/{len(dirs)}] {d.name} {start / sr:.1f}-{(start + n) / sr:.1f} s: "
-              + ", ".join(f"{m} {_f(v, '{:+.2f}')}" for m, v in means.items())
-              + f" dB ({time.perf_counter() - t_song:.1f} s; {(time.perf_counter() - wall0) / 60:.1f} min so far)", flush=True)
+        print(
+            f"[{i + 1}/{len(dirs)}] {d.name} {start / sr:.1f}-{(start + n) / sr:.1f} s: "
+            + ", ".join(f"{m} {_f(v, '{:+.2f}')}" for m, v in means.items())
+            + f" dB ({time.perf_counter() - t_song:.1f} s; {(time.perf_counter() - wall0) / 60:.1f} min so far)",
+            flush=True,
+        )
 
     summary = summarize(songs, methods, names)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -1010,17 +1176,31 @@ def _main(argv=None) -> int:
         "config": config,
         "stems": names,
         "methods": methods,
-        "data": {"songs": len(songs), "song_seconds": song_seconds, "shifted": int(shifted), "short": int(short),
-                 "skipped": skipped, "skipped_total": sum(skipped.values())},
+        "data": {
+            "songs": len(songs),
+            "song_seconds": song_seconds,
+            "shifted": int(shifted),
+            "short": int(short),
+            "skipped": skipped,
+            "skipped_total": sum(skipped.values()),
+        },
         "models": {name: r.info() for name, r in models.items()},
         "product_path_check": checks,
         "bss_check": bss_check,
         "summary": summary,
         "timing": {
-            "wall_s": wall, "cpu_s": cpu, "song_seconds": song_seconds,
-            "per_method_per_song_second": {m: {"estimate": est_s[m] / song_seconds, "plain": plain_s[m] / song_seconds,
-                                               "bss": bss_s[m] / song_seconds} for m in methods}
-                                          | {m: x for r in runners if isinstance(r, ReusedPeer) for m, x in r.timing.items()},
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "song_seconds": song_seconds,
+            "per_method_per_song_second": {
+                m: {
+                    "estimate": est_s[m] / song_seconds,
+                    "plain": plain_s[m] / song_seconds,
+                    "bss": bss_s[m] / song_seconds,
+                }
+                for m in methods
+            }
+            | {m: x for r in runners if isinstance(r, ReusedPeer) for m, x in r.timing.items()},
             "bss_setup_per_song_second": bss_setup_s / song_seconds,
         },
         "songs": songs,

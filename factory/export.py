@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from livedemix.separator import sha256_of
 
 from .model import ModelConfig, StreamingStep, WaveNetSeparator
@@ -98,14 +97,21 @@ def export_step_model(
         + (" and of the side signal |X_L - X_R| / 2" if cfg.side else "")
         + f", learned per-bin affine, learned projection to {cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
-        + ("; mask logits refined per bin from patches of the features ("
-           + ", ".join(f"{b} bins x {f} frames" for b, f in cfg.local_patches)
-           + f"; {cfg.local} channels each, {cfg.local_depth} hidden layer(s)"
-           + (", the head's hidden vector" if cfg.local_context else "")
-           + (", a bias per bin" if cfg.local_bin_bias else "") + ")"
-           if cfg.local else ""),
+        + (
+            "; mask logits refined per bin from patches of the features ("
+            + ", ".join(f"{b} bins x {f} frames" for b, f in cfg.local_patches)
+            + f"; {cfg.local} channels each, {cfg.local_depth} hidden layer(s)"
+            + (", the head's hidden vector" if cfg.local_context else "")
+            + (", a bias per bin" if cfg.local_bin_bias else "")
+            + ")"
+            if cfg.local
+            else ""
+        ),
         "inputs": {"mag": [1, cfg.in_channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
-        "outputs": {"stems": [1, cfg.stems, cfg.channels, cfg.bins], **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)}},
+        "outputs": {
+            "stems": [1, cfg.stems, cfg.channels, cfg.bins],
+            **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)},
+        },
         "state_pairs": {s: f"{s}_out" for s in state_names},
         # The planes of `mag`: the channels' |X|, then these (see livedemix.separator).
         **({"extra_input_planes": cfg.extra_planes} if cfg.extra_planes else {}),
@@ -145,9 +151,15 @@ def main(argv=None) -> int:
     net, ckpt = load_checkpoint(args.checkpoint)
     scores = json.loads(args.scores.read_text()) if args.scores else ckpt.get("scores", {})
     card = export_step_model(
-        net, args.out, args.name, stft=ckpt["stft"], sample_rate=ckpt.get("sample_rate", 44100),
+        net,
+        args.out,
+        args.name,
+        stft=ckpt["stft"],
+        sample_rate=ckpt.get("sample_rate", 44100),
         stem_names=tuple(ckpt.get("stems", ("vocals", "drums", "bass", "other"))),
-        training=ckpt.get("training", {}), scores=scores, default_phase=ckpt.get("default_phase", "pu-iter"),
+        training=ckpt.get("training", {}),
+        scores=scores,
+        default_phase=ckpt.get("default_phase", "pu-iter"),
     )
     print(f"wrote {card} and {card.with_suffix('.onnx')}")
     return 0

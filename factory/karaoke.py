@@ -16,6 +16,7 @@ this way: a model can only approach it.
     python -m factory.karaoke --demo
     python -m factory.karaoke --data data/corpus --split valid --songs 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from livedemix import dsp
 from livedemix.phase import card_mask_power
 
-from .evaluate import (DEFAULT_OFFSET, DEFAULT_SECONDS, BssEvalV4, CardRunner, active_stems,
-                       read_excerpt)
+from .evaluate import DEFAULT_OFFSET, DEFAULT_SECONDS, BssEvalV4, CardRunner, active_stems, read_excerpt
 from .stems_data import find_songs
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
@@ -66,8 +65,15 @@ def change_db(parts: np.ndarray, stems: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.maximum(num, 1e-30) / np.maximum(den, 1e-30))
 
 
-def mute_check(stems: np.ndarray, X: np.ndarray, weights: np.ndarray, cfg, muted: int = 0,
-               bss: BssEvalV4 | None = None, spectra: np.ndarray | None = None) -> dict:
+def mute_check(
+    stems: np.ndarray,
+    X: np.ndarray,
+    weights: np.ndarray,
+    cfg,
+    muted: int = 0,
+    bss: BssEvalV4 | None = None,
+    spectra: np.ndarray | None = None,
+) -> dict:
     """The karaoke checks for one excerpt: the bus with stem ``muted`` muted (others at unity).
 
     ``stems`` (J, C, n), ``X`` their mixture's STFT (T, C, F), ``weights`` λ (T, J, C, F).
@@ -85,8 +91,12 @@ def mute_check(stems: np.ndarray, X: np.ndarray, weights: np.ndarray, cfg, muted
         est = np.stack([dsp.istft((weights[:, j] * X).astype(np.complex64), cfg, n) for j in range(len(stems))])
         sir = float(np.nanmedian(bss(est)["SIR"][muted]))
     others = [j for j in range(len(stems)) if j != muted]
-    return {"change_db": change, "drop_db": float(-change[muted]), "sir_db": sir,
-            "band_db": float(np.max(np.abs(change[others])))}
+    return {
+        "change_db": change,
+        "drop_db": float(-change[muted]),
+        "sir_db": sir,
+        "band_db": float(np.max(np.abs(change[others]))),
+    }
 
 
 def passes(result: dict) -> tuple[bool, bool]:
@@ -121,13 +131,23 @@ def oracle_weights(spectra: np.ndarray, power: float) -> np.ndarray:
 def split_songs(data: Path, split: str, songs: int) -> list[Path]:
     dirs = find_songs(data, split)[:songs]
     if not dirs:
-        raise ValueError(f"the '{split}' split under {data} has no songs: build it first "
-                         f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})")
+        raise ValueError(
+            f"the '{split}' split under {data} has no songs: build it first "
+            f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})"
+        )
     return dirs
 
 
-def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, offset: float = DEFAULT_OFFSET,
-        oracle_powers=ORACLE_POWERS, muted: str = "vocals", model_powers=None, progress=None) -> dict:
+def run(
+    card: Path | None,
+    dirs: list[Path],
+    seconds: float = DEFAULT_SECONDS,
+    offset: float = DEFAULT_OFFSET,
+    oracle_powers=ORACLE_POWERS,
+    muted: str = "vocals",
+    model_powers=None,
+    progress=None,
+) -> dict:
     """The checks per song (folders of <stem>.flac) for the model at each of ``model_powers``
     (default: its card's Wiener power) and the oracle at each of ``oracle_powers``:
     {"rows": {method: [result per song]}, "songs": [names], ...}."""
@@ -152,28 +172,41 @@ def run(card: Path | None, dirs: list[Path], seconds: float = DEFAULT_SECONDS, o
         spectra = stem_spectra(stems, runner.cfg)
         for k, p in zip(methods, model_powers):
             rows[k].append(mute_check(stems, X, mask_weights(V, p), runner.cfg, m, bss, spectra))
-        for k, p in zip(methods[len(model_powers):], oracle_powers):
+        for k, p in zip(methods[len(model_powers) :], oracle_powers):
             rows[k].append(mute_check(stems, X, oracle_weights(spectra, p)[: len(X)], runner.cfg, m, bss, spectra))
         used.append(d.name)
-    return {"songs": used, "seconds": seconds, "offset_seconds": offset, "muted": muted,
-            "stems": names, "rows": rows, "wall_s": time.perf_counter() - t0}
+    return {
+        "songs": used,
+        "seconds": seconds,
+        "offset_seconds": offset,
+        "muted": muted,
+        "stems": names,
+        "rows": rows,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def format_table(result: dict) -> str:
     names, m = result["stems"], result["stems"].index(result["muted"])
     others = [s for s in names if s != result["muted"]]
-    lines = [f"muting {result['muted']} in {result.get('where', 'the given songs')}, {len(result['songs'])} song(s): "
-             "medians, and how many songs pass each check",
-             f"| masks | {result['muted']} drop | its SIR | drop ≥ SIR | "
-             + " | ".join(f"{s} change" for s in others) + f" | band within {BAND_TOLERANCE_DB:g} dB | both |",
-             "| --- |" + " --- |" * (3 + len(others) + 2)]
+    lines = [
+        f"muting {result['muted']} in {result.get('where', 'the given songs')}, {len(result['songs'])} song(s): "
+        "medians, and how many songs pass each check",
+        f"| masks | {result['muted']} drop | its SIR | drop ≥ SIR | "
+        + " | ".join(f"{s} change" for s in others)
+        + f" | band within {BAND_TOLERANCE_DB:g} dB | both |",
+        "| --- |" + " --- |" * (3 + len(others) + 2),
+    ]
     for method, rs in result["rows"].items():
         if not rs:
             continue
         ok = np.array([passes(r) for r in rs])
         change = np.array([r["change_db"] for r in rs])
-        cells = [f"{np.median([r['drop_db'] for r in rs]):.2f} dB", f"{np.nanmedian([r['sir_db'] for r in rs]):.2f} dB",
-                 f"{ok[:, 0].sum()}/{len(rs)}"]
+        cells = [
+            f"{np.median([r['drop_db'] for r in rs]):.2f} dB",
+            f"{np.nanmedian([r['sir_db'] for r in rs]):.2f} dB",
+            f"{ok[:, 0].sum()}/{len(rs)}",
+        ]
         cells += [f"{np.median(change[:, j]):+.2f} dB" for j in range(len(names)) if j != m]
         cells += [f"{ok[:, 1].sum()}/{len(rs)}", f"{ok.all(axis=1).sum()}/{len(rs)}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -198,8 +231,10 @@ def main(argv=None) -> int:
         if not all(0.25 <= p <= 8 for p in (powers or ()) + oracle_powers):
             raise ValueError
     except ValueError:
-        print("error: --powers and --oracle-powers take numbers in [0.25, 8] separated by commas, e.g. 1,2,4",
-              file=sys.stderr)
+        print(
+            "error: --powers and --oracle-powers take numbers in [0.25, 8] separated by commas, e.g. 1,2,4",
+            file=sys.stderr,
+        )
         return 2
     if args.demo == (args.data is not None):
         print("error: give either --data DIR (corpus songs) or --demo (the bundled demo song)", file=sys.stderr)
@@ -210,9 +245,16 @@ def main(argv=None) -> int:
         else:
             dirs, seconds, offset = split_songs(args.data, args.split, args.songs), args.seconds, DEFAULT_OFFSET
             where = f"the '{args.split}' split of {args.data} ({seconds:g}-s excerpts)"
-        result = run(args.model, dirs, seconds, offset, oracle_powers, args.muted, powers,
-                     progress=lambda i, n: print(f"\r{i}/{n} songs", end="\n" if i == n else "", file=sys.stderr,
-                                                 flush=True))
+        result = run(
+            args.model,
+            dirs,
+            seconds,
+            offset,
+            oracle_powers,
+            args.muted,
+            powers,
+            progress=lambda i, n: print(f"\r{i}/{n} songs", end="\n" if i == n else "", file=sys.stderr, flush=True),
+        )
         result["where"] = where
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -77,7 +77,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
         if "local_patches" in d:
@@ -124,7 +124,7 @@ class GatedLayer(nn.Module):
 class LocalRefiner(nn.Module):
     """Per-bin correction of the head's mask logits (see the module docstring)."""
 
-    def __init__(self, cfg: "ModelConfig"):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         n = cfg.stems * cfg.channels
         self.shapes = cfg.local_patches
@@ -148,8 +148,15 @@ class LocalRefiner(nn.Module):
                 state_dict[f"{prefix}patches.0.{name}"] = state_dict.pop(old)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, feat: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor,
-                pad_time: bool = True, stride: int = 1, offset: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        feat: torch.Tensor,
+        logits: torch.Tensor,
+        hidden: torch.Tensor,
+        pad_time: bool = True,
+        stride: int = 1,
+        offset: int = 0,
+    ) -> torch.Tensor:
         """feat (B, C, F, T) normalised features, logits (B, J·C, F, T'), hidden (B, H, T') →
         corrected logits. With pad_time=False, feat holds the patch's frames before each output
         frame too (T + `frames` - 1 of them): the streaming step's window. With stride s > 1
@@ -159,9 +166,9 @@ class LocalRefiner(nn.Module):
             if pad_time:
                 x = F.pad(feat, (pf - 1, 0, pb // 2, pb // 2))
             else:  # the window's last pf frames (no slice when that is all of it: one node less)
-                x = F.pad(feat if pf == self.frames else feat[..., self.frames - pf:], (0, 0, pb // 2, pb // 2))
+                x = F.pad(feat if pf == self.frames else feat[..., self.frames - pf :], (0, 0, pb // 2, pb // 2))
             if stride > 1:  # the patches ending at the chosen frames only
-                x = x[..., offset:offset + (logits.shape[-1] - 1) * stride + pf]
+                x = x[..., offset : offset + (logits.shape[-1] - 1) * stride + pf]
                 ps.append(F.relu(F.conv2d(x, conv.weight, conv.bias, stride=(1, stride))))
                 continue
             ps.append(F.relu(conv(x)))
@@ -209,10 +216,10 @@ class WaveNetSeparator(nn.Module):
             if w.shape == want:
                 continue
             if name in ("in_scale", "in_bias"):
-                sd[name] = torch.cat([w, own[name][w.shape[0]:]])
+                sd[name] = torch.cat([w, own[name][w.shape[0] :]])
             elif name == "inp.weight" or (name.startswith("refiner.patches.") and name.endswith(".weight")):
                 dim = 1
-                pad = torch.zeros(*want[:dim], want[dim] - w.shape[dim], *want[dim + 1:], dtype=w.dtype)
+                pad = torch.zeros(*want[:dim], want[dim] - w.shape[dim], *want[dim + 1 :], dtype=w.dtype)
                 sd[name] = torch.cat([w, pad], dim=dim)
             else:
                 raise ValueError(f"{name}: {tuple(w.shape)} does not widen to {tuple(want)}")
@@ -225,7 +232,9 @@ class WaveNetSeparator(nn.Module):
         mean = feat.mean(dim=(0, 2))
         std = feat.std(dim=(0, 2)).clamp_min(1e-2)
         f = self.cfg.bins
-        rows = slice(None if planes.start is None else planes.start * f, None if planes.stop is None else planes.stop * f)
+        rows = slice(
+            None if planes.start is None else planes.start * f, None if planes.stop is None else planes.stop * f
+        )
         with torch.no_grad():
             self.in_scale[rows] = (1.0 / std)[rows]
             self.in_bias[rows] = (-mean / std)[rows]
@@ -254,9 +263,13 @@ class WaveNetSeparator(nn.Module):
         logits = self.head2(h)
         b, _, t = logits.shape
         if self.refiner is not None:
-            logits = self.refiner(feat.reshape(b, cfg.in_channels, cfg.bins, mag.shape[-1]),
-                                  logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t), h,
-                                  stride=stride, offset=offset)
+            logits = self.refiner(
+                feat.reshape(b, cfg.in_channels, cfg.bins, mag.shape[-1]),
+                logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t),
+                h,
+                stride=stride,
+                offset=offset,
+            )
         return torch.sigmoid(logits).reshape(b, cfg.stems, cfg.channels, cfg.bins, t)
 
     def forward(self, mag: torch.Tensor, stride: int = 1, offset: int = 0) -> torch.Tensor:
@@ -289,8 +302,12 @@ class WaveNetSeparator(nn.Module):
         head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_out
         n = cfg.stems * cfg.channels
         patches = sum(cfg.in_channels * pb * pf for pb, pf in cfg.local_patches)
-        local = cfg.bins * cfg.local * (patches + n + len(cfg.local_patches) * cfg.local
-                                        + cfg.local * (cfg.local_depth - 1)) + cfg.bins * cfg.local * n
+        local = (
+            cfg.bins
+            * cfg.local
+            * (patches + n + len(cfg.local_patches) * cfg.local + cfg.local * (cfg.local_depth - 1))
+            + cfg.bins * cfg.local * n
+        )
         local += cfg.hidden * cfg.local if cfg.local_context else 0
         return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + local
 
@@ -341,7 +358,9 @@ class StreamingStep(nn.Module):
                 w = layer.conv.weight  # (2R, R, 2): tap 0 → x[t-d], tap 1 → x[t]
                 self.register_buffer(f"gate_w{i}", torch.cat([w[:, :, 0], w[:, :, 1]], dim=1).clone())
                 self.register_buffer(f"gate_b{i}", layer.conv.bias.clone())
-                self.register_buffer(f"out_w{i}", torch.cat([layer.res.weight[:, :, 0], layer.skip.weight[:, :, 0]], dim=0).clone())
+                self.register_buffer(
+                    f"out_w{i}", torch.cat([layer.res.weight[:, :, 0], layer.skip.weight[:, :, 0]], dim=0).clone()
+                )
                 self.register_buffer(f"out_b{i}", torch.cat([layer.res.bias, layer.skip.bias]).clone())
             self.register_buffer("head1_w", net.head1.weight[:, :, 0].clone())
             self.register_buffer("head1_b", net.head1.bias.clone())
@@ -360,7 +379,9 @@ class StreamingStep(nn.Module):
         return states
 
     def state_names(self) -> list[str]:
-        return ["conv_state"] + (["mag_state"] if self.cfg.lookahead else []) + (["feat_state"] if self.cfg.local else [])
+        return (
+            ["conv_state"] + (["mag_state"] if self.cfg.lookahead else []) + (["feat_state"] if self.cfg.local else [])
+        )
 
     def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
         """extra_state: mag_state (1, C_in, F, L) with lookahead L, feat_state (1, C_in, F, 2) (the last
@@ -385,7 +406,9 @@ class StreamingStep(nn.Module):
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
         if cfg.local:
-            window = torch.cat([extra_state, feat.reshape(1, cfg.in_channels, cfg.bins, 1)], dim=3)  # (1, C_in, F, frames)
+            window = torch.cat(
+                [extra_state, feat.reshape(1, cfg.in_channels, cfg.bins, 1)], dim=3
+            )  # (1, C_in, F, frames)
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
             logits = self.refiner(window, lg, h.unsqueeze(-1), pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)

@@ -57,15 +57,28 @@ class UmxPeer(nn.Module):
     running statistics at inference, so it stays causal).
     """
 
-    def __init__(self, bins: int = 513, channels: int = 2, hidden: int = 512, unidirectional: bool = True,
-                 max_bin: int | None = None):
+    def __init__(
+        self,
+        bins: int = 513,
+        channels: int = 2,
+        hidden: int = 512,
+        unidirectional: bool = True,
+        max_bin: int | None = None,
+    ):
         super().__init__()
         OpenUnmix = open_unmix_class()
-        self.config = {"arch": "umx", "bins": bins, "channels": channels, "hidden": hidden,
-                       "unidirectional": unidirectional, "max_bin": max_bin}
+        self.config = {
+            "arch": "umx",
+            "bins": bins,
+            "channels": channels,
+            "hidden": hidden,
+            "unidirectional": unidirectional,
+            "max_bin": max_bin,
+        }
         self.nets = nn.ModuleList(
-            OpenUnmix(nb_bins=bins, nb_channels=channels, hidden_size=hidden, max_bin=max_bin,
-                      unidirectional=unidirectional)
+            OpenUnmix(
+                nb_bins=bins, nb_channels=channels, hidden_size=hidden, max_bin=max_bin, unidirectional=unidirectional
+            )
             for _ in STEMS
         )
 

@@ -19,6 +19,7 @@ analysis · x[(t+1)·hop - n_fft : (t+1)·hop] (zeros before the start), resynth
 overlap-add with the dual synthesis window; the asymmetric pair is Mauler & Martin's (a long
 analysis window ending in a short sqrt-Hann of 2·hop, synthesis only over the last 2·hop).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,7 @@ def stft(x: np.ndarray, n_fft: int, hop: int, window: str = "hann") -> np.ndarra
     C, N = x.shape
     T = -(-(N + n_fft - hop) // hop)
     pad = np.zeros((C, (n_fft - hop) + T * hop))
-    pad[:, n_fft - hop:n_fft - hop + N] = x
+    pad[:, n_fft - hop : n_fft - hop + N] = x
     idx = np.arange(T)[:, None] * hop + np.arange(n_fft)[None, :]
     frames = pad[:, idx]  # (C, T, n_fft)
     return np.fft.rfft(frames * a, axis=-1).transpose(1, 0, 2)
@@ -79,8 +80,8 @@ def istft(S: np.ndarray, n_fft: int, hop: int, window: str = "hann", length: int
     C = S.shape[-2]
     out = np.zeros(lead + (C, (n_fft - hop) + T * hop))
     for t in range(T):
-        out[..., :, t * hop:t * hop + n_fft] += frames[..., t, :, :]
-    out = out[..., n_fft - hop:]
+        out[..., :, t * hop : t * hop + n_fft] += frames[..., t, :, :]
+    out = out[..., n_fft - hop :]
     return out[..., :length] if length is not None else out
 
 
@@ -92,6 +93,7 @@ def _museval_metrics():
     stempeg, which require ffmpeg at import time; the metrics themselves need only scipy)."""
     try:
         import museval.metrics as m  # noqa: F401
+
         return m
     except Exception:
         spec = importlib.util.find_spec("museval")
@@ -109,15 +111,21 @@ def bss_eval_v4(refs: np.ndarray, ests: np.ndarray, win: float = 1.0) -> dict:
     m = _museval_metrics()
     R = np.ascontiguousarray(refs.transpose(0, 2, 1), dtype=np.float64)
     E = np.ascontiguousarray(ests.transpose(0, 2, 1), dtype=np.float64)
-    sdr, isr, sir, sar, _ = m.bss_eval(R, E, window=int(win * SR), hop=int(win * SR),
-                                       compute_permutation=False, framewise_filters=False,
-                                       bsseval_sources_version=False)
+    sdr, isr, sir, sar, _ = m.bss_eval(
+        R,
+        E,
+        window=int(win * SR),
+        hop=int(win * SR),
+        compute_permutation=False,
+        framewise_filters=False,
+        bsseval_sources_version=False,
+    )
     med = lambda a: np.nanmedian(np.where(np.isfinite(a), a, np.nan), axis=1)  # noqa: E731
     return {"SDR": med(sdr), "SIR": med(sir), "SAR": med(sar), "ISR": med(isr)}
 
 
 def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - est) ** 2), 1e-30)))
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum((ref - est) ** 2), 1e-30)))
 
 
 # -- running the core ----------------------------------------------------------------------------
@@ -125,6 +133,7 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
 
 def phase_recovery(J: int, C: int, n_fft: int, hop: int, **kw):
     from livedemix.phase import PhaseRecovery
+
     return PhaseRecovery(J, C, n_fft, hop, **kw)
 
 
@@ -143,13 +152,22 @@ def griffin_lim(mag_tf: np.ndarray, n_fft: int, hop: int, length: int, n_iter: i
     """librosa.griffinlim on the same STFT (periodic Hann analysis, center=False, frames aligned
     as the core's): mag_tf is (T, F) of our STFT of one channel. Returns (N,)."""
     import librosa
+
     # Our frame t starts at (t+1)·hop - n_fft; librosa's (center=False) at t·hop. Pad the front by
     # n_fft - hop so the two frame grids coincide.
     lead = n_fft - hop
-    y = librosa.griffinlim(mag_tf.T.astype(np.float32), n_iter=n_iter, hop_length=hop, win_length=n_fft,
-                           n_fft=n_fft, window="hann", center=False, random_state=0)
+    y = librosa.griffinlim(
+        mag_tf.T.astype(np.float32),
+        n_iter=n_iter,
+        hop_length=hop,
+        win_length=n_fft,
+        n_fft=n_fft,
+        window="hann",
+        center=False,
+        random_state=0,
+    )
     y = np.pad(y, (0, max(0, lead + length - y.size)))
-    return y[lead:lead + length]
+    return y[lead : lead + length]
 
 
 def retrieval_table(n_fft: int = 1024, hop: int = 256, seconds: float = 8.0, gl_iter: int = 32) -> list:
@@ -172,8 +190,13 @@ def retrieval_table(n_fft: int = 1024, hop: int = 256, seconds: float = 8.0, gl_
         # True phase only at onsets, mixture-free: the "PU" row; for scale, also what one gets by
         # using the onset frames' phase and Griffin-Lim elsewhere is not attempted (offline).
         sl = slice(n_fft, N - n_fft)  # skip the edges (first frame, release tail padding)
-        row = {"instrument": name, "frames": S.shape[0], "onset_frames": int(onsets),
-               "pu_sdr": snr_db(x[sl], y_pu[sl]), "gl_sdr": snr_db(x[sl], y_gl[sl])}
+        row = {
+            "instrument": name,
+            "frames": S.shape[0],
+            "onset_frames": int(onsets),
+            "pu_sdr": snr_db(x[sl], y_pu[sl]),
+            "gl_sdr": snr_db(x[sl], y_gl[sl]),
+        }
         ev = bss_eval_v4(np.stack([x[None, :]]), np.stack([y_pu[None, :]]))
         ev_gl = bss_eval_v4(np.stack([x[None, :]]), np.stack([y_gl[None, :]]))
         row["pu_bss_sdr"] = float(ev["SDR"][0])
@@ -191,9 +214,9 @@ def retrieval_table(n_fft: int = 1024, hop: int = 256, seconds: float = 8.0, gl_
 # -- experiment 2: oracle-magnitude separation ---------------------------------------------------
 
 CONFIGS = {
-    "hann-1024-256": dict(n_fft=1024, hop=256, window="hann"),         # reference STFT
-    "asym-1024-256": dict(n_fft=1024, hop=256, window="asymmetric"),   # shipped "quality" point
-    "asym-1024-128": dict(n_fft=1024, hop=128, window="asymmetric"),   # shipped "low-latency" point
+    "hann-1024-256": dict(n_fft=1024, hop=256, window="hann"),  # reference STFT
+    "asym-1024-256": dict(n_fft=1024, hop=256, window="asymmetric"),  # shipped "quality" point
+    "asym-1024-128": dict(n_fft=1024, hop=128, window="asymmetric"),  # shipped "low-latency" point
 }
 
 
@@ -203,6 +226,7 @@ def load_songs(n_songs: int, seconds: float, stems_dirs=None) -> list:
     if not stems_dirs:
         return [render_song(s, seconds) for s in range(n_songs)]
     import soundfile as sf
+
     songs = []
     for d in stems_dirs:
         song = {}
@@ -249,8 +273,10 @@ def run_separation(songs: list, configs: dict, methods: list, log=print) -> dict
             for label, d in sc.items():
                 for m, v in d.items():
                     acc.setdefault(label, {}).setdefault(m, []).append(v)
-            log(f"  {cname} song {i}: {time.perf_counter() - t0:.1f} s  " +
-                "  ".join(f"{lab} {np.mean(d['SDR']):.2f}" for lab, d in sc.items()))
+            log(
+                f"  {cname} song {i}: {time.perf_counter() - t0:.1f} s  "
+                + "  ".join(f"{lab} {np.mean(d['SDR']):.2f}" for lab, d in sc.items())
+            )
         res[cname] = {lab: {m: np.array(v) for m, v in d.items()} for lab, d in acc.items()}
     return res
 
@@ -259,9 +285,14 @@ def summary_rows(res: dict) -> list:
     rows = []
     for cname, d in res.items():
         for label, m in d.items():
-            rows.append({"config": cname, "method": label,
-                         **{k: float(np.mean(m[k])) for k in ("SDR", "SIR", "SAR")},
-                         **{f"SDR_{s}": float(np.mean(m["SDR"][:, j])) for j, s in enumerate(STEMS)}})
+            rows.append(
+                {
+                    "config": cname,
+                    "method": label,
+                    **{k: float(np.mean(m[k])) for k in ("SDR", "SIR", "SAR")},
+                    **{f"SDR_{s}": float(np.mean(m["SDR"][:, j])) for j, s in enumerate(STEMS)},
+                }
+            )
     return rows
 
 
@@ -281,24 +312,45 @@ def main(argv=None) -> int:
     ap.add_argument("--n-iter", type=int, default=None, help="pu-iter iterations (default: the product default)")
     ap.add_argument("--kappa", type=float, default=None)
     ap.add_argument("--json", type=str, default=None, help="also write the rows as JSON here")
-    ap.add_argument("--stems-dir", action="append", default=None,
-                    help="evaluate the song in this folder (vocals/drums/bass/other .flac/.wav) instead of "
-                         "rendering; repeatable")
+    ap.add_argument(
+        "--stems-dir",
+        action="append",
+        default=None,
+        help="evaluate the song in this folder (vocals/drums/bass/other .flac/.wav) instead of rendering; repeatable",
+    )
     a = ap.parse_args(argv)
     from livedemix.phase import DEFAULT_KAPPA, DEFAULT_N_ITER
+
     n_iter = a.n_iter or DEFAULT_N_ITER
     kappa = DEFAULT_KAPPA if a.kappa is None else a.kappa
     rows = []
     if a.experiment == "retrieval":
         rows = retrieval_table()
-        print(markdown_table(rows, ["instrument", "frames", "onset_frames", "pu_sdr", "gl_sdr", "pu_bss_sdr",
-                                    "gl_bss_sdr", "pu_spec_conv_db", "gl_spec_conv_db"]))
+        print(
+            markdown_table(
+                rows,
+                [
+                    "instrument",
+                    "frames",
+                    "onset_frames",
+                    "pu_sdr",
+                    "gl_sdr",
+                    "pu_bss_sdr",
+                    "gl_bss_sdr",
+                    "pu_spec_conv_db",
+                    "gl_spec_conv_db",
+                ],
+            )
+        )
     elif a.experiment == "separation":
         songs = load_songs(a.songs, a.seconds, a.stems_dir)
-        methods = [("mixture", "mixture", {}), ("wiener", "wiener", {}),
-                   (f"pu-iter (n_iter={n_iter})", "pu-iter", {"n_iter": n_iter}),
-                   (f"anisotropic (kappa={kappa:g})", "anisotropic", {"kappa": kappa}),
-                   ("pu (no consistency)", "pu", {})]
+        methods = [
+            ("mixture", "mixture", {}),
+            ("wiener", "wiener", {}),
+            (f"pu-iter (n_iter={n_iter})", "pu-iter", {"n_iter": n_iter}),
+            (f"anisotropic (kappa={kappa:g})", "anisotropic", {"kappa": kappa}),
+            ("pu (no consistency)", "pu", {}),
+        ]
         res = run_separation(songs, CONFIGS, methods)
         rows = summary_rows(res)
         print(markdown_table(rows, ["config", "method", "SDR", "SIR", "SAR"] + [f"SDR_{s}" for s in STEMS]))
@@ -311,9 +363,15 @@ def main(argv=None) -> int:
         rows = summary_rows(res)
         print(markdown_table(rows, ["config", "method", "SDR", "SIR", "SAR"]))
         wl = {f"hann-{n}-{n // 4}": dict(n_fft=n, hop=n // 4, window="hann") for n in (512, 2048, 4096)}
-        res2 = run_separation(songs, wl, [("wiener", "wiener", {}),
-                                          (f"pu-iter n_iter={n_iter}", "pu-iter", {"n_iter": n_iter}),
-                                          (f"anisotropic kappa={kappa:g}", "anisotropic", {"kappa": kappa})])
+        res2 = run_separation(
+            songs,
+            wl,
+            [
+                ("wiener", "wiener", {}),
+                (f"pu-iter n_iter={n_iter}", "pu-iter", {"n_iter": n_iter}),
+                (f"anisotropic kappa={kappa:g}", "anisotropic", {"kappa": kappa}),
+            ],
+        )
         rows2 = summary_rows(res2)
         print(markdown_table(rows2, ["config", "method", "SDR", "SIR", "SAR"]))
         rows += rows2

@@ -11,6 +11,7 @@ fluidsynth fluid-soundfont-gm``). Renders are cached under ``cache_dir`` (defaul
 
     python -m factory.phase_render --out /tmp/songs   # writes the songs as WAV stems
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def soundfont() -> str:
     for p in SF2_CANDIDATES:
         if os.path.exists(p):
             return p
-    raise FileNotFoundError("no General MIDI soundfont found (looked for FluidR3_GM.sf2): "
-                            "install the Debian package fluid-soundfont-gm")
+    raise FileNotFoundError(
+        "no General MIDI soundfont found (looked for FluidR3_GM.sf2): install the Debian package fluid-soundfont-gm"
+    )
 
 
 def have_fluidsynth() -> bool:
@@ -54,8 +56,9 @@ def _cache_dir(cache_dir=None) -> Path:
     return d
 
 
-def _render(notes, program: int, seconds: float, channel: int = 0, tempo_bpm: float = 120.0,
-            cache_dir=None, pan: int = 64) -> np.ndarray:
+def _render(
+    notes, program: int, seconds: float, channel: int = 0, tempo_bpm: float = 120.0, cache_dir=None, pan: int = 64
+) -> np.ndarray:
     """notes: list of (start_beat, length_beats, pitch, velocity). Returns float32 (2, N)."""
     import mido
 
@@ -84,9 +87,28 @@ def _render(notes, program: int, seconds: float, channel: int = 0, tempo_bpm: fl
             midp = Path(td) / "x.mid"
             mid.save(midp)
             tmp = Path(td) / "x.wav"
-            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(SR),
-                            "-F", str(tmp), soundfont(), str(midp)],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    "fluidsynth",
+                    "-ni",
+                    "-q",
+                    "-R",
+                    "0",
+                    "-C",
+                    "0",
+                    "-g",
+                    "0.5",
+                    "-r",
+                    str(SR),
+                    "-F",
+                    str(tmp),
+                    soundfont(),
+                    str(midp),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             part = path.with_suffix(".part.wav")
             shutil.copyfile(tmp, part)
             os.replace(part, path)
@@ -115,16 +137,27 @@ def instrument_clip(name: str, seconds: float = 8.0, seed: int = 0, cache_dir=No
         vel = int(rng.integers(70, 110))
         notes.append((t, min(length, beats - t), pitch, vel))
         if rng.random() < 0.3:
-            notes.append((t, min(length, beats - t), pitch - 12 + MAJOR[(deg + 2) % 7] - MAJOR[deg % 7] + (12 if MAJOR[(deg + 2) % 7] < MAJOR[deg % 7] else 0), vel - 15))
+            notes.append(
+                (
+                    t,
+                    min(length, beats - t),
+                    pitch
+                    - 12
+                    + MAJOR[(deg + 2) % 7]
+                    - MAJOR[deg % 7]
+                    + (12 if MAJOR[(deg + 2) % 7] < MAJOR[deg % 7] else 0),
+                    vel - 15,
+                )
+            )
         t += length
     x = _render(notes, INSTRUMENTS[name], seconds, cache_dir=cache_dir)
     return x.mean(axis=0).astype(np.float32)
 
 
 PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4), (0, 3, 4, 4), (1, 4, 0, 0))
-OTHER_PROGRAMS = (0, 4, 24, 25, 48, 19)   # piano, e-piano, nylon/steel guitar, strings, organ
-VOICE_PROGRAMS = (53, 52, 54)            # voice oohs, choir aahs, synth voice
-BASS_PROGRAMS = (33, 34, 32)             # fingered, picked, acoustic bass
+OTHER_PROGRAMS = (0, 4, 24, 25, 48, 19)  # piano, e-piano, nylon/steel guitar, strings, organ
+VOICE_PROGRAMS = (53, 52, 54)  # voice oohs, choir aahs, synth voice
+BASS_PROGRAMS = (33, 34, 32)  # fingered, picked, acoustic bass
 
 
 def render_song(seed: int, seconds: float = 12.0, cache_dir=None) -> dict:
@@ -188,8 +221,9 @@ def render_song(seed: int, seconds: float = 12.0, cache_dir=None) -> dict:
         "vocals": _render(vocals, VOICE_PROGRAMS[seed % 3], channel=0, pan=64, **kw),
         "drums": _render(drums, 0, channel=9, pan=64, **kw),
         "bass": _render(bass, BASS_PROGRAMS[seed % 3], channel=1, pan=64, **kw),
-        "other": _render(other, OTHER_PROGRAMS[seed % len(OTHER_PROGRAMS)], channel=2,
-                         pan=int(rng.choice([40, 88])), **kw),
+        "other": _render(
+            other, OTHER_PROGRAMS[seed % len(OTHER_PROGRAMS)], channel=2, pan=int(rng.choice([40, 88])), **kw
+        ),
     }
 
 

@@ -89,8 +89,16 @@ def load_split(root: Path, split: str, limit: int | None = None, cache: Path | N
 class ExampleSampler:
     """Draws training examples (J, 2, length) float32 stems; the mixture is their sum."""
 
-    def __init__(self, songs: list[Song], length: int, *, remix_prob=0.5, gain_range=(0.25, 1.25),
-                 swap_prob=0.5, silent_ok_prob=0.1):
+    def __init__(
+        self,
+        songs: list[Song],
+        length: int,
+        *,
+        remix_prob=0.5,
+        gain_range=(0.25, 1.25),
+        swap_prob=0.5,
+        silent_ok_prob=0.1,
+    ):
         self.songs = [s for s in songs if s.frames > length]
         if not self.songs:
             raise ValueError(f"no song is longer than {length} samples")

@@ -64,7 +64,7 @@ class TorchStft:
     def frames(self, x: torch.Tensor, offset: int, stride: int, count: int) -> torch.Tensor:
         """Frames offset, offset + stride, … (count of them) of ``self(x)``, at 1/stride of its cost."""
         shape = x.shape
-        x = torch.nn.functional.pad(x.reshape(-1, shape[-1]), (self.n_fft - self.hop, 0))[:, offset * self.hop:]
+        x = torch.nn.functional.pad(x.reshape(-1, shape[-1]), (self.n_fft - self.hop, 0))[:, offset * self.hop :]
         spec = torch.stft(x, self.n_fft, self.hop * stride, window=self.window, center=False, return_complex=True)
         spec = spec[..., :count]
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
@@ -76,9 +76,10 @@ class TorchStft:
         and is not exact, and what lies past it (never analysed) comes back as zeros."""
         shape, frames = Z.shape[:-2], Z.shape[-1]
         y = torch.fft.irfft(Z.reshape(-1, *Z.shape[-2:]), n=self.n_fft, dim=-2) * self.synthesis[:, None]
-        y = torch.nn.functional.fold(y, output_size=(1, (frames - 1) * self.hop + self.n_fft),
-                                     kernel_size=(1, self.n_fft), stride=(1, self.hop))
-        y = y[..., 0, 0, self.n_fft - self.hop:][..., :length]
+        y = torch.nn.functional.fold(
+            y, output_size=(1, (frames - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft), stride=(1, self.hop)
+        )
+        y = y[..., 0, 0, self.n_fft - self.hop :][..., :length]
         y = torch.nn.functional.pad(y, (0, length - y.shape[-1]))
         return y.reshape(*shape, length)
 
@@ -125,8 +126,9 @@ def wiener(V: torch.Tensor, X: torch.Tensor, mask_power: float = 2.0) -> torch.T
 def wiener_error(V, S, X, mask_power: float = 2.0) -> torch.Tensor:
     """Wiener(V) − S on real views (..., 2): the same values as ``wiener(V, X) − S``, but it
     compiles to a few fused loops, where complex autograd made the loss 60% of a step."""
-    return (wiener_mask(V, mask_power=mask_power).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(1)
-            - torch.view_as_real(S))
+    return wiener_mask(V, mask_power=mask_power).unsqueeze(-1) * torch.view_as_real(X).unsqueeze(
+        1
+    ) - torch.view_as_real(S)
 
 
 def loss_fn(V, S, X, complex_weight: float, mask_power: float = 2.0) -> torch.Tensor:
@@ -155,11 +157,14 @@ def sdr_loss_fn(V, S, X, complex_weight: float = 0.0, mask_power: float = 2.0) -
     waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
     ``complex_weight`` is unused (the same signature as ``loss_fn``)."""
     d = wiener_error(V, S, X, mask_power)
-    return _minus_sdr(torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)), (d * d).sum(dim=(2, 3, 4, 5)),
-                      torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)))
+    return _minus_sdr(
+        torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)),
+        (d * d).sum(dim=(2, 3, 4, 5)),
+        torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)),
+    )
 
 
-def waveform_sdr_loss(stft: "TorchStft"):
+def waveform_sdr_loss(stft: TorchStft):
     """−SDR/10 per excerpt and stem like ``sdr_loss_fn``, but of the waveforms after the
     runtime's synthesis (``stft.inverse``): the evaluation's measure itself."""
 
@@ -167,16 +172,19 @@ def waveform_sdr_loss(stft: "TorchStft"):
         n = S.shape[-1] * stft.hop
         est = stft.inverse(wiener_mask(V, mask_power=mask_power) * X.unsqueeze(1), n)  # (B, J, C, n)
         ref = stft.inverse(S, n)
-        return _minus_sdr(ref.square().sum(dim=(2, 3)), (est - ref).square().sum(dim=(2, 3)),
-                          ref.sum(1).square().sum(dim=(1, 2)))
+        return _minus_sdr(
+            ref.square().sum(dim=(2, 3)), (est - ref).square().sum(dim=(2, 3)), ref.sum(1).square().sum(dim=(1, 2))
+        )
 
     return fn
 
 
 # name → (the loss for a given TorchStft, its description for the checkpoint)
-LOSSES = {"l1": (lambda stft: loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
-          "sdr": (lambda stft: sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
-          "sdr-wave": (waveform_sdr_loss, "-SDR(ISTFT(Wiener(V)), ISTFT(S)) / 10 dB per excerpt and stem")}
+LOSSES = {
+    "l1": (lambda stft: loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
+    "sdr": (lambda stft: sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
+    "sdr-wave": (waveform_sdr_loss, "-SDR(ISTFT(Wiener(V)), ISTFT(S)) / 10 dB per excerpt and stem"),
+}
 
 
 def compiled(fn, what: str):
@@ -276,26 +284,50 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--seconds", type=float, default=3.0, help="excerpt length")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup-steps", type=int, default=0,
-                   help="raise the learning rate linearly over the first N steps (for a second stage)")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="raise the learning rate linearly over the first N steps (for a second stage)",
+    )
     p.add_argument("--complex-weight", type=float, default=1.0)
-    p.add_argument("--loss", choices=sorted(LOSSES), default="l1",
-                   help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate "
-                        "(STFT domain); sdr-wave: the same in the waveform, after the runtime's synthesis")
-    p.add_argument("--init-from", type=Path, default=None,
-                   help="start from this checkpoint's weights (a second stage: new optimizer and schedule; "
-                        "the model flags must match it)")
-    p.add_argument("--frame-stride", type=int, default=1,
-                   help="train the per-bin part (the head's last layer, the refiner) and the loss on every "
-                        "S-th frame of each excerpt, from a random offset (the body runs on all frames); "
-                        "a step then costs about 1/S of its per-bin work (l1 and sdr losses)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: the network's forward pass under bfloat16 autocast (weights, optimiser and "
-                        "loss stay float32); 1.1-1.5x cheaper steps measured on a CPU with AVX-512 BF16")
-    p.add_argument("--mask-power", type=float, default=2.0,
-                   help="the power p of the masks V^p / sum V^p that the loss's reconstruction and the "
-                        "validation use (2: Wiener; the runtime uses the card's calibrated power, 1 for the "
-                        "shipped model)")
+    p.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        default="l1",
+        help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate "
+        "(STFT domain); sdr-wave: the same in the waveform, after the runtime's synthesis",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from this checkpoint's weights (a second stage: new optimizer and schedule; "
+        "the model flags must match it)",
+    )
+    p.add_argument(
+        "--frame-stride",
+        type=int,
+        default=1,
+        help="train the per-bin part (the head's last layer, the refiner) and the loss on every "
+        "S-th frame of each excerpt, from a random offset (the body runs on all frames); "
+        "a step then costs about 1/S of its per-bin work (l1 and sdr losses)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: the network's forward pass under bfloat16 autocast (weights, optimiser and "
+        "loss stay float32); 1.1-1.5x cheaper steps measured on a CPU with AVX-512 BF16",
+    )
+    p.add_argument(
+        "--mask-power",
+        type=float,
+        default=2.0,
+        help="the power p of the masks V^p / sum V^p that the loss's reconstruction and the "
+        "validation use (2: Wiener; the runtime uses the card's calibrated power, 1 for the "
+        "shipped model)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--valid-seconds", type=float, default=20.0)
     p.add_argument("--valid-songs", type=int, default=30, help="validate on the first N songs of the valid split")
@@ -305,36 +337,67 @@ def main(argv=None) -> int:
     p.add_argument("--dilations", default="1,2,4,8,16,32,1,2,4,8,16,32")
     p.add_argument("--lookahead", type=int, default=0)
     p.add_argument("--local", type=int, default=0, help="channels of the per-bin local refiner of the masks (0: none)")
-    p.add_argument("--local-patches", default="5x3",
-                   help="the refiner's patches, BINSxFRAMES[,BINSxFRAMES...] (bins odd), e.g. 5x3,17x1,1x9")
+    p.add_argument(
+        "--local-patches",
+        default="5x3",
+        help="the refiner's patches, BINSxFRAMES[,BINSxFRAMES...] (bins odd), e.g. 5x3,17x1,1x9",
+    )
     p.add_argument("--local-context", action="store_true", help="the refiner also sees the head's hidden vector")
     p.add_argument("--local-bin-bias", action="store_true", help="the refiner learns a bias per bin")
     p.add_argument("--local-depth", type=int, default=1, help="hidden layers of the refiner's per-bin MLP")
-    p.add_argument("--side", action="store_true",
-                   help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
-                        "with --init-from a model without it, its weights start at zero")
-    p.add_argument("--arch", choices=("wavenet", "umx", "umx-bidir"), default="wavenet",
-                   help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer")
+    p.add_argument(
+        "--side",
+        action="store_true",
+        help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
+        "with --init-from a model without it, its weights start at zero",
+    )
+    p.add_argument(
+        "--arch",
+        choices=("wavenet", "umx", "umx-bidir"),
+        default="wavenet",
+        help="our WaveNet, or Open-Unmix's network (causal or bidirectional) as the peer",
+    )
     p.add_argument("--umx-hidden", type=int, default=512)
-    p.add_argument("--cpu-minutes", type=float, default=None,
-                   help="stop (checkpointed, as if finished) once the run has used this much CPU time: "
-                        "the equal budget for side-by-side comparisons")
+    p.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=None,
+        help="stop (checkpointed, as if finished) once the run has used this much CPU time: "
+        "the equal budget for side-by-side comparisons",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-compile", action="store_true",
-                   help="run the training step eagerly (torch.compile fuses the loss and the gated layers: "
-                        "1.5x faster steps on CPU, after ~30 s of compiling)")
-    p.add_argument("--stop-at-step", type=int, default=None,
-                   help="pause at this step (checkpointed); the same command without it resumes")
-    p.add_argument("--stop-after-minutes", type=float, default=None,
-                   help="pause at the next evaluation after this much wall time; rerun to resume")
-    p.add_argument("--cache", type=Path, default=None,
-                   help="decode songs once into this folder and memory-map them (runs side by side share them)")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="run the training step eagerly (torch.compile fuses the loss and the gated layers: "
+        "1.5x faster steps on CPU, after ~30 s of compiling)",
+    )
+    p.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="pause at this step (checkpointed); the same command without it resumes",
+    )
+    p.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        default=None,
+        help="pause at the next evaluation after this much wall time; rerun to resume",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="decode songs once into this folder and memory-map them (runs side by side share them)",
+    )
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
     args = p.parse_args(argv)
     if args.frame_stride > 1 and (args.loss == "sdr-wave" or args.arch != "wavenet" or args.lookahead):
-        p.error("--frame-stride needs the WaveNet with lookahead 0 and a loss per frame (l1 or sdr): "
-                "sdr-wave synthesises whole excerpts")
+        p.error(
+            "--frame-stride needs the WaveNet with lookahead 0 and a loss per frame (l1 or sdr): "
+            "sdr-wave synthesises whole excerpts"
+        )
     if not 0.25 <= args.mask_power <= 8:
         p.error(f"--mask-power {args.mask_power:g} is out of range: give a value from 0.25 to 8 (2 is Wiener)")
 
@@ -352,21 +415,35 @@ def main(argv=None) -> int:
     sampler = ExampleSampler(train_songs, int(args.seconds * SAMPLE_RATE))
 
     if args.arch == "wavenet":
-        mcfg = ModelConfig(bins=stft.cfg.bins, residual=args.residual, skip=args.skip, hidden=args.hidden,
-                           dilations=tuple(int(d) for d in args.dilations.split(",")), lookahead=args.lookahead,
-                           local=args.local, local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
-                           local_context=args.local_context, local_bin_bias=args.local_bin_bias,
-                           local_depth=args.local_depth, side=args.side)
+        mcfg = ModelConfig(
+            bins=stft.cfg.bins,
+            residual=args.residual,
+            skip=args.skip,
+            hidden=args.hidden,
+            dilations=tuple(int(d) for d in args.dilations.split(",")),
+            lookahead=args.lookahead,
+            local=args.local,
+            local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
+            local_context=args.local_context,
+            local_bin_bias=args.local_bin_bias,
+            local_depth=args.local_depth,
+            side=args.side,
+        )
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
     else:
         from .peers import UmxPeer, max_bin_for
 
-        net = UmxPeer(bins=stft.cfg.bins, hidden=args.umx_hidden, unidirectional=args.arch == "umx",
-                      max_bin=max_bin_for(16000, SAMPLE_RATE, stft.cfg.n_fft))
+        net = UmxPeer(
+            bins=stft.cfg.bins,
+            hidden=args.umx_hidden,
+            unidirectional=args.arch == "umx",
+            max_bin=max_bin_for(16000, SAMPLE_RATE, stft.cfg.n_fft),
+        )
         model_config = net.config
     print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+
     def lr_factor(s: int) -> float:
         cosine = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
         # a linear warm-up (for a second stage): a fresh Adam's first updates are ~lr per weight
@@ -396,13 +473,19 @@ def main(argv=None) -> int:
             net.load_state_dict(net.widen_input(weights) if widen else weights)
             if widen:  # the new planes' input affine from training statistics; their weights start at 0
                 rng = np.random.default_rng([args.seed, 10**9])
-                net.init_input_stats(network_input(net, stft(torch.from_numpy(sampler.batch(rng, 16)).sum(1))),
-                                     planes=slice(old_planes, None))
+                net.init_input_stats(
+                    network_input(net, stft(torch.from_numpy(sampler.batch(rng, 16)).sum(1))),
+                    planes=slice(old_planes, None),
+                )
         except (RuntimeError, ValueError) as e:
-            raise SystemExit(f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
-                             "give the model flags it was trained with") from None
-        print(f"starting from {args.init_from} (step {first_stage['step']}, "
-              f"trained {first_stage['training'].get('cpu_minutes')} CPU-min)")
+            raise SystemExit(
+                f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
+                "give the model flags it was trained with"
+            ) from None
+        print(
+            f"starting from {args.init_from} (step {first_stage['step']}, "
+            f"trained {first_stage['training'].get('cpu_minutes')} CPU-min)"
+        )
     else:
         rng = np.random.default_rng([args.seed, 10**9])
         init = torch.from_numpy(sampler.batch(rng, 16)).sum(1)
@@ -412,27 +495,54 @@ def main(argv=None) -> int:
 
     def checkpoint(scores):
         stage = {
-            "data": str(args.data), "train_songs": len(train_songs), "train_minutes": round(train_seconds / 60, 1),
-            "steps": step, "batch": args.batch, "excerpt_s": args.seconds, "seed": args.seed, "lr": args.lr,
-            "cpu_minutes": round(elapsed / 60, 1), "wall_minutes": round(wall / 60, 1), "threads": args.threads,
-            "loss": LOSSES[args.loss][1].format(w=args.complex_weight), "frame_stride": args.frame_stride,
-            "precision": args.precision, "mask_power": args.mask_power, "warmup_steps": args.warmup_steps,
+            "data": str(args.data),
+            "train_songs": len(train_songs),
+            "train_minutes": round(train_seconds / 60, 1),
+            "steps": step,
+            "batch": args.batch,
+            "excerpt_s": args.seconds,
+            "seed": args.seed,
+            "lr": args.lr,
+            "cpu_minutes": round(elapsed / 60, 1),
+            "wall_minutes": round(wall / 60, 1),
+            "threads": args.threads,
+            "loss": LOSSES[args.loss][1].format(w=args.complex_weight),
+            "frame_stride": args.frame_stride,
+            "precision": args.precision,
+            "mask_power": args.mask_power,
+            "warmup_steps": args.warmup_steps,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
-            stage = dict(stage, stages=stages, init_from=str(args.init_from),
-                         **{k: round(sum(st[k] for st in stages), 1) for k in ("steps", "cpu_minutes", "wall_minutes")})
+            stage = dict(
+                stage,
+                stages=stages,
+                init_from=str(args.init_from),
+                **{k: round(sum(st[k] for st in stages), 1) for k in ("steps", "cpu_minutes", "wall_minutes")},
+            )
         return {
-            "model_config": model_config, "arch": args.arch, "state_dict": net.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "step": step, "best": best, "elapsed_s": elapsed, "wall_s": wall,
-            "stft": stft.as_dict(), "sample_rate": SAMPLE_RATE, "stems": list(STEMS), "scores": scores,
+            "model_config": model_config,
+            "arch": args.arch,
+            "state_dict": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "step": step,
+            "best": best,
+            "elapsed_s": elapsed,
+            "wall_s": wall,
+            "stft": stft.as_dict(),
+            "sample_rate": SAMPLE_RATE,
+            "stems": list(STEMS),
+            "scores": scores,
             "training": stage,
         }
 
     loss_of = functools.partial(LOSSES[args.loss][0](stft), mask_power=args.mask_power)
     forward = net if args.precision == "fp32" else autocast_forward(net, torch.bfloat16)
-    train_net, train_loss = (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
+    train_net, train_loss = (
+        (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
+    )
     log = open(args.out / "log.jsonl", "a")
     net.train()
     losses = []
@@ -468,14 +578,21 @@ def main(argv=None) -> int:
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        pausing = step == stop_at or (args.stop_after_minutes and time.time() - wall_start > 60 * args.stop_after_minutes)
+        pausing = step == stop_at or (
+            args.stop_after_minutes and time.time() - wall_start > 60 * args.stop_after_minutes
+        )
         if step % args.eval_every == 0 or step == args.steps or pausing or out_of_budget:
             scores = validate(net, stft, valid_songs, args.valid_seconds, args.mask_power)
             improved = scores["mean"] > best
             best = max(best, scores["mean"])
-            entry = {"step": step, "train_loss": float(np.mean(losses)), "valid_sdr": scores,
-                     "lr": sched.get_last_lr()[0], "cpu_minutes": round(elapsed / 60, 2),
-                     "wall_minutes": round(wall / 60, 2)}
+            entry = {
+                "step": step,
+                "train_loss": float(np.mean(losses)),
+                "valid_sdr": scores,
+                "lr": sched.get_last_lr()[0],
+                "cpu_minutes": round(elapsed / 60, 2),
+                "wall_minutes": round(wall / 60, 2),
+            }
             log.write(json.dumps(entry) + "\n")
             log.flush()
             losses = []
@@ -483,8 +600,11 @@ def main(argv=None) -> int:
             save_atomic(ck, last)
             if improved:
                 save_atomic(ck, args.out / "best.pt")
-            bar.write(f"step {step}: loss {entry['train_loss']:.4f}, valid SDR {scores['mean']:.2f} dB "
-                      + " ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "mean") + (" *" if improved else ""))
+            bar.write(
+                f"step {step}: loss {entry['train_loss']:.4f}, valid SDR {scores['mean']:.2f} dB "
+                + " ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "mean")
+                + (" *" if improved else "")
+            )
             if out_of_budget:
                 break
             if pausing and step < args.steps:

@@ -23,7 +23,9 @@ def _varlen(n: int) -> bytes:
     return bytes(reversed(out))
 
 
-def write_midi(path: Path, program: int, notes: list[tuple[float, float, int, int]], channel: int = 0, bpm: float = 120.0) -> None:
+def write_midi(
+    path: Path, program: int, notes: list[tuple[float, float, int, int]], channel: int = 0, bpm: float = 120.0
+) -> None:
     """A one-track standard MIDI file: notes are (start_beats, length_beats, pitch, velocity)."""
     tpq = 480
     events = []
@@ -48,9 +50,29 @@ def render_midi(midi: Path, out_wav: Path, seconds: float, sample_rate: int = 44
     if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
         pytest.fail("fluidsynth and the FluidR3 GM soundfont are needed: apt-get install fluidsynth fluid-soundfont-gm")
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.8", "-r", str(sample_rate),
-         "-O", "float", "-T", "wav", "-F", str(out_wav), str(SOUNDFONT), str(midi)],
-        check=True, capture_output=True,
+        [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-R",
+            "0",
+            "-C",
+            "0",
+            "-g",
+            "0.8",
+            "-r",
+            str(sample_rate),
+            "-O",
+            "float",
+            "-T",
+            "wav",
+            "-F",
+            str(out_wav),
+            str(SOUNDFONT),
+            str(midi),
+        ],
+        check=True,
+        capture_output=True,
     )
     audio, sr = sf.read(out_wav, dtype="float32", always_2d=True)
     assert sr == sample_rate

@@ -58,9 +58,29 @@ class JackServer:
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log", "w+")
         _clear_stale_registry()
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "-S", "-t", "5000", "--no-realtime", "-d", "dummy", "-r", str(rate),
-             "-p", str(period), "-C", str(inputs), "-P", str(outputs)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+            [
+                "jackd",
+                "-n",
+                self.name,
+                "-S",
+                "-t",
+                "5000",
+                "--no-realtime",
+                "-d",
+                "dummy",
+                "-r",
+                str(rate),
+                "-p",
+                str(period),
+                "-C",
+                str(inputs),
+                "-P",
+                str(outputs),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -105,8 +125,9 @@ class Recorder:
     """A JACK client with input ports that records into a preallocated array, stamped with the
     JACK frame time of every period, and counts the server's xruns."""
 
-    def __init__(self, server: JackServer, name: str = "ldcap", channels: int = 2, seconds: float = 30.0,
-                 midi: bool = False):
+    def __init__(
+        self, server: JackServer, name: str = "ldcap", channels: int = 2, seconds: float = 30.0, midi: bool = False
+    ):
         import jack
 
         self.client = jack.Client(name, no_start_server=True, servername=server.name)
@@ -205,8 +226,9 @@ class MidiPeer:
         args = [sys.executable, str(Path(__file__).with_name("midi_peer.py")), "--send-to", send_to]
         if listen:
             args += ["--listen", listen]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         line = self.proc.stdout.readline().strip()
         if line != "ready":
             raise AssertionError(f"midi_peer did not start: {line} {self.proc.stderr.read()}")
@@ -225,7 +247,7 @@ class MidiPeer:
             self.proc.stdin.flush()
             for line in self.proc.stdout:
                 if line.startswith("feedback "):
-                    self.feedback = json.loads(line[len("feedback "):])
+                    self.feedback = json.loads(line[len("feedback ") :])
             self.proc.wait(30)
 
 
@@ -237,7 +259,9 @@ class MidiSender:
         import rtmidi
 
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=name)
-        wait_until(lambda: any(port_substring in p for p in self.out.get_ports()), timeout, f"MIDI port {port_substring}")
+        wait_until(
+            lambda: any(port_substring in p for p in self.out.get_ports()), timeout, f"MIDI port {port_substring}"
+        )
         ports = self.out.get_ports()
         self.out.open_port([i for i, p in enumerate(ports) if port_substring in p][0])
         self.sent: list[tuple[int, list[int]]] = []
@@ -253,8 +277,14 @@ class MidiSender:
 
 def livedemix(*args, env=None, **kw) -> subprocess.Popen:
     """The CLI as a user runs it, in its own process."""
-    return subprocess.Popen([sys.executable, "-m", "livedemix", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "livedemix", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def finish(proc: subprocess.Popen, interrupt: bool = False, timeout: float = 120) -> tuple[int, str, str]:

@@ -4,6 +4,7 @@ Material: a short 4-stem song rendered with fluidsynth (factory/phase_render.py)
 and a GM soundfont are installed; otherwise a synthetic 4-stem song (harmonic tones with
 vibrato, a bass line, noise-burst drums) so that the tests never skip.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,7 @@ def synthetic_song(seconds: float = 4.0, seed: int = 0) -> dict:
             tt = t[: min(step, n - s0)]
             env = np.exp(-decay * tt) * np.minimum(1, tt * 200)
             ph = 2 * np.pi * f0 * tt + vib * np.sin(2 * np.pi * 5 * tt)
-            y[s0:s0 + tt.size] += env * sum(np.sin(h * ph) / h for h in range(1, harmonics + 1))
+            y[s0 : s0 + tt.size] += env * sum(np.sin(h * ph) / h for h in range(1, harmonics + 1))
         return y
 
     vocals = notes(rng.choice([440, 494, 523, 587, 659], 16), 0.25 * seconds, 6, vib=0.02 * 2 * np.pi, decay=0.5)
@@ -40,7 +41,7 @@ def synthetic_song(seconds: float = 4.0, seed: int = 0) -> dict:
     drums = np.zeros(n)
     for s0 in range(0, n, SR // 4):
         k = min(2000, n - s0)
-        drums[s0:s0 + k] += rng.standard_normal(k) * np.exp(-np.arange(k) / 300)
+        drums[s0 : s0 + k] += rng.standard_normal(k) * np.exp(-np.arange(k) / 300)
     out = {}
     for name, y, pan in (("vocals", vocals, 0.5), ("drums", drums, 0.5), ("bass", bass, 0.5), ("other", other, 0.3)):
         y = 0.1 * y / np.abs(y).max()
@@ -64,4 +65,4 @@ def oracle_inputs(stems: dict, n_fft: int = 1024, hop: int = 256, window: str = 
 
 def sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Plain signal-to-distortion ratio (dB) of one signal."""
-    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - est) ** 2), 1e-30)))
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum((ref - est) ** 2), 1e-30)))

@@ -12,11 +12,11 @@ import soundfile as sf
 
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 ROOT = Path(__file__).resolve().parents[1]
-from factory import calibrate, evaluate  # noqa: E402
-from tiny_model import export_tiny_model  # noqa: E402
-
 from livedemix import metrics  # noqa: E402
 from livedemix.engine import Engine  # noqa: E402
+from tiny_model import export_tiny_model  # noqa: E402
+
+from factory import calibrate, evaluate  # noqa: E402
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
         d = root / "data" / "valid" / f"song{i}"
         d.mkdir(parents=True)
         for j, s in enumerate(STEMS):
-            sf.write(d / f"{s}.flac", stems[j, :, int(start * SR): int((start + 3) * SR)].T, SR, subtype="PCM_16")
+            sf.write(d / f"{s}.flac", stems[j, :, int(start * SR) : int((start + 3) * SR)].T, SR, subtype="PCM_16")
     return root, export_tiny_model(root / "model")
 
 
@@ -64,11 +64,14 @@ def test_calibration_measures_each_power_and_writes_the_best_into_the_card(setup
     assert evaluate.CardRunner("x", card, ["pu-iter"]).mask_power("pu-iter") == r["best"]["pu-iter"]
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--powers", "1,0"], "--powers '1,0' must be numbers in [0.25, 8]"),
-    (["--modes", "wiener,magic"], "unknown mode magic; use some of wiener, pu-iter, anisotropic"),
-    (["--split", "train"], "no 'train' split under"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--powers", "1,0"], "--powers '1,0' must be numbers in [0.25, 8]"),
+        (["--modes", "wiener,magic"], "unknown mode magic; use some of wiener, pu-iter, anisotropic"),
+        (["--split", "train"], "no 'train' split under"),
+    ],
+)
 def test_bad_arguments_get_one_sentence(setup, capsys, extra, message):
     root, card = setup
     assert calibrate.main(["--data", str(root / "data"), "--model", str(card), *extra]) == 2

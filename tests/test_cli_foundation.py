@@ -8,7 +8,9 @@ import sys
 
 
 def run(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "livedemix", *args], capture_output=True, text=True, check=check, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "livedemix", *args], capture_output=True, text=True, check=check, timeout=300
+    )
 
 
 def test_info_json_reports_version_build_and_exact_latencies():

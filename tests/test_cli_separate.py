@@ -23,8 +23,14 @@ def run(*args, cwd=None):
     env = dict(os.environ)
     if env.get("PYTHONPATH"):  # keep a source checkout importable from another working directory
         env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep))
-    return subprocess.run([sys.executable, "-m", "livedemix", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "livedemix", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")

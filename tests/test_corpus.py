@@ -1,4 +1,5 @@
 """Tests of the synthetic multi-stem corpus (factory.corpus). Fast: a few 10-s songs."""
+
 from __future__ import annotations
 
 import filecmp
@@ -82,9 +83,9 @@ def test_resume_after_interruption(tiny, tmp_path):
     out = tmp_path / "c"
     shutil.copytree(src, out, ignore=shutil.ignore_patterns(".cache"))
     lines = (out / "manifest.jsonl").read_text().splitlines()
-    (out / "manifest.jsonl").write_text(lines[0] + "\n" + lines[1][:50])       # killed mid-write
+    (out / "manifest.jsonl").write_text(lines[0] + "\n" + lines[1][:50])  # killed mid-write
     shutil.rmtree(out / json.loads(lines[1])["files"]["mixture"].rsplit("/", 1)[0])
-    (out / ".tmp" / "song00001.999").mkdir(parents=True)                       # debris
+    (out / ".tmp" / "song00001.999").mkdir(parents=True)  # debris
     B.build(out, TWO_SONGS_H, seed=3, progress=False, cache_dir=src.parent / "material-cache", song_seconds=SONG_S)
     assert _tree(out) == _tree(src)
     assert (out / "manifest.jsonl").read_bytes() == (src / "manifest.jsonl").read_bytes()
@@ -122,8 +123,14 @@ def test_missing_fluidsynth_exit_2_nothing_written(tmp_path):
     """Run the real CLI with a PATH that has no fluidsynth."""
     out = tmp_path / "never"
     env = dict(os.environ, PATH=str(tmp_path / "empty-bin"), PYTHONPATH=str(REPO))
-    res = subprocess.run([sys.executable, "-m", "factory.corpus", "build", "--out", str(out), "--hours", "0.01"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "factory.corpus", "build", "--out", str(out), "--hours", "0.01"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2, res.stderr
     msg = res.stderr.strip()
     assert msg.count("\n") == 0 and "Traceback" not in msg
@@ -132,6 +139,7 @@ def test_missing_fluidsynth_exit_2_nothing_written(tmp_path):
 
 
 # ----------------------------------------------------------------------------- pieces
+
 
 def test_splits_are_disjoint_and_fixed_by_seed():
     files = M.list_files()
@@ -179,19 +187,21 @@ def test_loudness_reference_tone():
     sr = 44100
     t = np.arange(5 * sr) / sr
     x = np.sin(2 * np.pi * 997 * t)
-    assert abs(L.integrated_lufs(x[None], sr) - (-3.01)) < 0.05          # BS.1770 calibration
+    assert abs(L.integrated_lufs(x[None], sr) - (-3.01)) < 0.05  # BS.1770 calibration
     assert abs(L.integrated_lufs(np.stack([x, x]) * 0.1, sr) - (-20.0)) < 0.05
     assert L.active_fraction(np.zeros((2, sr * 3))) == 0.0
 
 
 def test_formant_singer_is_voice_like():
     from scipy import signal
+
     from factory.corpus.voice import Singer
+
     notes = [[0.2 + 0.4 * i, 0.35, 57 + (i % 5) * 2, 100] for i in range(10)]
     y, lyrics = Singer(1, female=False).sing(notes, 44100 * 5)
     assert np.isfinite(y).all() and np.abs(y).max() > 0 and len(lyrics) == 10
     # Harmonics at the sung pitch: the spectrum of a sustained vowel peaks near multiples of f0.
-    seg = y[int(0.25 * 44100): int(0.5 * 44100)]
+    seg = y[int(0.25 * 44100) : int(0.5 * 44100)]
     f, pxx = signal.welch(seg, 44100, nperseg=8192)
     f0 = 440 * 2 ** ((57 - 69) / 12)
     band = (f > 0.8 * f0) & (f < 1.2 * f0)
@@ -204,6 +214,7 @@ def test_formant_singer_is_voice_like():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
 def test_spoken_lines_are_deterministic():
     from factory.corpus.voice import speak_lines
+
     a, info = speak_lines([[0.1, 1.5, 60, 100]], 44100 * 2, 9, "tenor")
     b, _ = speak_lines([[0.1, 1.5, 60, 100]], 44100 * 2, 9, "tenor")
     assert np.array_equal(a, b) and np.abs(a).max() > 0.01 and info["lines"] == 1
@@ -211,6 +222,7 @@ def test_spoken_lines_are_deterministic():
 
 def test_midi_writer_handles_restruck_notes(tmp_path):
     import mido
+
     part = A.Part("other", "comp", 0, 0, [[0.0, 1.0, 60, 100], [0.5, 1.0, 60, 90], [2.0, 0.5, 64, 80]])
     R.write_midi([part], tmp_path / "x.mid")
     mid = mido.MidiFile(tmp_path / "x.mid")
@@ -227,7 +239,10 @@ def test_bundled_demo_song():
     assert sum(f.stat().st_size for f in demo.iterdir()) <= 3_000_000
     x = {n: sf.read(str(f), dtype="float32", always_2d=True) for n, f in files.items()}
     assert all(sr == 44100 and a.shape[1] == 2 for a, sr in x.values())
-    assert 15 <= x["mixture"][0].shape[0] / 44100 <= 25 and abs(meta["duration_s"] - x["mixture"][0].shape[0] / 44100) < 1e-3
+    assert (
+        15 <= x["mixture"][0].shape[0] / 44100 <= 25
+        and abs(meta["duration_s"] - x["mixture"][0].shape[0] / 44100) < 1e-3
+    )
     err = np.abs(x["mixture"][0] - sum(x[s][0] for s in ("vocals", "drums", "bass", "other"))).max()
     assert err <= 1e-6
     for s in ("vocals", "drums", "bass", "other"):
@@ -249,14 +264,15 @@ def test_worker_count_does_not_change_the_corpus(tmp_path):
 
 def test_master_bus_keeps_the_sum_and_the_ceiling():
     from factory.corpus import production as P
+
     rng = np.random.default_rng(0)
     n = 44100 * 3
-    env = 1 + 4 * (np.arange(n) % 11025 < 300)                  # transients
+    env = 1 + 4 * (np.arange(n) % 11025 < 300)  # transients
     stems = {s: rng.standard_normal((2, n)) * 0.05 * env for s in ("vocals", "drums", "bass", "other")}
     for seed in range(6):
         out, info = P.master(stems, np.random.default_rng(seed), L.integrated_lufs)
         mix = sum(out.values())
-        gains = [out[s] / stems[s] for s in stems]               # one gain curve for every stem
+        gains = [out[s] / stems[s] for s in stems]  # one gain curve for every stem
         assert all(np.allclose(g, gains[0]) for g in gains)
         assert np.abs(mix).max() <= 0.97 + 1e-9 and max(np.abs(v).max() for v in out.values()) <= 0.97 + 1e-9
         if info["mastered"]:
@@ -267,7 +283,7 @@ def test_master_bus_keeps_the_sum_and_the_ceiling():
 def test_build_of_chosen_splits_renders_only_their_songs_and_the_same_bytes(tiny, tmp_path):
     """--splits renders the plan's songs of those splits only (what an evaluation needs); a
     later build without it adds the rest, and the result is the full build byte for byte."""
-    assert [A.split_of(6, i) for i in (0, 1)] == ["test", "train"]   # seed 6: one song of each
+    assert [A.split_of(6, i) for i in (0, 1)] == ["test", "train"]  # seed 6: one song of each
     cache = tiny[0].parent / "material-cache"
     part, full = tmp_path / "part", tmp_path / "full"
     B.build(part, TWO_SONGS_H, seed=6, progress=False, cache_dir=cache, song_seconds=SONG_S, splits=["test"])

@@ -1,4 +1,5 @@
 """Loaders and augmentation (factory.corpus.datasets / augment) on tiny fixtures written here."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def musdb_hq(tmp_path):
     k = 0
     for split, names in (("train", ["A - One", "B - Two"]), ("test", ["C - Three"])):
         for name in names:
-            k += 1                                  # each track's stems at their own pitch
+            k += 1  # each track's stems at their own pitch
             stems = {s: _tone(110 * (i + 1) + 9 * k) for i, s in enumerate(STEMS)}
             for s, x in stems.items():
                 _write(root / split / name / f"{s}.wav", x, subtype="FLOAT")
@@ -54,16 +55,16 @@ def test_musdb_hq_layout(musdb_hq):
     assert np.abs(x["mixture"] - sum(x[s] for s in STEMS)).max() < 1e-6
     part = ds[0].load(start_s=0.1, duration_s=0.2)
     assert part["vocals"].shape == (2, int(0.2 * SR))
-    assert np.allclose(part["vocals"], x["vocals"][:, int(0.1 * SR): int(0.3 * SR)])
+    assert np.allclose(part["vocals"], x["vocals"][:, int(0.1 * SR) : int(0.3 * SR)])
 
 
 def test_stem_folder_any_names_rates_and_channels(tmp_path):
     root = tmp_path / "stems"
-    _write(root / "song1" / "Lead Vocals.wav", _tone(220, ch=1))             # mono
+    _write(root / "song1" / "Lead Vocals.wav", _tone(220, ch=1))  # mono
     _write(root / "song1" / "02_Drums.flac", _tone(80))
-    _write(root / "song1" / "bass_DI.wav", _tone(55, sr=48000), sr=48000)    # another rate
+    _write(root / "song1" / "bass_DI.wav", _tone(55, sr=48000), sr=48000)  # another rate
     _write(root / "song1" / "guitar.wav", _tone(330))
-    _write(root / "song1" / "piano.wav", _tone(440))                          # summed into other
+    _write(root / "song1" / "piano.wav", _tone(440))  # summed into other
     _write(root / "song2" / "vocals.wav", _tone(200))
     _write(root / "song2" / "accompaniment.wav", _tone(300))
     (root / "song2" / "notes.txt").write_text("not audio")
@@ -71,9 +72,9 @@ def test_stem_folder_any_names_rates_and_channels(tmp_path):
     assert ds.kind == "folder" and [t.name for t in ds] == ["song1", "song2"]
     x = ds[0].load()
     assert all(v.shape == (2, SR // 2) for v in x.values())
-    assert np.allclose(x["vocals"][0], x["vocals"][1])                        # mono -> both channels
+    assert np.allclose(x["vocals"][0], x["vocals"][1])  # mono -> both channels
     assert np.allclose(x["other"], _tone(330) + _tone(440), atol=2e-4)
-    assert np.abs(x["mixture"] - sum(x[s] for s in STEMS)).max() < 1e-6   # no mixture file: the sum
+    assert np.abs(x["mixture"] - sum(x[s] for s in STEMS)).max() < 1e-6  # no mixture file: the sum
     y = ds[1].load()
     assert not np.any(y["drums"]) and np.any(y["other"])
     assert Dd.role_of("Backing Vocals 2.wav") == "vocals" and Dd.role_of("kick.wav") == "drums"
@@ -104,7 +105,7 @@ def test_stem_mp4_without_decoder_is_one_sentence(tmp_path, monkeypatch):
     (root / "train").mkdir(parents=True)
     (root / "train" / "X - Y.stem.mp4").write_bytes(b"\0" * 16)
     monkeypatch.setattr(Dd.shutil, "which", lambda name: None)
-    monkeypatch.setitem(sys.modules, "stempeg", None)                        # import fails
+    monkeypatch.setitem(sys.modules, "stempeg", None)  # import fails
     with pytest.raises(Dd.DatasetError) as e:
         Dd.open_dataset(root)
     msg = str(e.value)
@@ -114,6 +115,7 @@ def test_stem_mp4_without_decoder_is_one_sentence(tmp_path, monkeypatch):
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (Debian package ffmpeg)")
 def test_stem_mp4_with_ffmpeg(tmp_path):
     import subprocess
+
     root = tmp_path / "musdb18" / "test"
     root.mkdir(parents=True)
     srcs = {r: _tone(100 * (i + 1), seconds=1.0) for i, r in enumerate(Dd.STEM_MP4_ORDER)}
@@ -122,12 +124,13 @@ def test_stem_mp4_with_ffmpeg(tmp_path):
         _write(tmp_path / f"{r}.wav", x)
         ins += ["-i", str(tmp_path / f"{r}.wav")]
     maps = sum((["-map", f"{i}:a"] for i in range(5)), [])
-    subprocess.run(["ffmpeg", "-v", "error", *ins, *maps, "-c:a", "aac", "-b:a", "256k",
-                    str(root / "T - U.stem.mp4")], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", *ins, *maps, "-c:a", "aac", "-b:a", "256k", str(root / "T - U.stem.mp4")], check=True
+    )
     ds = Dd.open_dataset(root.parent)
     x = ds[0].load()
     assert ds.kind == "musdb18" and set(x) == {"mixture", *STEMS}
-    for r in STEMS:   # the right stream landed in the right stem (dominant frequency)
+    for r in STEMS:  # the right stream landed in the right stem (dominant frequency)
         f = np.fft.rfftfreq(SR, 1 / SR)
         peak = f[np.argmax(np.abs(np.fft.rfft(x[r][0, :SR])))]
         assert abs(peak - 100 * (Dd.STEM_MP4_ORDER.index(r) + 1)) < 3
@@ -142,6 +145,7 @@ def test_open_dataset_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- augmentation
+
 
 def _stems(rng, n=1000):
     return {s: rng.standard_normal((2, n)).astype(np.float32) * 0.1 for s in STEMS}
@@ -204,7 +208,7 @@ def test_fretsonfire_layout_fixture(tmp_path):
     d = tmp_path / "songs" / "band" / "tune"
     _write(d / "guitar.wav", _tone(330))
     _write(d / "song.wav", _tone(110))
-    for n in ("guitar", "song"):                                    # libsndfile writes Ogg Vorbis
+    for n in ("guitar", "song"):  # libsndfile writes Ogg Vorbis
         x, sr = sf.read(str(d / f"{n}.wav"), dtype="float32")
         sf.write(str(d / f"{n}.ogg"), x, sr, format="OGG", subtype="VORBIS")
         (d / f"{n}.wav").unlink()

@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from livedemix import dsp
 
 
@@ -99,7 +98,7 @@ def test_gain_jump_through_the_synthesizer_does_not_click():
             mixer.set_gain(0, 0, 0.0)
         block = np.ascontiguousarray(tone[:, i : i + 256])
         frames = ana.process(block)
-        buses = np.stack([mixer.process(f[None]) [0] for f in frames]) if len(frames) else frames
+        buses = np.stack([mixer.process(f[None])[0] for f in frames]) if len(frames) else frames
         out.append(syn.synthesize(buses, block.shape[1]))
     y = np.concatenate(out, axis=1)[0]
     max_step_tone = np.abs(np.diff(tone[0])).max()

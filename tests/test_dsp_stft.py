@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from livedemix import dsp
 
 # Every window family, several sizes and hops that satisfy the reconstruction condition.
@@ -74,8 +73,12 @@ def test_streaming_equals_one_shot(cfg_index, sizes, seed):
 def make_signals(piano_recording):
     rng = np.random.default_rng(0)
     t = np.arange(3 * 44100) / 44100
-    sines = np.stack([0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 3001.7 * t),
-                      0.3 * np.sin(2 * np.pi * 97.3 * t + 1.0)]).astype(np.float32)
+    sines = np.stack(
+        [
+            0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 3001.7 * t),
+            0.3 * np.sin(2 * np.pi * 97.3 * t + 1.0),
+        ]
+    ).astype(np.float32)
     return {
         "noise": (0.3 * rng.standard_normal((2, 3 * 44100))).astype(np.float32),
         "sines": sines,

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from livedemix.engine import Engine
 from livedemix.offline import separate
 
@@ -45,7 +44,11 @@ def rel_db(err, ref) -> float:
 @pytest.mark.parametrize("material", ["demo", "noise"])
 @pytest.mark.parametrize("phase", ["wiener", "pu-iter", "anisotropic"])
 def test_unity_gains_are_transparent(model, demo_mix, material, phase):
-    x = demo_mix if material == "demo" else np.random.default_rng(3).standard_normal((2, 3 * 44100)).astype(np.float32) * 0.3
+    x = (
+        demo_mix
+        if material == "demo"
+        else np.random.default_rng(3).standard_normal((2, 3 * 44100)).astype(np.float32) * 0.3
+    )
     e = Engine(model=model, block_size=256, phase=phase)
     y = stream(e, x, 256)[0]
     L = e.latency_samples
@@ -184,7 +187,7 @@ def test_failing_separator_crossfades_to_the_mixture_and_recovers(model, demo_mi
 
 def test_late_hops_pass_the_mixture_through(model, demo_mix):
     e = Engine(model=model, block_size=256, deadline=1e-9, retry_seconds=0.2)  # every hop is "late"
-    stream(e, demo_mix[:, : 44100], 256)
+    stream(e, demo_mix[:, :44100], 256)
     assert e.stats.late_hops >= 1 and e.stats.bypass_frames > 0
 
 
@@ -246,7 +249,7 @@ def test_mask_power_comes_from_the_call_the_preset_or_the_card_per_mode(model, t
     assert Engine(model=mine, phase="wiener").phase.mask_power == 1.0
     assert Engine(model=mine, phase="anisotropic").phase.mask_power == 1.5
     assert Engine(model=mine, phase="pu-iter").phase.mask_power == 2.0
-    assert Engine(model=model, phase="wiener").phase.mask_power == 2.0      # an uncalibrated card
+    assert Engine(model=model, phase="wiener").phase.mask_power == 2.0  # an uncalibrated card
     assert Engine(model=mine, phase="wiener", mask_power=3.0).phase.mask_power == 3.0
     preset = tmp_path / "soft.toml"
     preset.write_text(f'schema = 1\n[engine]\nmodel = "{mine}"\nphase = "wiener"\nmask_power = 0.75\n')

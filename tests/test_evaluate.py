@@ -14,11 +14,11 @@ import soundfile as sf
 
 torch = pytest.importorskip("torch", reason="exporting a model needs the train extra (torch)")
 pytest.importorskip("museval", reason="BSS Eval needs museval")
+from livedemix.separator import Separator  # noqa: E402
+
 from factory import evaluate  # noqa: E402
 from factory.export import export_step_model  # noqa: E402
 from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
-
-from livedemix.separator import Separator  # noqa: E402
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
@@ -39,8 +39,10 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     stems = demo_stems()
     n = 4 * SR
-    songs = {"song_a": stems[:, :, 2 * SR : 2 * SR + n],
-             "song_b": stems[:, ::-1, int(8.3 * SR) : int(8.3 * SR) + n].copy()}
+    songs = {
+        "song_a": stems[:, :, 2 * SR : 2 * SR + n],
+        "song_b": stems[:, ::-1, int(8.3 * SR) : int(8.3 * SR) + n].copy(),
+    }
     songs["song_b"][0] = 0.0
     for name, st in songs.items():
         d = root / "data" / "test" / name
@@ -54,21 +56,52 @@ def setup(tmp_path_factory):
     with torch.no_grad():  # masks far from 0.5: a random model that still separates unevenly
         net.head2.weight.mul_(8.0)
     card = export_step_model(net, root / "models", "tiny", stft=QUALITY, training={"steps": 0, "cpu_minutes": 0.0})
-    la2 = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=2)).eval()
+    la2 = WaveNetSeparator(
+        ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=2)
+    ).eval()
     with torch.no_grad():
         la2.head2.weight.mul_(8.0)
     export_step_model(la2, root / "models", "la2", stft=QUALITY)
     ckpt = root / "tiny.pt"
-    torch.save({"model_config": cfg.to_dict(), "state_dict": net.state_dict(), "stft": QUALITY,
-                "training": {"steps": 0, "cpu_minutes": 0.0, "train_songs": 0}, "step": 0}, ckpt)
+    torch.save(
+        {
+            "model_config": cfg.to_dict(),
+            "state_dict": net.state_dict(),
+            "stft": QUALITY,
+            "training": {"steps": 0, "cpu_minutes": 0.0, "train_songs": 0},
+            "step": 0,
+        },
+        ckpt,
+    )
     return root, card, ckpt
 
 
 def run(root, card, ckpt, extra=()):
-    argv = ["--data", str(root / "data"), "--split", "test", "--songs", "2", "--seconds", "3", "--offset-seconds", "0.5",
-            "--model", f"tiny={card}", "--peer", f"tinypt={ckpt}", "--peer-modes", "wiener",
-            "--check-seconds", "2", "--out", str(root / "out" / "eval.json"), "--markdown", str(root / "EVALUATION.md"),
-            *extra]
+    argv = [
+        "--data",
+        str(root / "data"),
+        "--split",
+        "test",
+        "--songs",
+        "2",
+        "--seconds",
+        "3",
+        "--offset-seconds",
+        "0.5",
+        "--model",
+        f"tiny={card}",
+        "--peer",
+        f"tinypt={ckpt}",
+        "--peer-modes",
+        "wiener",
+        "--check-seconds",
+        "2",
+        "--out",
+        str(root / "out" / "eval.json"),
+        "--markdown",
+        str(root / "EVALUATION.md"),
+        *extra,
+    ]
     assert evaluate.main(argv) == 0
     return json.loads((root / "out" / "eval.json").read_text())
 
@@ -151,8 +184,15 @@ def test_bss_eval_equals_museval():
     est = ref + 0.3 * rng.standard_normal(ref.shape) * ref.std(axis=(1, 2), keepdims=True)
     est[:, :, : SR // 2] += 0.2 * ref[::-1, :, : SR // 2]  # some interference
     ours = evaluate.BssEvalV4(ref, SR, SR, filters_len=128)(est)
-    want = metrics.bss_eval(np.moveaxis(ref, 1, 2), np.moveaxis(est, 1, 2), window=SR, hop=SR, filters_len=128,
-                            framewise_filters=False, bsseval_sources_version=False)
+    want = metrics.bss_eval(
+        np.moveaxis(ref, 1, 2),
+        np.moveaxis(est, 1, 2),
+        window=SR,
+        hop=SR,
+        filters_len=128,
+        framewise_filters=False,
+        bsseval_sources_version=False,
+    )
     assert np.isnan(want[0][:, 1]).all() and np.isfinite(want[0][:, [0, 2]]).all()
     for k, w in zip(("SDR", "ISR", "SIR", "SAR"), want):
         np.testing.assert_allclose(ours[k], w, atol=1e-6, err_msg=k)
@@ -177,13 +217,36 @@ def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(s
     for a, b in zip(first["songs"], second["songs"]):
         assert b["scores"]["tinypt/wiener"] == a["scores"]["tinypt/wiener"]
     assert second["summary"]["tinypt/wiener"] == first["summary"]["tinypt/wiener"]
-    assert (second["timing"]["per_method_per_song_second"]["tinypt/wiener"]
-            == first["timing"]["per_method_per_song_second"]["tinypt/wiener"])
+    assert (
+        second["timing"]["per_method_per_song_second"]["tinypt/wiener"]
+        == first["timing"]["per_method_per_song_second"]["tinypt/wiener"]
+    )
     assert "copied from the report of" in (root / "EVALUATION.md").read_text()
     # the same checkpoint under another name
-    renamed = evaluate.main(["--data", str(root / "data"), "--split", "test", "--songs", "2", "--seconds", "3",
-                             "--offset-seconds", "0.5", "--peer", f"renamed={ckpt}", "--peer-modes", "wiener",
-                             "--check-seconds", "0", "--out", str(tmp_path / "renamed.json"), "--reuse", str(prev)])
+    renamed = evaluate.main(
+        [
+            "--data",
+            str(root / "data"),
+            "--split",
+            "test",
+            "--songs",
+            "2",
+            "--seconds",
+            "3",
+            "--offset-seconds",
+            "0.5",
+            "--peer",
+            f"renamed={ckpt}",
+            "--peer-modes",
+            "wiener",
+            "--check-seconds",
+            "0",
+            "--out",
+            str(tmp_path / "renamed.json"),
+            "--reuse",
+            str(prev),
+        ]
+    )
     assert renamed == 0
     report = json.loads((tmp_path / "renamed.json").read_text())
     assert report["models"]["renamed"]["reused_from"] == first["date"]
@@ -193,8 +256,12 @@ def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(s
     prev.write_text(json.dumps(first))
     older = run(root, card, ckpt, ["--modes", "wiener", "--no-bss", "--check-seconds", "0", "--reuse", str(prev)])
     assert "reused_from" not in older["models"]["tinypt"]  # (other measures: --no-bss)
-    assert run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)]
-               )["models"]["tinypt"]["reused_from"] == first["date"]
+    assert (
+        run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)])["models"]["tinypt"][
+            "reused_from"
+        ]
+        == first["date"]
+    )
 
     # another checkpoint under the same name, or other excerpts: evaluated again
     other = tmp_path / "other.pt"
@@ -203,8 +270,12 @@ def test_reuse_copies_a_peers_scores_only_for_the_same_checkpoint_and_excerpts(s
     torch.save(ck, other)
     third = run(root, card, other, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev)])
     assert "reused_from" not in third["models"]["tinypt"]
-    fourth = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev),
-                                    "--offset-seconds", "0.25"])
+    fourth = run(
+        root,
+        card,
+        ckpt,
+        ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev), "--offset-seconds", "0.25"],
+    )
     assert "reused_from" not in fourth["models"]["tinypt"]
 
     # a report that is not JSON: one sentence
@@ -222,8 +293,23 @@ def test_carry_copies_an_earlier_models_scores_without_its_checkpoint(setup, tmp
     first = run(root, card, ckpt, ["--modes", "wiener,pu-iter", "--check-seconds", "0"])
     prev = tmp_path / "prev.json"
     prev.write_text(json.dumps(first))
-    second = run(root, card, ckpt, ["--modes", "wiener", "--check-seconds", "0", "--reuse", str(prev),
-                                    "--carry", "tiny=tiny-before", "--carry", "tinypt=tinypt-before"])
+    second = run(
+        root,
+        card,
+        ckpt,
+        [
+            "--modes",
+            "wiener",
+            "--check-seconds",
+            "0",
+            "--reuse",
+            str(prev),
+            "--carry",
+            "tiny=tiny-before",
+            "--carry",
+            "tinypt=tinypt-before",
+        ],
+    )
     assert second["models"]["tiny-before"]["reused_from"] == first["date"]
     assert second["models"]["tiny-before"]["path"] == first["models"]["tiny"]["path"]
     for mode in ("wiener", "pu-iter"):
@@ -233,8 +319,25 @@ def test_carry_copies_an_earlier_models_scores_without_its_checkpoint(setup, tmp
 
     def fails(extra, message, capsys=None):
         with pytest.raises(SystemExit, match=message):
-            evaluate.main(["--data", str(root / "data"), "--split", "test", "--songs", "2", "--seconds", "3",
-                           "--offset-seconds", "0.5", "--check-seconds", "0", "--out", str(tmp_path / "x.json"), *extra])
+            evaluate.main(
+                [
+                    "--data",
+                    str(root / "data"),
+                    "--split",
+                    "test",
+                    "--songs",
+                    "2",
+                    "--seconds",
+                    "3",
+                    "--offset-seconds",
+                    "0.5",
+                    "--check-seconds",
+                    "0",
+                    "--out",
+                    str(tmp_path / "x.json"),
+                    *extra,
+                ]
+            )
 
     fails(["--carry", "tiny"], "add --reuse REPORT.json")
     fails(["--reuse", str(prev), "--carry", "nope"], "has no model 'nope'")

@@ -14,14 +14,14 @@ import soundfile as sf
 
 pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 ROOT = Path(__file__).resolve().parents[1]
-from factory import karaoke  # noqa: E402
-from factory.evaluate import CardRunner  # noqa: E402
-from tiny_model import export_tiny_model  # noqa: E402
-
 from livedemix import dsp  # noqa: E402
 from livedemix.engine import Engine  # noqa: E402
 from livedemix.offline import separate  # noqa: E402
 from livedemix.presets import load_preset  # noqa: E402
+from tiny_model import export_tiny_model  # noqa: E402
+
+from factory import karaoke  # noqa: E402
+from factory.evaluate import CardRunner  # noqa: E402
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
@@ -31,8 +31,9 @@ CFG = dsp.config("quality")
 def _tones(seconds=2.0, freqs=(1760.0, 110.0, 55.0, 440.0)):
     """Four stems, each one steady tone far from the others in frequency (stereo)."""
     t = np.arange(int(seconds * SR)) / SR
-    return np.stack([np.stack([0.2 * np.sin(2 * np.pi * f * t), 0.15 * np.sin(2 * np.pi * f * t + 0.3)])
-                     for f in freqs]).astype(np.float32)
+    return np.stack(
+        [np.stack([0.2 * np.sin(2 * np.pi * f * t), 0.15 * np.sin(2 * np.pi * f * t + 0.3)]) for f in freqs]
+    ).astype(np.float32)
 
 
 def test_mask_weights_share_every_bin_and_split_silence_equally():
@@ -51,7 +52,7 @@ def test_parts_add_up_to_the_masked_mixture():
     gain = np.random.default_rng(2).uniform(size=X.shape)
     parts = karaoke.stem_parts(gain, karaoke.stem_spectra(stems, CFG), CFG, stems.shape[-1])
     whole = dsp.istft((gain * X).astype(np.complex64), CFG, stems.shape[-1])
-    assert np.sum((parts.sum(axis=0) - whole) ** 2) / np.sum(whole ** 2) < 1e-10
+    assert np.sum((parts.sum(axis=0) - whole) ** 2) / np.sum(whole**2) < 1e-10
 
 
 def test_oracle_masks_mute_a_stem_that_shares_no_bins():
@@ -77,14 +78,20 @@ def test_model_weights_pair_frames_as_the_engine_does(tmp_path, lookahead):
     g, power = eng.gain_matrix()[0], eng.describe()["mask_power"]
     runner = CardRunner("tiny", card, ["wiener"])
     _, w = karaoke.model_weights(runner, mix, power)
-    parts = karaoke.stem_parts(np.einsum("j,tjcf->tcf", g, w), karaoke.stem_spectra(stems, runner.cfg), runner.cfg,
-                                mix.shape[1])
-    assert np.sum((parts.sum(axis=0) - out) ** 2) / np.sum(out ** 2) < 1e-8
+    parts = karaoke.stem_parts(
+        np.einsum("j,tjcf->tcf", g, w), karaoke.stem_spectra(stems, runner.cfg), runner.cfg, mix.shape[1]
+    )
+    assert np.sum((parts.sum(axis=0) - out) ** 2) / np.sum(out**2) < 1e-8
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "factory.karaoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "factory.karaoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_cli_runs_on_corpus_songs_and_prints_the_table(tmp_path):
@@ -101,13 +108,16 @@ def test_cli_runs_on_corpus_songs_and_prints_the_table(tmp_path):
     assert "| model (p = 1) |" in table and "| model (p = 4) |" in table
 
 
-@pytest.mark.parametrize("args,words", [
-    ((), "either --data"),
-    (("--demo", "--data", "x"), "either --data"),
-    (("--data", "/nonexistent/corpus"), "no 'valid' split under /nonexistent/corpus"),
-    (("--demo", "--muted", "choir"), "no stem 'choir'"),
-    (("--demo", "--powers", "1,twelve"), "numbers in [0.25, 8]"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        ((), "either --data"),
+        (("--demo", "--data", "x"), "either --data"),
+        (("--data", "/nonexistent/corpus"), "no 'valid' split under /nonexistent/corpus"),
+        (("--demo", "--muted", "choir"), "no stem 'choir'"),
+        (("--demo", "--powers", "1,twelve"), "numbers in [0.25, 8]"),
+    ],
+)
 def test_cli_bad_arguments_get_one_sentence(args, words):
     r = _cli(*args)
     assert r.returncode == 2

@@ -8,9 +8,18 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
-from live_support import (DEMO, JackServer, Player, Recorder, finish, jack_server, live_model, livedemix,  # noqa: F401
-                          report_of, wait_until)
+from live_support import (  # noqa: F401
+    DEMO,
+    JackServer,
+    Player,
+    Recorder,
+    finish,
+    jack_server,
+    live_model,
+    livedemix,
+    report_of,
+    wait_until,
+)
 from livedemix.offline import separate
 
 pytestmark = pytest.mark.jack
@@ -25,8 +34,20 @@ def test_play_through_jack_equals_offline_karaoke(jack_server, live_model):
     delayed by the reported latency, sample for sample."""
     rec = Recorder(jack_server, "ldcap", seconds=40)
     try:
-        p = livedemix("play", str(DEMO), "--preset", "karaoke", "--model", str(live_model), "--device", "ldcap",
-                      "--no-ui", "--json", "--deadline", "0")
+        p = livedemix(
+            "play",
+            str(DEMO),
+            "--preset",
+            "karaoke",
+            "--model",
+            str(live_model),
+            "--device",
+            "ldcap",
+            "--no-ui",
+            "--json",
+            "--deadline",
+            "0",
+        )
         rc, out, err = finish(p, timeout=180)
     finally:
         captured = rec.stop()
@@ -52,8 +73,10 @@ def test_play_through_jack_equals_offline_karaoke(jack_server, live_model):
     assert not captured[:, :stream_start].any()
     diff = got - ref
     err_db = db(np.sqrt(np.mean(diff**2)) / np.sqrt(np.mean(ref**2)))
-    print(f"\nplay vs offline karaoke: max |diff| {np.abs(diff).max():.3g}, error {err_db:.1f} dB; "
-          f"xruns livedemix {r['xruns']}, seen by the capture client {rec.xruns}; cpu {r['cpu_share']:.3f}")
+    print(
+        f"\nplay vs offline karaoke: max |diff| {np.abs(diff).max():.3g}, error {err_db:.1f} dB; "
+        f"xruns livedemix {r['xruns']}, seen by the capture client {rec.xruns}; cpu {r['cpu_share']:.3f}"
+    )
     assert np.abs(diff).max() == 0.0 or err_db < -90
     assert r["underruns"] == 0 and r["late_hops"] == 0 and r["separator_errors"] == 0
     # Every xrun livedemix counted is one the server reported to every client (on an idle
@@ -68,8 +91,21 @@ def _impulse_delays(server, live_model, *extra, rate=44100, amp=(0.5, -0.25)):
     rec = Recorder(server, "ldcap", seconds=20)
     src = Player(server, "ldsrc")
     try:
-        p = livedemix("live", "--device", "ldcap", "--input-device", "ldsrc", "--model", str(live_model),
-                      "--no-ui", "--json", "--deadline", "0", *extra, env=server.env)
+        p = livedemix(
+            "live",
+            "--device",
+            "ldcap",
+            "--input-device",
+            "ldsrc",
+            "--model",
+            str(live_model),
+            "--no-ui",
+            "--json",
+            "--deadline",
+            "0",
+            *extra,
+            env=server.env,
+        )
         wait_until(lambda: (rec.connected() and src.connected()) or p.poll() is not None, 60, "livedemix's JACK ports")
         assert p.poll() is None, p.communicate()[1]
         time.sleep(0.3)
@@ -115,9 +151,10 @@ def test_impulse_through_live_arrives_exactly_after_the_reported_latency(jack_se
 def test_live_resamples_when_the_device_rate_differs_and_counts_the_delay():
     """A 48 kHz JACK server and a 44.1 kHz model: the stream resamples both ways and the reported
     latency (prefill + the engine's latency at 48 kHz) is where the impulse arrives."""
-    from live_support import DEFAULT_MODEL, export_random_model
     import tempfile
     from pathlib import Path
+
+    from live_support import DEFAULT_MODEL, export_random_model
 
     server = JackServer(rate=48000)
     try:
@@ -126,7 +163,9 @@ def test_live_resamples_when_the_device_rate_differs_and_counts_the_delay():
             r, delays, peaks = _impulse_delays(server, model, rate=48000)
     finally:
         server.stop()
-    print(f"\n48 kHz: reported {r['latency_samples']} samples (prefill {r['prefill_samples']}), measured {delays}, peaks {peaks}")
+    print(
+        f"\n48 kHz: reported {r['latency_samples']} samples (prefill {r['prefill_samples']}), measured {delays}, peaks {peaks}"
+    )
     assert r["mode"] == "resampling" and r["samplerate"] == 48000
     assert r["latency_samples"] == r["prefill_samples"] + round(r["engine_latency_samples"] * 48000 / 44100)
     # Every impulse that arrives arrives at the reported latency (an underrun of the resampling
@@ -148,6 +187,7 @@ def test_live_ends_with_one_sentence_when_the_jack_server_goes_away(live_model):
 
         def ports_up():
             return bool(probe.get_ports("livedemix:out")) or p.poll() is not None
+
         wait_until(ports_up, 60, "livedemix's ports")
         probe.close()
         time.sleep(0.5)
@@ -177,7 +217,7 @@ def test_device_and_channel_errors_are_one_sentence_listing_what_exists(jack_ser
     assert rc == 2 and "is not a channel list" in err
 
     preset = tmp_path / "wide.toml"
-    preset.write_text('schema = 1\n[buses.main]\noutputs = [1, 2]\n[buses.cue]\noutputs = [7, 8]\n')
+    preset.write_text("schema = 1\n[buses.main]\noutputs = [1, 2]\n[buses.cue]\noutputs = [7, 8]\n")
     rc, out, err = finish(livedemix("live", "--model", str(live_model), "--preset", str(preset), "--no-ui"))
     assert rc == 2 and "bus 'cue' goes to output 7-8 but device 0 'system' has 4 outputs" in err
 
@@ -204,13 +244,17 @@ def test_the_audio_callback_allocates_no_arrays(jack_server, live_model):
     import tracemalloc
 
     import sounddevice as sd
-
-    from livedemix.engine import Engine
     from livedemix.audio import StreamRunner, find_device
+    from livedemix.engine import Engine
 
     eng = Engine(model=live_model, preset="karaoke", buses=["main", "cue"], block_size=4096)
-    r = StreamRunner(eng, output_device=find_device("system", "output"), input_device=find_device("system", "input"),
-                     input_channels=[1, 2], routes={"main": [1, 2], "cue": [3, 4]})
+    r = StreamRunner(
+        eng,
+        output_device=find_device("system", "output"),
+        input_device=find_device("system", "input"),
+        input_channels=[1, 2],
+        routes={"main": [1, 2], "cue": [3, 4]},
+    )
     r.warm_up()
     rng = np.random.default_rng(0)
     n = 1024

@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-
 from live_support import live_model  # noqa: F401
 from livedemix import dsp
 from livedemix.audio import AudioDeviceError, ControlQueue, FileReader, parse_channels, power_scale

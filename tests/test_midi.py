@@ -11,11 +11,21 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
-from live_support import (DEMO, MidiPeer, MidiSender, Player, Recorder, finish, jack_server, live_model,  # noqa: F401
-                          livedemix, report_of, wait_until)
-from livedemix.engine import RAMP_SECONDS, Engine
+from live_support import (  # noqa: F401
+    DEMO,
+    MidiPeer,
+    MidiSender,
+    Player,
+    Recorder,
+    finish,
+    jack_server,
+    live_model,
+    livedemix,
+    report_of,
+    wait_until,
+)
 from livedemix.audio import ControlQueue
+from livedemix.engine import RAMP_SECONDS, Engine
 from livedemix.midi import Message, MidiController, decode, fader_db, fader_position
 from livedemix.presets import load_preset
 
@@ -56,31 +66,35 @@ presets = ["karaoke", "drummer"]
 
 # ---- decoding and the fader law --------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, want", [
-    ([0xB3, 7, 100], Message("cc", 4, 7, 100)),
-    ([0x90, 60, 90], Message("note_on", 1, 60, 90)),
-    ([0x9F, 60, 0], Message("note_off", 16, 60, 0)),  # note-on with velocity 0 is a note-off
-    ([0x80, 60, 64], Message("note_off", 1, 60, 64)),
-    ([0xC2, 5], Message("program", 3, 5, 0)),
-    ([0xE0, 0, 64], Message("pitchbend", 1, 0, 0)),
-    ([0xE0, 0x7F, 0x7F], Message("pitchbend", 1, 0, 8191)),
-    ([0xF8], Message("clock")),
-    ([0xFF], Message("reset")),
-    ([], "empty"),
-    ([0x3C, 0x40], "running status"),
-    ([0x90, 0x3C], "truncated"),
-    ([0xC0], "truncated"),
-    ([0xB0, 1, 2, 3], "too long"),
-    ([0xB0, 200, 5], "data out of range"),
-    ([0x90, 60, 128], "data out of range"),
-    ([0xF0, 1, 2, 0xF7], "sysex"),
-    ([0xF0, 1, 2], "sysex"),
-    ([0xF4], "undefined status"),
-    ([0xF5, 1], "undefined status"),
-    ([0xF7], "undefined status"),
-    ([0xFD], "undefined status"),
-    ([0xF2, 1], "truncated"),
-])
+
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ([0xB3, 7, 100], Message("cc", 4, 7, 100)),
+        ([0x90, 60, 90], Message("note_on", 1, 60, 90)),
+        ([0x9F, 60, 0], Message("note_off", 16, 60, 0)),  # note-on with velocity 0 is a note-off
+        ([0x80, 60, 64], Message("note_off", 1, 60, 64)),
+        ([0xC2, 5], Message("program", 3, 5, 0)),
+        ([0xE0, 0, 64], Message("pitchbend", 1, 0, 0)),
+        ([0xE0, 0x7F, 0x7F], Message("pitchbend", 1, 0, 8191)),
+        ([0xF8], Message("clock")),
+        ([0xFF], Message("reset")),
+        ([], "empty"),
+        ([0x3C, 0x40], "running status"),
+        ([0x90, 0x3C], "truncated"),
+        ([0xC0], "truncated"),
+        ([0xB0, 1, 2, 3], "too long"),
+        ([0xB0, 200, 5], "data out of range"),
+        ([0x90, 60, 128], "data out of range"),
+        ([0xF0, 1, 2, 0xF7], "sysex"),
+        ([0xF0, 1, 2], "sysex"),
+        ([0xF4], "undefined status"),
+        ([0xF5, 1], "undefined status"),
+        ([0xF7], "undefined status"),
+        ([0xFD], "undefined status"),
+        ([0xF2, 1], "truncated"),
+    ],
+)
 def test_decode(raw, want):
     assert decode(raw) == want
 
@@ -99,6 +113,7 @@ def test_fader_law():
 
 
 # ---- mappings on a real engine (no ports: handle() is what the MIDI thread calls) -------------
+
 
 @pytest.fixture
 def controller(live_model, tmp_path):
@@ -179,6 +194,7 @@ def test_garbage_is_counted_never_raised(controller):
 
 # ---- end to end over JACK MIDI ---------------------------------------------------------------
 
+
 def _deviation(captured, rec_t0, sig, t_start, L):
     """captured output minus the input delayed by L (zero wherever every gain is at unity)."""
     n = captured.shape[1]
@@ -201,8 +217,22 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     src = Player(jack_server, "ldsrc")
     sender = None
     try:
-        p = livedemix("live", "--device", "ldcap", "--input-device", "ldsrc", "--model", str(live_model),
-                      "--preset", str(preset), "--midi", "--no-ui", "--json", "--deadline", "0")
+        p = livedemix(
+            "live",
+            "--device",
+            "ldcap",
+            "--input-device",
+            "ldsrc",
+            "--model",
+            str(live_model),
+            "--preset",
+            str(preset),
+            "--midi",
+            "--no-ui",
+            "--json",
+            "--deadline",
+            "0",
+        )
         wait_until(lambda: (rec.connected() and src.connected()) or p.poll() is not None, 60, "livedemix's ports")
         assert p.poll() is None, p.communicate()[1]
         sender = MidiPeer("livedemix-midi:livedemix", listen="livedemix-feedback")
@@ -250,12 +280,14 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     L = r["latency_samples"]
     # frame time of each control's JACK cycle, matched in order of sending
     events = list(rec.midi_events)
+
     def carried(msg):
         for i, (t, data) in enumerate(events):
             if list(data) == msg:
                 del events[: i + 1]
                 return t
         raise AssertionError(f"the recorder never saw {msg}")
+
     carried([0xB0, 0, 0])  # refused by soft takeover
     carried([0xB0, 0, 127])  # the pickup at 0 dB
     t_off = carried([0xB0, 0, 0])
@@ -282,10 +314,12 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     onset_mute2 = idx(t_mute2) + int(np.argmax(dev[idx(t_mute2) :] > eps))
     last_on = idx(t_on) + int(np.flatnonzero(dev[idx(t_on) : idx(t_mute)] > eps)[-1])
     last_unmute = idx(t_unmute) + int(np.flatnonzero(dev[idx(t_unmute) : idx(t_mute2)] > eps)[-1])
-    print(f"\nlatency {L}; CC off → audible after {onset_off - idx(t_off)} samples; CC back → unity after "
-          f"{last_on - idx(t_on)}; note mute → {onset_mute - idx(t_mute)}; unmute after garbage → unity after "
-          f"{last_unmute - idx(t_unmute)}; mute again → {onset_mute2 - idx(t_mute2)} (bound {respond} to respond, "
-          f"{settle} to settle); midi {r['midi']}")
+    print(
+        f"\nlatency {L}; CC off → audible after {onset_off - idx(t_off)} samples; CC back → unity after "
+        f"{last_on - idx(t_on)}; note mute → {onset_mute - idx(t_mute)}; unmute after garbage → unity after "
+        f"{last_unmute - idx(t_unmute)}; mute again → {onset_mute2 - idx(t_mute2)} (bound {respond} to respond, "
+        f"{settle} to settle); midi {r['midi']}"
+    )
     for onset, t in ((onset_off, t_off), (onset_mute, t_mute), (onset_mute2, t_mute2)):
         assert 0 <= onset - idx(t) <= respond
     for last, t in ((last_on, t_on), (last_unmute, t_unmute)):

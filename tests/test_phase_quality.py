@@ -1,17 +1,17 @@
 """Phase recovery quality: pure phase retrieval against Griffin-Lim, oracle separation with
 BSS Eval v4. The numbers in docs/EVALUATION.md come from factory/phase_eval.py; these tests
 check the same claims on the rendered material (fluidsynth + FluidR3 GM)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
+from livedemix.phase import PhaseRecovery
 from phase_support import have_fluidsynth, instrument_clip, istft, oracle_inputs, sdr, stft
 
-from livedemix.phase import PhaseRecovery
-
-needs_fluidsynth = pytest.mark.skipif(not have_fluidsynth(),
-                                      reason="needs fluidsynth and FluidR3_GM.sf2 (apt-get install fluidsynth fluid-soundfont-gm)")
+needs_fluidsynth = pytest.mark.skipif(
+    not have_fluidsynth(), reason="needs fluidsynth and FluidR3_GM.sf2 (apt-get install fluidsynth fluid-soundfont-gm)"
+)
 
 
 @needs_fluidsynth
@@ -47,9 +47,16 @@ def test_oracle_separation_bss_eval_v4():
     from factory.phase_render import render_song
 
     song = render_song(0, 12.0)
-    sc = separation_scores(song, CONFIGS["hann-1024-256"],
-                           [("mixture", "mixture", {}), ("wiener", "wiener", {}), ("pu-iter", "pu-iter", {}),
-                            ("anisotropic", "anisotropic", {})])
+    sc = separation_scores(
+        song,
+        CONFIGS["hann-1024-256"],
+        [
+            ("mixture", "mixture", {}),
+            ("wiener", "wiener", {}),
+            ("pu-iter", "pu-iter", {}),
+            ("anisotropic", "anisotropic", {}),
+        ],
+    )
     mean = {k: float(np.mean(v["SDR"])) for k, v in sc.items()}
     sir = {k: float(np.mean(v["SIR"])) for k, v in sc.items()}
     print("SDR", mean, "SIR", sir)

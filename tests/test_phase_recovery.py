@@ -1,19 +1,28 @@
 """livedemix.phase.PhaseRecovery: transparency, robustness, API and streaming behaviour."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import iv
-
-from phase_support import istft, oracle_inputs, sdr, song
-
 from livedemix import _core
 from livedemix.phase import DEFAULT_N_ITER, MODES, PhaseRecovery
+from phase_support import istft, oracle_inputs, sdr, song
+from scipy.special import iv
 
-MODE_KW = [("wiener", {}), ("pu-iter", {}), ("pu-iter", {"n_iter": 1}), ("pu-iter", {"n_iter": 32}),
-           ("anisotropic", {}), ("anisotropic", {"kappa": 0.0}), ("anisotropic", {"kappa": 50.0}),
-           ("wiener", {"mask_power": 1.0}), ("pu-iter", {"mask_power": 1.0}), ("anisotropic", {"mask_power": 1.0}),
-           ("wiener", {"mask_power": 0.6}), ("pu-iter", {"mask_power": 3.0})]
+MODE_KW = [
+    ("wiener", {}),
+    ("pu-iter", {}),
+    ("pu-iter", {"n_iter": 1}),
+    ("pu-iter", {"n_iter": 32}),
+    ("anisotropic", {}),
+    ("anisotropic", {"kappa": 0.0}),
+    ("anisotropic", {"kappa": 50.0}),
+    ("wiener", {"mask_power": 1.0}),
+    ("pu-iter", {"mask_power": 1.0}),
+    ("anisotropic", {"mask_power": 1.0}),
+    ("wiener", {"mask_power": 0.6}),
+    ("pu-iter", {"mask_power": 3.0}),
+]
 
 
 def rel_err(Y, X):
@@ -35,6 +44,7 @@ def real_song():
 
 
 # -- transparency --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode,kw", MODE_KW)
 def test_transparency_random(mode, kw):
@@ -62,6 +72,7 @@ def test_transparency_real_music(real_song, mode, kw):
 
 
 # -- robustness ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("J", [1, 4, 8])
@@ -114,6 +125,7 @@ def test_zero_mixture_gives_silent_wiener_stems():
 
 
 # -- API -----------------------------------------------------------------------------------------
+
 
 def test_process_equals_process_stft_and_reset_reuses_cleanly():
     X, V = random_frames(30, 4, 2, 513, seed=4)
@@ -218,7 +230,9 @@ def test_bad_arrays_raise_value_error_naming_dtype_and_shape():
     out = np.zeros((4, 2, 513), np.complex64)
     with pytest.raises(ValueError, match=r"X must be a C-contiguous complex64 array of shape \(2, 513\).*complex128"):
         core.process(X.astype(np.complex128), V, out)
-    with pytest.raises(ValueError, match=r"V must be a C-contiguous float32 array of shape \(4, 2, 513\).*\(3, 2, 513\)"):
+    with pytest.raises(
+        ValueError, match=r"V must be a C-contiguous float32 array of shape \(4, 2, 513\).*\(3, 2, 513\)"
+    ):
         core.process(X, V[:3], out)
     with pytest.raises(ValueError, match=r"out must be .*complex64 writable array"):
         core.process(X, V, out.astype(np.complex128))
@@ -229,8 +243,11 @@ def test_bad_arrays_raise_value_error_naming_dtype_and_shape():
     with pytest.raises(ValueError, match="read-only"):
         core.process(X, V, ro)
     with pytest.raises(ValueError, match=r"V must be .*\(3, 4, 2, 513\).*\(2, 4, 2, 513\)"):
-        core.process_frames(np.zeros((3, 2, 513), np.complex64), np.zeros((2, 4, 2, 513), np.float32),
-                            np.zeros((3, 4, 2, 513), np.complex64))
+        core.process_frames(
+            np.zeros((3, 2, 513), np.complex64),
+            np.zeros((2, 4, 2, 513), np.float32),
+            np.zeros((3, 4, 2, 513), np.complex64),
+        )
     pr = PhaseRecovery(4, 2, 1024, 256)
     with pytest.raises(ValueError, match="complex"):
         pr.process(np.zeros((2, 513)), V)
@@ -266,6 +283,7 @@ def test_bessel_ratios_match_scipy(kappa):
         assert r2 == pytest.approx(iv(2, kappa) / iv(0, kappa), rel=1e-10)
     else:
         from scipy.special import ive as ive_s
+
         assert r1 == pytest.approx(ive_s(1, kappa) / ive_s(0, kappa), rel=1e-10)
         assert r2 == pytest.approx(ive_s(2, kappa) / ive_s(0, kappa), rel=1e-10)
 
@@ -273,6 +291,7 @@ def test_bessel_ratios_match_scipy(kappa):
 def test_gil_is_released_during_process_stft():
     import threading
     import time
+
     X, V = random_frames(400, 4, 2, 513)
     pr = PhaseRecovery(4, 2, 1024, 256, n_iter=64)  # ~100 ms of native work
     ticks = []
@@ -296,6 +315,7 @@ def test_gil_is_released_during_process_stft():
 
 # -- it actually recovers phase ------------------------------------------------------------------
 
+
 def test_pu_iter_beats_wiener_with_oracle_magnitudes(real_song):
     """Oracle magnitudes on a short (4 s) song: default PU-Iter improves the mean plain SDR over
     Wiener. (The full claim, >= +1.5 dB BSS Eval SDR on 12 s songs, is the slow test in
@@ -312,7 +332,9 @@ def test_pu_iter_beats_wiener_with_oracle_magnitudes(real_song):
     assert scores["anisotropic"] > scores["wiener"]
 
 
-@pytest.mark.parametrize("n_fft,hop,window", [(1024, 256, "hann"), (1024, 128, "asymmetric"), (1024, 256, "asymmetric")])
+@pytest.mark.parametrize(
+    "n_fft,hop,window", [(1024, 256, "hann"), (1024, 128, "asymmetric"), (1024, 256, "asymmetric")]
+)
 def test_evaluation_stft_is_the_core_stft(n_fft, hop, window):
     """factory/phase_eval.py evaluates with a float64 NumPy twin of the core's STFT; it must be
     the same transform as livedemix.dsp.stft (same windows, same frame alignment)."""
@@ -320,6 +342,7 @@ def test_evaluation_stft_is_the_core_stft(n_fft, hop, window):
     x = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
     A = dsp.stft(x, dsp.StftConfig(n_fft=n_fft, hop=hop, window=window))
     from phase_support import stft as np_stft
+
     B = np_stft(x.astype(np.float64), n_fft, hop, window)
     T = min(len(A), len(B))
     assert T >= 8000 // hop

@@ -7,26 +7,41 @@ magnitude-weighted point, PU, the normalised-flux onset detector, then wiener / 
 anisotropic. Only the decisions (peak, region, onset) are evaluated in float32 like the core,
 so that both take the same branches.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import iv
-
-from phase_support import oracle_inputs, song
-
 from livedemix.phase import DEFAULT_KAPPA, DEFAULT_N_ITER, PhaseRecovery
+from phase_support import oracle_inputs, song
+from scipy.special import iv
 
 f32 = np.float32
 
 
 class ReferencePhaseRecovery:
-    def __init__(self, J, C, n_fft, hop, mode="pu-iter", n_iter=DEFAULT_N_ITER, kappa=DEFAULT_KAPPA,
-                 peak_db=-40.0, onset_floor=0.2, onset_ratio=2.0, onset_smoothing=0.1):
+    def __init__(
+        self,
+        J,
+        C,
+        n_fft,
+        hop,
+        mode="pu-iter",
+        n_iter=DEFAULT_N_ITER,
+        kappa=DEFAULT_KAPPA,
+        peak_db=-40.0,
+        onset_floor=0.2,
+        onset_ratio=2.0,
+        onset_smoothing=0.1,
+    ):
         self.J, self.C, self.n_fft, self.hop, self.F = J, C, n_fft, hop, n_fft // 2 + 1
         self.mode, self.n_iter, self.kappa = mode, n_iter, kappa
         self.peak_lin = f32(10.0) ** f32(peak_db / 20.0)
-        self.onset_floor, self.onset_ratio, self.onset_smoothing = f32(onset_floor), f32(onset_ratio), f32(onset_smoothing)
+        self.onset_floor, self.onset_ratio, self.onset_smoothing = (
+            f32(onset_floor),
+            f32(onset_ratio),
+            f32(onset_smoothing),
+        )
         self.prev_u = np.ones((J, C, self.F), complex)
         self.prev_v = np.zeros((J, C, self.F), np.float32)
         self.mean = np.zeros((J, C), np.float32)
@@ -36,7 +51,7 @@ class ReferencePhaseRecovery:
         # von Mises moments
         if kappa > 0:
             i0, i1, i2 = iv(0, kappa), iv(1, kappa), iv(2, kappa)
-            self.lk, self.rho = i1 / i0, (i2 * i0 - i1 ** 2) / i0 ** 2
+            self.lk, self.rho = i1 / i0, (i2 * i0 - i1**2) / i0**2
         else:
             self.lk, self.rho = 0.0, 0.0
 
@@ -91,13 +106,17 @@ class ReferencePhaseRecovery:
         for c in range(self.C):
             x = X[c]
             v = V[:, c].astype(np.float64)
-            den = np.sum(v ** 2, axis=0)
-            lam = np.where(den > 0, v ** 2 / np.where(den > 0, den, 1), 1.0 / J)
+            den = np.sum(v**2, axis=0)
+            lam = np.where(den > 0, v**2 / np.where(den > 0, den, 1), 1.0 / J)
             ax = np.abs(x)
             xphase = np.where(ax > 0, x / np.where(ax > 0, ax, 1), 1)
             P = np.empty((J, F), complex)
             for j in range(J):
-                P[j] = xphase if self.onset(j, c, V[j, c]) else (self.unwrap(j, c, V[j, c]) if self.mode != "wiener" else 0)
+                P[j] = (
+                    xphase
+                    if self.onset(j, c, V[j, c])
+                    else (self.unwrap(j, c, V[j, c]) if self.mode != "wiener" else 0)
+                )
             if self.mode == "wiener":
                 Y = lam * x
                 u = np.where(ax > 0, xphase, self.prev_u[:, c])
@@ -111,17 +130,18 @@ class ReferencePhaseRecovery:
                         S = v * np.where(aY > 0, Y / np.where(aY > 0, aY, 1), 0)
                 u = np.where(np.abs(Y) > 0, Y / np.maximum(np.abs(Y), 1e-300), P)
             else:  # anisotropic Wiener, von Mises prior on the phase centred on the PU phase
-                vv = v ** 2
+                vv = v**2
                 m = self.lk * v * P
-                gam = (1 - self.lk ** 2) * vv
-                cc = self.rho * vv * P ** 2
+                gam = (1 - self.lk**2) * vv
+                cc = self.rho * vv * P**2
                 mX, gX, cX = m.sum(0), gam.sum(0), cc.sum(0)
                 Z = x - mX
-                D = gX ** 2 - np.abs(cX) ** 2
-                ok = D > 1e-6 * gX ** 2
+                D = gX**2 - np.abs(cX) ** 2
+                ok = D > 1e-6 * gX**2
                 Dsafe = np.where(ok, D, 1)
-                Shat = m + np.where(ok, ((gam * gX - cc * np.conj(cX)) * Z + (cc * gX - gam * cX) * np.conj(Z)) / Dsafe,
-                                    lam * Z)
+                Shat = m + np.where(
+                    ok, ((gam * gX - cc * np.conj(cX)) * Z + (cc * gX - gam * cX) * np.conj(Z)) / Dsafe, lam * Z
+                )
                 Y = Shat + lam * (x - Shat.sum(0))
                 u = np.where(np.abs(Y) > 0, Y / np.maximum(np.abs(Y), 1e-300), P)
             out[:, c] = Y
@@ -151,8 +171,16 @@ def whole_file():
     return X, V
 
 
-@pytest.mark.parametrize("mode,kw", [("wiener", {}), ("pu-iter", {"n_iter": 1}), ("pu-iter", {"n_iter": 4}),
-                                     ("anisotropic", {"kappa": 0.5}), ("anisotropic", {"kappa": DEFAULT_KAPPA})])
+@pytest.mark.parametrize(
+    "mode,kw",
+    [
+        ("wiener", {}),
+        ("pu-iter", {"n_iter": 1}),
+        ("pu-iter", {"n_iter": 4}),
+        ("anisotropic", {"kappa": 0.5}),
+        ("anisotropic", {"kappa": DEFAULT_KAPPA}),
+    ],
+)
 def test_streaming_core_matches_numpy_reference(whole_file, mode, kw):
     X, V = whole_file
     max_rel, l2_rel, frac = _compare(mode, X, V, **kw)
@@ -174,8 +202,10 @@ def test_default_pu_iter_matches_numpy_reference(whole_file):
     d = np.abs(core - want) / scale
     late = d[200:].max()
     frac = np.mean(d > 1e-4)
-    print(f"pu-iter n_iter={DEFAULT_N_ITER}: max |core - reference| / max|X| after frame 200: {late:.2e}; "
-          f"whole file: max {d.max():.2e}, bins off by > 1e-4: {100 * frac:.4f}%")
+    print(
+        f"pu-iter n_iter={DEFAULT_N_ITER}: max |core - reference| / max|X| after frame 200: {late:.2e}; "
+        f"whole file: max {d.max():.2e}, bins off by > 1e-4: {100 * frac:.4f}%"
+    )
     assert d.shape[0] > 600
     assert late < 1e-4
     assert frac < 1e-3

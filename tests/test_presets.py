@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from livedemix import presets as P
 
 SHIPPED = ["acapella", "bassist", "cue-vocals", "drummer", "fader-controller", "karaoke"]
@@ -34,28 +33,41 @@ def test_shipped_presets_mean_what_they_say():
 
 
 def test_solo_overrides_mute():
-    p = P.parse_preset({"schema": 1, "buses": {"main": {"stems": {"vocals": {"mute": True, "solo": True},
-                                                                  "drums": {"mute": False}}}}})
+    p = P.parse_preset(
+        {"schema": 1, "buses": {"main": {"stems": {"vocals": {"mute": True, "solo": True}, "drums": {"mute": False}}}}}
+    )
     assert p.stem_gains("main") == {"vocals": 1.0, "drums": 0.0, "bass": 0.0, "other": 0.0}
 
 
 BAD = [
     ('schema = 1\ncolour = "red"\n', r"'colour' is not a known key: remove it or use one of"),
     ('name = "x"\n', r"'schema' is missing: add `schema = 1`"),
-    ('schema = 2\n', r"'schema' is 2, a version this livedemix doesn't read"),
+    ("schema = 2\n", r"'schema' is 2, a version this livedemix doesn't read"),
     ('schema = 1\n[engine]\nphase = "magic"\n', r"'engine.phase' is 'magic': use one of wiener, pu-iter, anisotropic"),
     ('schema = 1\n[engine]\nn_iter = "4"\n', r"'engine.n_iter' must be an integer"),
-    ('schema = 1\n[engine]\nn_iter = 1000\n', r"'engine.n_iter' is 1000, out of range: give a value from 1 to 64"),
-    ('schema = 1\n[engine]\nmask_power = 0\n', r"'engine.mask_power' is 0, out of range: give a value from 0.25 to 8"),
-    ('schema = 1\n[buses.main.stems.vocal]\nmute = true\n', r"'buses.main.stems.vocal' names an unknown stem 'vocal': use one of vocals, drums, bass, other"),
+    ("schema = 1\n[engine]\nn_iter = 1000\n", r"'engine.n_iter' is 1000, out of range: give a value from 1 to 64"),
+    ("schema = 1\n[engine]\nmask_power = 0\n", r"'engine.mask_power' is 0, out of range: give a value from 0.25 to 8"),
+    (
+        "schema = 1\n[buses.main.stems.vocal]\nmute = true\n",
+        r"'buses.main.stems.vocal' names an unknown stem 'vocal': use one of vocals, drums, bass, other",
+    ),
     ('schema = 1\n[buses.main.stems.vocals]\nmute = "yes"\n', r"'buses.main.stems.vocals.mute' must be true or false"),
-    ('schema = 1\n[buses.main.stems.vocals]\ngain_db = 40\n', r"'buses.main.stems.vocals.gain_db' is 40, out of range"),
-    ('schema = 1\n[buses.main]\noutputs = [0]\n', r"'buses.main.outputs' is 0, out of range"),
+    ("schema = 1\n[buses.main.stems.vocals]\ngain_db = 40\n", r"'buses.main.stems.vocals.gain_db' is 40, out of range"),
+    ("schema = 1\n[buses.main]\noutputs = [0]\n", r"'buses.main.outputs' is 0, out of range"),
     ('schema = 1\n[[midi.map]]\nkind = "cc"\naction = "gain"\n', r"'midi.map\[0\].stem' is missing"),
-    ('schema = 1\n[[midi.map]]\nkind = "cc"\naction = "mute"\nstem = "bass"\nbus = "cue"\n', r"names a bus 'cue' that the preset doesn't define"),
-    ('schema = 1\n[[midi.map]]\nkind = "cc"\naction = "gain"\nstem = "bass"\nrange_db = [6, -60]\n', r"low not below high"),
-    ('schema = 1\n[[midi.map]]\nkind = "cc"\nnumber = 128\naction = "master"\n', r"'midi.map\[0\].number' is 128, out of range"),
-    ('schema = 1\n[engine\n', r"not valid TOML"),
+    (
+        'schema = 1\n[[midi.map]]\nkind = "cc"\naction = "mute"\nstem = "bass"\nbus = "cue"\n',
+        r"names a bus 'cue' that the preset doesn't define",
+    ),
+    (
+        'schema = 1\n[[midi.map]]\nkind = "cc"\naction = "gain"\nstem = "bass"\nrange_db = [6, -60]\n',
+        r"low not below high",
+    ),
+    (
+        'schema = 1\n[[midi.map]]\nkind = "cc"\nnumber = 128\naction = "master"\n',
+        r"'midi.map\[0\].number' is 128, out of range",
+    ),
+    ("schema = 1\n[engine\n", r"not valid TOML"),
 ]
 
 
@@ -82,7 +94,9 @@ def test_save_is_atomic_and_round_trips(tmp_path):
 
 
 def test_presets_cli(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "livedemix", "presets", *a], capture_output=True, text=True, timeout=60)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "livedemix", "presets", *a], capture_output=True, text=True, timeout=60
+    )
     out = run("list")
     assert out.returncode == 0 and "karaoke" in out.stdout and "cue-vocals" in out.stdout
     assert run("validate").returncode == 0

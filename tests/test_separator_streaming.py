@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from livedemix import dsp
 from livedemix.separator import ModelError, Separator
 
@@ -21,8 +20,9 @@ QUALITY = dict(n_fft=1024, hop=256, window="asymmetric")
 
 def random_model(lookahead=0, seed=0, local=0, **refiner):
     torch.manual_seed(seed)
-    cfg = ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead, local=local,
-                      **refiner)
+    cfg = ModelConfig(
+        residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=lookahead, local=local, **refiner
+    )
     net = WaveNetSeparator(cfg)
     with torch.no_grad():  # make the random model's masks far from 0.5 everywhere
         net.head2.weight.mul_(8.0)
@@ -33,12 +33,18 @@ def random_model(lookahead=0, seed=0, local=0, **refiner):
     return net.eval()
 
 
-VARIANTS = {"la0": dict(lookahead=0), "la2": dict(lookahead=2, seed=2), "local": dict(local=6, seed=3),
-            # every refiner option at once: three patches, the frame context, bin bias, 2 layers
-            "local-full": dict(local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6)), local_context=True, local_bin_bias=True,
-                               local_depth=2),
-            # the side signal as a third input plane, with the refiner (feat_state) and with lookahead (mag_state)
-            "side": dict(local=6, seed=5, side=True), "side-la2": dict(lookahead=2, seed=6, side=True)}
+VARIANTS = {
+    "la0": dict(lookahead=0),
+    "la2": dict(lookahead=2, seed=2),
+    "local": dict(local=6, seed=3),
+    # every refiner option at once: three patches, the frame context, bin bias, 2 layers
+    "local-full": dict(
+        local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6)), local_context=True, local_bin_bias=True, local_depth=2
+    ),
+    # the side signal as a third input plane, with the refiner (feat_state) and with lookahead (mag_state)
+    "side": dict(local=6, seed=5, side=True),
+    "side-la2": dict(lookahead=2, seed=6, side=True),
+}
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +97,17 @@ def test_side_input_starts_as_the_model_it_widens():
     wide = WaveNetSeparator(cfg)
     wide.load_state_dict(wide.widen_input(base.state_dict()))
     rng = np.random.default_rng(2)
-    X = torch.from_numpy((rng.standard_normal((1, 2, 513, 30)) + 1j * rng.standard_normal((1, 2, 513, 30))).astype(np.complex64))
+    X = torch.from_numpy(
+        (rng.standard_normal((1, 2, 513, 30)) + 1j * rng.standard_normal((1, 2, 513, 30))).astype(np.complex64)
+    )
     wide.init_input_stats(wide.input_magnitudes(X), planes=slice(2, None))  # only the side plane's affine moves
     with torch.no_grad():
         # equal up to float rounding (the zero block changes how the matrix product sums)
         ref = base(X.abs())
-        torch.testing.assert_close(wide.eval()(wide.input_magnitudes(X)), ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
-        wide.inp.weight[:, 2 * 513:].normal_(0, 0.1)  # and the side plane does reach the output once trained
+        torch.testing.assert_close(
+            wide.eval()(wide.input_magnitudes(X)), ref, rtol=0, atol=1e-6 * float(ref.abs().max())
+        )
+        wide.inp.weight[:, 2 * 513 :].normal_(0, 0.1)  # and the side plane does reach the output once trained
         assert (wide(wide.input_magnitudes(X)) - base(X.abs())).abs().max() > 1e-3
     with pytest.raises(ValueError, match="does not widen"):
         wide.widen_input(dict(base.state_dict(), **{"head1.weight": torch.zeros(3, 3, 1)}))

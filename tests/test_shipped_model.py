@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import livedemix
 import numpy as np
 import pytest
 import soundfile as sf
-
-import livedemix
 from livedemix import dsp
 from livedemix.engine import Engine
 from livedemix.metrics import bss_eval, sdr
@@ -92,13 +91,16 @@ def karaoke(demo):
     runner = CardRunner("model", CARD, ["wiener"])
     _, w = measure.model_weights(runner, mix, settings["mask_power"])
     refs = np.stack([stems[s] for s in STEMS])
-    parts = measure.stem_parts(np.einsum("j,tjcf->tcf", g, w), measure.stem_spectra(refs, runner.cfg), runner.cfg,
-                               mix.shape[1])
+    parts = measure.stem_parts(
+        np.einsum("j,tjcf->tcf", g, w), measure.stem_spectra(refs, runner.cfg), runner.cfg, mix.shape[1]
+    )
     mismatch = np.sum((parts.sum(axis=0) - est["mix"]) ** 2) / np.sum(est["mix"] ** 2)
     change = measure.change_db(parts, refs)
     sir_vocals = float(bss_eval(refs, np.stack([est[s] for s in STEMS]))["SIR"][0])
-    print(f"karaoke: stems' change in the main bus { {s: round(float(c), 2) for s, c in zip(STEMS, change)} } dB; "
-          f"separator's vocals SIR {sir_vocals:.2f} dB; parts vs the engine's output {10 * np.log10(mismatch):.0f} dB")
+    print(
+        f"karaoke: stems' change in the main bus { {s: round(float(c), 2) for s, c in zip(STEMS, change)} } dB; "
+        f"separator's vocals SIR {sir_vocals:.2f} dB; parts vs the engine's output {10 * np.log10(mismatch):.0f} dB"
+    )
     return change, sir_vocals, mismatch
 
 
@@ -112,17 +114,23 @@ def test_karaoke_measure_adds_up_to_the_engines_output(karaoke):
 # model: with the true stems' magnitudes (the ideal ratio mask, `python -m factory.karaoke --demo`)
 # the vocals drop by 12.6 / 15.6 / 16.5 dB against an SIR of 16.2 / 18.2 / 19.0 dB at p = 1 / 2 / 4,
 # and 'other' changes by -1.74 / -1.33 / -1.14 dB (its pad shares the voice's bins).
-@pytest.mark.xfail(strict=True, reason="beyond mask-based reconstruction on this song: muting takes the vocals "
-                   "down by 10.35 dB against the separator's vocals SIR of 12.07 dB (card's mask power 1); the ideal "
-                   "ratio mask misses it too (15.6 dB against 18.2 at p = 2)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="beyond mask-based reconstruction on this song: muting takes the vocals "
+    "down by 10.35 dB against the separator's vocals SIR of 12.07 dB (card's mask power 1); the ideal "
+    "ratio mask misses it too (15.6 dB against 18.2 at p = 2)",
+)
 def test_karaoke_removes_the_vocals_by_at_least_their_sir(karaoke):
     change, sir_vocals, _ = karaoke
     assert -change[0] >= sir_vocals
 
 
-@pytest.mark.xfail(strict=True, reason="beyond mask-based reconstruction on this song: muting the vocals changes "
-                   "drums by -0.62, bass by -0.96 and 'other' by -3.09 dB (card's mask power 1); the ideal ratio "
-                   "mask still takes 1.14-1.74 dB of 'other', whose pad shares the voice's bins")
+@pytest.mark.xfail(
+    strict=True,
+    reason="beyond mask-based reconstruction on this song: muting the vocals changes "
+    "drums by -0.62, bass by -0.96 and 'other' by -3.09 dB (card's mask power 1); the ideal ratio "
+    "mask still takes 1.14-1.74 dB of 'other', whose pad shares the voice's bins",
+)
 def test_karaoke_keeps_the_band_within_1_db(karaoke):
     change, _, _ = karaoke
     assert all(abs(c) < 1.0 for c in change[1:])

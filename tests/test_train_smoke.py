@@ -27,8 +27,10 @@ def synth_song(rng, seconds=3.0):
         drums[i : i + n] += 0.4 * rng.standard_normal(n) * np.exp(-np.arange(n) / 400)
     bass = 0.3 * np.sin(2 * np.pi * rng.uniform(40, 90) * t)
     other = 0.1 * np.sign(np.sin(2 * np.pi * rng.uniform(500, 900) * t))
-    return {k: np.stack([v, 0.8 * v]).T.astype(np.float32) for k, v in
-            dict(vocals=vocals, drums=drums, bass=bass, other=other).items()}
+    return {
+        k: np.stack([v, 0.8 * v]).T.astype(np.float32)
+        for k, v in dict(vocals=vocals, drums=drums, bass=bass, other=other).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +48,29 @@ def stems_folder(tmp_path_factory):
     return root
 
 
-ARGS = ["--steps", "4", "--eval-every", "2", "--batch", "2", "--seconds", "1", "--valid-seconds", "2",
-        "--residual", "8", "--skip", "8", "--hidden", "8", "--dilations", "1,2", "--threads", "1",
-        "--no-compile"]  # (the compiled path is checked against the eager one below)
+ARGS = [
+    "--steps",
+    "4",
+    "--eval-every",
+    "2",
+    "--batch",
+    "2",
+    "--seconds",
+    "1",
+    "--valid-seconds",
+    "2",
+    "--residual",
+    "8",
+    "--skip",
+    "8",
+    "--hidden",
+    "8",
+    "--dilations",
+    "1,2",
+    "--threads",
+    "1",
+    "--no-compile",
+]  # (the compiled path is checked against the eager one below)
 
 
 def test_train_logs_checkpoints_and_resumes_deterministically(stems_folder, tmp_path):
@@ -74,13 +96,43 @@ def test_second_stage_starts_from_the_first_and_reports_both(stems_folder, tmp_p
     first, second = tmp_path / "first", tmp_path / "second"
     assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS]) == 0
     ARGS2 = [a if a != "4" else "2" for a in ARGS]  # two more steps
-    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS2, "--loss", "sdr",
-                       "--init-from", str(first / "last.pt"), "--stop-at-step", "1"]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(stems_folder),
+                "--out",
+                str(second),
+                *ARGS2,
+                "--loss",
+                "sdr",
+                "--init-from",
+                str(first / "last.pt"),
+                "--stop-at-step",
+                "1",
+            ]
+        )
+        == 0
+    )
     start = torch.load(second / "last.pt", weights_only=False)
     assert start["step"] == 1 and start["training"]["steps"] == 5  # 4 + 1
     # resuming the second stage continues it, not the first
-    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS2, "--loss", "sdr",
-                       "--init-from", str(first / "last.pt")]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(stems_folder),
+                "--out",
+                str(second),
+                *ARGS2,
+                "--loss",
+                "sdr",
+                "--init-from",
+                str(first / "last.pt"),
+            ]
+        )
+        == 0
+    )
     ck = torch.load(second / "last.pt", weights_only=False)
     tr = ck["training"]
     assert ck["step"] == 2 and tr["steps"] == 6
@@ -96,8 +148,9 @@ def test_second_stage_refuses_weights_of_another_model(stems_folder, tmp_path):
     assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS]) == 0
     wider = [a if a != "8" else "12" for a in ARGS]
     with pytest.raises(SystemExit, match="do not fit this model"):
-        train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *wider,
-                    "--init-from", str(first / "last.pt")])
+        train.main(
+            ["--data", str(stems_folder), "--out", str(tmp_path / "x"), *wider, "--init-from", str(first / "last.pt")]
+        )
 
 
 def test_torch_istft_inverts_the_torch_stft_like_the_core():
@@ -122,8 +175,11 @@ def test_sdr_loss_is_minus_the_stft_sdr_of_the_wiener_estimate():
     V = torch.rand(2, 4, 2, 33, 7, generator=g)
     est = train.wiener(V, X)
     eps = 1e-4 * (X.abs() ** 2).sum(dim=(1, 2, 3)) + 1e-8
-    sdr = [10 * torch.log10(((S[b, j].abs() ** 2).sum() + eps[b]) / (((est[b, j] - S[b, j]).abs() ** 2).sum() + eps[b]))
-           for b in range(2) for j in range(4)]
+    sdr = [
+        10 * torch.log10(((S[b, j].abs() ** 2).sum() + eps[b]) / (((est[b, j] - S[b, j]).abs() ** 2).sum() + eps[b]))
+        for b in range(2)
+        for j in range(4)
+    ]
     loss = train.sdr_loss_fn(V, S, X)
     torch.testing.assert_close(loss, -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
     assert torch.isfinite(loss)
@@ -144,8 +200,11 @@ def test_waveform_sdr_loss_scores_the_synthesised_estimate():
     n = S.shape[-1] * stft.hop
     ref, est = stft.inverse(S, n), stft.inverse(train.wiener(V, X), n)
     eps = 1e-4 * ref.sum(1).square().sum(dim=(1, 2)) + 1e-8
-    sdr = [10 * torch.log10((ref[b, j].square().sum() + eps[b]) / ((est[b, j] - ref[b, j]).square().sum() + eps[b]))
-           for b in range(2) for j in range(4)]
+    sdr = [
+        10 * torch.log10((ref[b, j].square().sum() + eps[b]) / ((est[b, j] - ref[b, j]).square().sum() + eps[b]))
+        for b in range(2)
+        for j in range(4)
+    ]
     torch.testing.assert_close(loss(V, S, X), -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
     assert loss(S.abs(), S, X) < loss(V, S, X)
 
@@ -155,12 +214,29 @@ def test_side_input_second_stage_widens_the_first_and_exports(stems_folder, tmp_
     outputs (the side plane's weights at zero), trains them, and exports a card that says so."""
     first, second = tmp_path / "first", tmp_path / "second"
     assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS, "--local", "4"]) == 0
-    assert train.main(["--data", str(stems_folder), "--out", str(second), *ARGS, "--local", "4", "--side",
-                       "--frame-stride", "2", "--init-from", str(first / "last.pt")]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(stems_folder),
+                "--out",
+                str(second),
+                *ARGS,
+                "--local",
+                "4",
+                "--side",
+                "--frame-stride",
+                "2",
+                "--init-from",
+                str(first / "last.pt"),
+            ]
+        )
+        == 0
+    )
     ck = torch.load(second / "last.pt", weights_only=False)
     assert ck["model_config"]["side"] is True and ck["training"]["steps"] == 8
     w = ck["state_dict"]["inp.weight"]
-    assert w.shape[1] == 3 * 513 and w[:, 2 * 513:].abs().max() > 0  # the side plane's weights trained
+    assert w.shape[1] == 3 * 513 and w[:, 2 * 513 :].abs().max() > 0  # the side plane's weights trained
     assert export.main(["--checkpoint", str(second / "last.pt"), "--out", str(tmp_path / "m"), "--name", "side"]) == 0
     from livedemix.separator import Separator
 
@@ -228,8 +304,18 @@ def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local, side):
     """``--frame-stride`` runs the per-bin part on every S-th frame only: those frames' stem
     magnitudes must be exactly the full pass's (the refiner's causal patch included)."""
     torch.manual_seed(0)
-    net = WaveNetSeparator(ModelConfig(bins=17, residual=8, skip=8, hidden=8, dilations=(1, 2, 4), local=local,
-                                       local_patches=((5, 3), (3, 1)), side=side))
+    net = WaveNetSeparator(
+        ModelConfig(
+            bins=17,
+            residual=8,
+            skip=8,
+            hidden=8,
+            dilations=(1, 2, 4),
+            local=local,
+            local_patches=((5, 3), (3, 1)),
+            side=side,
+        )
+    )
     if net.refiner is not None:  # its last layer starts at zero: make it count
         torch.nn.init.normal_(net.refiner.out.weight, std=0.3)
     mag = torch.rand(2, 3 if side else 2, 17, 23)
@@ -254,8 +340,9 @@ def test_strided_spectra_are_the_full_stfts_chosen_frames(stride):
 
 def test_training_with_a_frame_stride_runs_and_records_it(stems_folder, tmp_path):
     out = tmp_path / "strided"
-    assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--local", "4",
-                       "--frame-stride", "3"]) == 0
+    assert (
+        train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--local", "4", "--frame-stride", "3"]) == 0
+    )
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["step"] == 4 and ck["training"]["frame_stride"] == 3
     assert np.isfinite(ck["scores"]["valid_sdr"]["mean"])
@@ -263,8 +350,19 @@ def test_training_with_a_frame_stride_runs_and_records_it(stems_folder, tmp_path
 
 def test_frame_stride_refuses_the_waveform_loss(stems_folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *ARGS, "--loss", "sdr-wave",
-                    "--frame-stride", "2"])
+        train.main(
+            [
+                "--data",
+                str(stems_folder),
+                "--out",
+                str(tmp_path / "x"),
+                *ARGS,
+                "--loss",
+                "sdr-wave",
+                "--frame-stride",
+                "2",
+            ]
+        )
     assert "synthesises whole excerpts" in capsys.readouterr().err
 
 
@@ -292,8 +390,24 @@ def test_bf16_autocast_forward_is_close_to_float32_and_trains_float32_weights():
 
 def test_training_in_bf16_runs_and_records_it(stems_folder, tmp_path):
     out = tmp_path / "bf16"
-    assert train.main(["--data", str(stems_folder), "--out", str(out), *ARGS, "--local", "4",
-                       "--frame-stride", "2", "--precision", "bf16"]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(stems_folder),
+                "--out",
+                str(out),
+                *ARGS,
+                "--local",
+                "4",
+                "--frame-stride",
+                "2",
+                "--precision",
+                "bf16",
+            ]
+        )
+        == 0
+    )
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["training"]["precision"] == "bf16"
     assert all(v.dtype == torch.float32 for v in ck["state_dict"].values() if v.is_floating_point())
@@ -326,7 +440,8 @@ def test_mask_power_shapes_the_losses_like_the_runtimes_reconstruction():
     X = S.sum(1)
     for p in (1.0, 1.5, 2.0):
         core = PhaseRecovery(4, 2, 1024, 256, mode="wiener", mask_power=p).process_stft(
-            X[0].permute(2, 0, 1).numpy(), V[0].permute(3, 0, 1, 2).numpy())
+            X[0].permute(2, 0, 1).numpy(), V[0].permute(3, 0, 1, 2).numpy()
+        )
         ours = train.wiener(V, X, p)[0].permute(3, 0, 1, 2).numpy()
         np.testing.assert_allclose(ours, core, rtol=1e-4, atol=1e-5)
         ref = (V - S.abs()).abs().mean() + (train.wiener(V, X, p) - S).abs().mean()

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 import re
 import select
 import sys
 import time
+from pathlib import Path
 
 import pytest
-
 from live_support import DEMO, REPO, jack_server, live_model  # noqa: F401
-from livedemix.engine import Engine
-from livedemix.audio import ControlQueue
 from livedemix.apps.tui import KeyControls, parse_keys
+from livedemix.audio import ControlQueue
+from livedemix.engine import Engine
 
 
 def test_parse_keys():
@@ -76,11 +75,16 @@ def test_play_ui_in_a_pseudo_terminal(jack_server, live_model):
     env = dict(os.environ, COLUMNS="140", LINES="40", TERM="xterm")
     import livedemix as _ld  # the child imports the same livedemix as this process (installed or source)
 
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(_ld.__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(_ld.__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+    )
     pid, fd = pty.fork()
     if pid == 0:  # the child: livedemix with a terminal
-        os.execvpe(sys.executable, [sys.executable, "-m", "livedemix", "play", str(DEMO), "--model", str(live_model),
-                                    "--preset", "karaoke"], env)
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "livedemix", "play", str(DEMO), "--model", str(live_model), "--preset", "karaoke"],
+            env,
+        )
     out = b""
 
     def pump(seconds):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-
 def export_tiny_model(out_dir: Path, name: str = "tiny", seed: int = 0, **inputs) -> Path:
     import torch
 

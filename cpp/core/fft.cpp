@@ -19,8 +19,8 @@ static std::mutex& fftw_planner_mutex() {
 }
 
 struct RealFft::FftwState {
-  float* time = nullptr;              // n, aligned
-  fftwf_complex* freq = nullptr;      // n/2+1, aligned
+  float* time = nullptr;          // n, aligned
+  fftwf_complex* freq = nullptr;  // n/2+1, aligned
   fftwf_plan forward = nullptr, inverse = nullptr;
 };
 
@@ -72,7 +72,8 @@ RealFft::RealFft(int n) : n_(n), half_(n / 2) {
   fftw_->freq = fftwf_alloc_complex(half_ + 1);
   fftw_->forward = fftwf_plan_dft_r2c_1d(n_, fftw_->time, fftw_->freq, FFTW_ESTIMATE);
   fftw_->inverse = fftwf_plan_dft_c2r_1d(n_, fftw_->freq, fftw_->time, FFTW_ESTIMATE);
-  if (!fftw_->forward || !fftw_->inverse) throw std::runtime_error("FFTW could not plan a transform of length " + std::to_string(n_));
+  if (!fftw_->forward || !fftw_->inverse)
+    throw std::runtime_error("FFTW could not plan a transform of length " + std::to_string(n_));
   time_ = fftw_->time;
 #endif
 }
@@ -133,7 +134,7 @@ void RealFft::inverse(const cfloat* in, float* out) {
 void RealFft::inverse_to_buffer(const cfloat* in) {
 #ifdef LIVEDEMIX_HAVE_FFTW
   std::memcpy(fftw_->freq, static_cast<const void*>(in), sizeof(fftwf_complex) * (half_ + 1));
-  fftw_->freq[0][1] = 0.0f;      // imaginary parts of DC and Nyquist carry nothing
+  fftw_->freq[0][1] = 0.0f;  // imaginary parts of DC and Nyquist carry nothing
   fftw_->freq[half_][1] = 0.0f;
   fftwf_execute(fftw_->inverse);  // c2r destroys its input: that's our scratch copy
 #else

@@ -45,7 +45,7 @@ class RealFft {
   void complex_fft(float* re, float* im, bool inverse) const;
   void forward_builtin(const float* in, cfloat* out);
   void inverse_builtin(const cfloat* in, float* out, float scale);
-  float* time_ = nullptr;              // n samples: FFTW's aligned buffer or time_storage_
+  float* time_ = nullptr;  // n samples: FFTW's aligned buffer or time_storage_
   std::vector<float> time_storage_;
 
   int n_;
@@ -53,21 +53,24 @@ class RealFft {
 #ifdef LIVEDEMIX_HAVE_FFTW
   struct FftwState;
   FftwState* fftw_ = nullptr;
+
  public:
   ~RealFft();
   RealFft(const RealFft&) = delete;
   RealFft& operator=(const RealFft&) = delete;
   static const char* backend() { return "fftw3f (FFTW_ESTIMATE plans)"; }
+
  private:
 #else
  public:
   static const char* backend() { return "builtin radix-2"; }
+
  private:
 #endif
-  std::vector<int> bitrev_;          // bit-reversal permutation of half_ points
-  std::vector<float> tw_re_, tw_im_; // twiddles per stage, concatenated
+  std::vector<int> bitrev_;               // bit-reversal permutation of half_ points
+  std::vector<float> tw_re_, tw_im_;      // twiddles per stage, concatenated
   std::vector<float> post_re_, post_im_;  // exp(-2πi k / n), k = 0..half_
-  std::vector<float> re_, im_;       // scratch
+  std::vector<float> re_, im_;            // scratch
 };
 
 }  // namespace livedemix

@@ -13,11 +13,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "bessel.hpp"
-
-#include <cstring>
 
 #if defined(__SSE2__) || defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -79,7 +78,8 @@ inline float log_f(float x) {
 
 inline void sincos_small_f(float a, float& c, float& s) {
   const float a2 = a * a;
-  c = 1.f - a2 * (1.f / 2) * (1.f - a2 * (1.f / 12) * (1.f - a2 * (1.f / 30) * (1.f - a2 * (1.f / 56) * (1.f - a2 * (1.f / 90)))));
+  c = 1.f - a2 * (1.f / 2) *
+                (1.f - a2 * (1.f / 12) * (1.f - a2 * (1.f / 30) * (1.f - a2 * (1.f / 56) * (1.f - a2 * (1.f / 90)))));
   s = a * (1.f - a2 * (1.f / 6) * (1.f - a2 * (1.f / 20) * (1.f - a2 * (1.f / 42) * (1.f - a2 * (1.f / 72)))));
 }
 
@@ -95,8 +95,8 @@ inline float qifft_offset_f(float a, float b, float c) {
 #ifdef LD_HAVE_SSE2
 inline __m128 log_ps(__m128 x) {
   const __m128i xi = _mm_castps_si128(x);
-  __m128 e = _mm_cvtepi32_ps(_mm_sub_epi32(_mm_and_si128(_mm_srli_epi32(xi, 23), _mm_set1_epi32(0xff)),
-                                           _mm_set1_epi32(127)));
+  __m128 e =
+      _mm_cvtepi32_ps(_mm_sub_epi32(_mm_and_si128(_mm_srli_epi32(xi, 23), _mm_set1_epi32(0xff)), _mm_set1_epi32(127)));
   __m128 m = _mm_castsi128_ps(_mm_or_si128(_mm_and_si128(xi, _mm_set1_epi32(0x7fffff)), _mm_set1_epi32(0x3f800000)));
   const __m128 big = _mm_cmpgt_ps(m, _mm_set1_ps(kSqrt2));
   m = _mm_or_ps(_mm_and_ps(big, _mm_mul_ps(m, _mm_set1_ps(0.5f))), _mm_andnot_ps(big, m));
@@ -136,7 +136,7 @@ struct PuIterArgs {
   float *sr, *si;                            // [J][F] scratch (S_j)
   float* out;                                // stem j's interleaved row at out + j*out_stride
   size_t out_stride;
-  float *ur, *ui;                            // stem j's phase state at ur + j*state_stride
+  float *ur, *ui;  // stem j's phase state at ur + j*state_stride
   size_t state_stride;
 };
 
@@ -302,15 +302,17 @@ PhaseMode parse_phase_mode(const std::string& name) {
 
 std::string phase_mode_name(PhaseMode m) {
   switch (m) {
-    case PhaseMode::Wiener: return "wiener";
-    case PhaseMode::PUIter: return "pu-iter";
-    case PhaseMode::Anisotropic: return "anisotropic";
+    case PhaseMode::Wiener:
+      return "wiener";
+    case PhaseMode::PUIter:
+      return "pu-iter";
+    case PhaseMode::Anisotropic:
+      return "anisotropic";
   }
   return "pu-iter";
 }
 
-PhaseRecovery::PhaseRecovery(int n_stems, int channels, int n_fft, int hop,
-                             const PhaseRecoveryOptions& opts) {
+PhaseRecovery::PhaseRecovery(int n_stems, int channels, int n_fft, int hop, const PhaseRecoveryOptions& opts) {
   set_options(opts);
   prepare(n_stems, channels, n_fft, hop);
 }
@@ -372,8 +374,7 @@ void PhaseRecovery::prepare(int n_stems, int channels, int n_fft, int hop) {
     bin_adv_r_[f] = static_cast<float>(std::cos(a));
     bin_adv_i_[f] = static_cast<float>(std::sin(a));
   }
-  for (auto* v : {&xr_, &xi_, &xinv_, &er_, &ei_, &ar_, &ai_, &br_, &bi_, &g_, &peak_amp_,
-                  &peak_adv_r_, &peak_adv_i_})
+  for (auto* v : {&xr_, &xi_, &xinv_, &er_, &ei_, &ar_, &ai_, &br_, &bi_, &g_, &peak_amp_, &peak_adv_r_, &peak_adv_i_})
     v->assign(F, 0.f);
   for (auto* v : {&v_, &lam_, &pr_, &pi_, &sr_, &si_}) v->assign(JF, 0.f);
   peak_bin_.assign(F, 0);
@@ -586,8 +587,8 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
     __m128 re = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     __m128 im = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
     // finite <=> |x| <= FLT_MAX (false for NaN and ±Inf); a bin is bad if either part is
-    const __m128 ok = _mm_and_ps(_mm_cmple_ps(_mm_andnot_ps(sign, re), fltmax),
-                                 _mm_cmple_ps(_mm_andnot_ps(sign, im), fltmax));
+    const __m128 ok =
+        _mm_and_ps(_mm_cmple_ps(_mm_andnot_ps(sign, re), fltmax), _mm_cmple_ps(_mm_andnot_ps(sign, im), fltmax));
     const int bad = 0xf & ~_mm_movemask_ps(ok);
     if (bad) stats_.nonfinite_mixture += static_cast<std::uint64_t>(__builtin_popcount(static_cast<unsigned>(bad)));
     re = _mm_max_ps(_mm_min_ps(_mm_and_ps(ok, re), maxabs), minabs);
@@ -691,9 +692,7 @@ void PhaseRecovery::process_channel(const cfloat* X, const float* V, cfloat* out
     if (mode != PhaseMode::Wiener || unwrap_only) estimate_phase(j, c, onset);
   }
 
-  auto out_row = [&](int j) {
-    return reinterpret_cast<float*>(out + (static_cast<size_t>(j) * C_ + c) * F);
-  };
+  auto out_row = [&](int j) { return reinterpret_cast<float*>(out + (static_cast<size_t>(j) * C_ + c) * F); };
   auto state_off = [&](int j) { return (static_cast<size_t>(j) * C_ + c) * F; };
 
   if (unwrap_only) {  // S_j = V_j e^{iφ_j}, no mixture consistency (phase retrieval)

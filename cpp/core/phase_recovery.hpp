@@ -49,14 +49,14 @@ std::string phase_mode_name(PhaseMode m);
 
 struct PhaseRecoveryOptions {
   PhaseMode mode = PhaseMode::PUIter;
-  int n_iter = 16;          // PU-Iter iterations per frame (>= 1); see docs/EVALUATION.md
-  float kappa = 2.0f;       // von Mises concentration for the anisotropic mode (>= 0)
+  int n_iter = 16;     // PU-Iter iterations per frame (>= 1); see docs/EVALUATION.md
+  float kappa = 2.0f;  // von Mises concentration for the anisotropic mode (>= 0)
   // Exponent p of the weights λ_j = V_j^p / Σ_k V_k^p that every mode shares the mixture by
   // (the wiener mask, PU-Iter's residual, the anisotropic prior's variances). 2 treats V² as
   // each stem's power (Wiener); an estimated V is often better served by a softer mask (1 = a
   // magnitude ratio mask). In [0.25, 8]; 1 and 2 are exact fast paths, others use powf.
   float mask_power = 2.0f;
-  float peak_db = -40.0f;   // peaks must exceed this level relative to the frame maximum
+  float peak_db = -40.0f;  // peaks must exceed this level relative to the frame maximum
   // Onset detector: normalised flux d(t) = Σ_f max(0, V(t)-V(t-1)) / Σ_f V(t), in [0, 1].
   // Onset when d(t) > onset_floor and d(t) > onset_ratio · mean of d over the past frames
   // (exponential average with coefficient onset_smoothing per frame).
@@ -97,8 +97,8 @@ class PhaseRecovery {
   void unwrap_frames(const cfloat* X, const float* V, cfloat* out, int n_frames);
 
   void set_mode(PhaseMode m) { opts_.mode = m; }
-  void set_n_iter(int n);      // clamps to [1, 1000]
-  void set_kappa(float kappa);  // clamps to [0, 1e6]; computes the Bessel ratios (no allocation)
+  void set_n_iter(int n);        // clamps to [1, 1000]
+  void set_kappa(float kappa);   // clamps to [0, 1e6]; computes the Bessel ratios (no allocation)
   void set_mask_power(float p);  // clamps to [0.25, 8] (a non-finite p keeps the current one)
   PhaseMode mode() const { return opts_.mode; }
   int n_iter() const { return opts_.n_iter; }
@@ -127,7 +127,7 @@ class PhaseRecovery {
   PhaseRecoveryOptions opts_;
   int J_ = 0, C_ = 0, F_ = 0, n_fft_ = 0, hop_ = 0;
   float aw_lambda_ = 0.f, aw_rho_ = 0.f;
-  float peak_lin_ = 0.01f;                // 10^(peak_db/20)
+  float peak_lin_ = 0.01f;                     // 10^(peak_db/20)
   bool allow_avx2_ = true, use_avx2_ = false;  // I1/I0 and (I2 I0 - I1²)/I0² at κ
   PhaseRecoveryStats stats_;
 
@@ -142,15 +142,15 @@ class PhaseRecovery {
   std::vector<float> bin_adv_r_, bin_adv_i_;  // [F]
 
   // Scratch for one channel.
-  std::vector<float> xr_, xi_, xinv_;     // [F] sanitised X, 1/|X| (0 where X = 0)
-  std::vector<float> v_;                  // [J][F] sanitised magnitudes
-  std::vector<float> lam_;                // [J][F] Wiener weights
-  std::vector<float> pr_, pi_;            // [J][F] phase estimate (unit phasor)
-  std::vector<float> sr_, si_;            // [J][F] current stem estimates
-  std::vector<float> er_, ei_;            // [F] residual / sums
-  std::vector<float> ar_, ai_, br_, bi_, g_;  // [F] anisotropic sums
-  std::vector<int> peak_bin_;             // [F]
-  std::vector<float> peak_amp_;           // [F]
+  std::vector<float> xr_, xi_, xinv_;           // [F] sanitised X, 1/|X| (0 where X = 0)
+  std::vector<float> v_;                        // [J][F] sanitised magnitudes
+  std::vector<float> lam_;                      // [J][F] Wiener weights
+  std::vector<float> pr_, pi_;                  // [J][F] phase estimate (unit phasor)
+  std::vector<float> sr_, si_;                  // [J][F] current stem estimates
+  std::vector<float> er_, ei_;                  // [F] residual / sums
+  std::vector<float> ar_, ai_, br_, bi_, g_;    // [F] anisotropic sums
+  std::vector<int> peak_bin_;                   // [F]
+  std::vector<float> peak_amp_;                 // [F]
   std::vector<float> peak_adv_r_, peak_adv_i_;  // [F]
 };
 

@@ -18,8 +18,7 @@ namespace livedemix {
 
 class AudioRingBuffer {
  public:
-  AudioRingBuffer(int channels, int capacity)
-      : channels_(channels), capacity_(capacity) {
+  AudioRingBuffer(int channels, int capacity) : channels_(channels), capacity_(capacity) {
     if (channels < 1) throw std::invalid_argument("channels must be >= 1");
     if (capacity < 1) throw std::invalid_argument("capacity must be >= 1");
     data_.assign(static_cast<size_t>(channels) * capacity, 0.0f);

@@ -37,8 +37,8 @@ class StemMixer {
  private:
   int stems_, buses_, channels_, bins_, ramp_frames_;
   std::unique_ptr<std::atomic<float>[]> target_;
-  std::vector<float> current_;   // applied gain
-  std::vector<float> heading_;   // target the current ramp heads to
+  std::vector<float> current_;  // applied gain
+  std::vector<float> heading_;  // target the current ramp heads to
   std::vector<float> step_;
   std::vector<int> remaining_;
 };

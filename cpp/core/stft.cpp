@@ -7,8 +7,7 @@
 
 namespace livedemix {
 
-StftAnalyzer::StftAnalyzer(const StftConfig& cfg, int channels)
-    : cfg_(cfg), channels_(channels), fft_(cfg.n_fft) {
+StftAnalyzer::StftAnalyzer(const StftConfig& cfg, int channels) : cfg_(cfg), channels_(channels), fft_(cfg.n_fft) {
   if (channels < 1) throw std::invalid_argument("channels must be >= 1");
   analysis_ = make_windows(cfg).analysis;
   history_.assign(static_cast<size_t>(channels) * cfg.n_fft, 0.0f);

@@ -91,8 +91,8 @@ class StftSynthesizer {
   RealFft fft_;
   std::vector<float> synthesis_;
   std::vector<float> synthesis_scaled_;  // synthesis window / n_fft (the inverse FFT's factor)
-  std::vector<float> accum_;    // [C][L] overlap-add accumulator
-  std::vector<float> fifo_;     // [C][fifo_cap] completed output, linear with read offset
+  std::vector<float> accum_;             // [C][L] overlap-add accumulator
+  std::vector<float> fifo_;              // [C][fifo_cap] completed output, linear with read offset
   int fifo_cap_ = 0;
   int fifo_read_ = 0;
   int fifo_count_ = 0;

@@ -29,9 +29,12 @@ WindowType parse_window_type(const std::string& name) {
 
 std::string window_type_name(WindowType w) {
   switch (w) {
-    case WindowType::Hann: return "hann";
-    case WindowType::SqrtHann: return "sqrt-hann";
-    case WindowType::Asymmetric: return "asymmetric";
+    case WindowType::Hann:
+      return "hann";
+    case WindowType::SqrtHann:
+      return "sqrt-hann";
+    case WindowType::Asymmetric:
+      return "asymmetric";
   }
   return "?";
 }
@@ -39,9 +42,11 @@ std::string window_type_name(WindowType w) {
 void validate(const StftConfig& cfg) {
   const int n = cfg.n_fft, hop = cfg.hop;
   if (n < 16 || n > 65536 || (n & (n - 1)) != 0)
-    throw std::invalid_argument("n_fft=" + std::to_string(n) + " is not supported: use a power of two from 16 to 65536");
+    throw std::invalid_argument("n_fft=" + std::to_string(n) +
+                                " is not supported: use a power of two from 16 to 65536");
   if (hop < 1 || hop > n)
-    throw std::invalid_argument("hop=" + std::to_string(hop) + " is out of range: use 1 <= hop <= n_fft (" + std::to_string(n) + ")");
+    throw std::invalid_argument("hop=" + std::to_string(hop) + " is out of range: use 1 <= hop <= n_fft (" +
+                                std::to_string(n) + ")");
   if (cfg.window == WindowType::Asymmetric) {
     if (2 * hop > n)
       throw std::invalid_argument("the asymmetric window needs n_fft >= 2*hop (got n_fft=" + std::to_string(n) +
@@ -55,9 +60,10 @@ void validate(const StftConfig& cfg) {
   for (int i = 0; i < n; ++i) sq[i % hop] += std::pow(periodic_hann(i, n), 2.0 * exponent);
   const auto [lo, hi] = std::minmax_element(sq.begin(), sq.end());
   if (*lo < 1e-2 * *hi)
-    throw std::invalid_argument("hop=" + std::to_string(hop) + " is too large for a " + window_type_name(cfg.window) +
-                                " window of " + std::to_string(n) + " samples (frames don't overlap enough to reconstruct): use hop <= " +
-                                std::to_string(n / 2));
+    throw std::invalid_argument(
+        "hop=" + std::to_string(hop) + " is too large for a " + window_type_name(cfg.window) + " window of " +
+        std::to_string(n) +
+        " samples (frames don't overlap enough to reconstruct): use hop <= " + std::to_string(n / 2));
 }
 
 WindowPair make_windows(const StftConfig& cfg) {
@@ -65,8 +71,8 @@ WindowPair make_windows(const StftConfig& cfg) {
   const int n = cfg.n_fft, hop = cfg.hop;
   std::vector<double> a(n, 0.0), s(n, 0.0);
   if (cfg.window == WindowType::Asymmetric) {
-    const int m2 = 2 * hop;       // short window length
-    const int rise = n - hop;     // samples of the long rising half
+    const int m2 = 2 * hop;    // short window length
+    const int rise = n - hop;  // samples of the long rising half
     for (int i = 0; i < n; ++i) {
       if (i < rise) {
         a[i] = std::sqrt(periodic_hann(i, 2 * rise));

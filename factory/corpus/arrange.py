@@ -3,6 +3,7 @@
 Everything random comes from one numpy Generator seeded by (corpus seed, song index),
 so a song is the same whatever order or process renders it, and a build can resume.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,73 +12,290 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import drums as D
-from .material import PC_NAMES, CHORD_QUALITIES, MaterialCache, Source
+from .material import CHORD_QUALITIES, PC_NAMES, MaterialCache
 
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 SPLIT_FRACTIONS = (("test", 0.1), ("valid", 0.1))
-TAIL_S = 1.0           # room after the last bar for releases (and reverb)
+TAIL_S = 1.0  # room after the last bar for releases (and reverb)
 
 GM_NAMES = [
-    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
-    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel",
-    "Music Box", "Vibraphone", "Marimba", "Xylophone", "Tubular Bells", "Dulcimer", "Drawbar Organ",
-    "Percussive Organ", "Rock Organ", "Church Organ", "Reed Organ", "Accordion", "Harmonica",
-    "Tango Accordion", "Acoustic Guitar (nylon)", "Acoustic Guitar (steel)", "Electric Guitar (jazz)",
-    "Electric Guitar (clean)", "Electric Guitar (muted)", "Overdriven Guitar", "Distortion Guitar",
-    "Guitar Harmonics", "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)",
-    "Fretless Bass", "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2", "Violin", "Viola",
-    "Cello", "Contrabass", "Tremolo Strings", "Pizzicato Strings", "Orchestral Harp", "Timpani",
-    "String Ensemble 1", "String Ensemble 2", "Synth Strings 1", "Synth Strings 2", "Choir Aahs",
-    "Voice Oohs", "Synth Voice", "Orchestra Hit", "Trumpet", "Trombone", "Tuba", "Muted Trumpet",
-    "French Horn", "Brass Section", "Synth Brass 1", "Synth Brass 2", "Soprano Sax", "Alto Sax",
-    "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon", "Clarinet", "Piccolo", "Flute",
-    "Recorder", "Pan Flute", "Blown Bottle", "Shakuhachi", "Whistle", "Ocarina", "Lead 1 (square)",
-    "Lead 2 (sawtooth)", "Lead 3 (calliope)", "Lead 4 (chiff)", "Lead 5 (charang)", "Lead 6 (voice)",
-    "Lead 7 (fifths)", "Lead 8 (bass + lead)", "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)",
-    "Pad 4 (choir)", "Pad 5 (bowed)", "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
-    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)", "FX 5 (brightness)",
-    "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)", "Sitar", "Banjo", "Shamisen", "Koto",
-    "Kalimba", "Bagpipe", "Fiddle", "Shanai", "Tinkle Bell", "Agogo", "Steel Drums", "Woodblock",
-    "Taiko Drum", "Melodic Tom", "Synth Drum", "Reverse Cymbal", "Guitar Fret Noise", "Breath Noise",
-    "Seashore", "Bird Tweet", "Telephone Ring", "Helicopter", "Applause", "Gunshot"]
+    "Acoustic Grand Piano",
+    "Bright Acoustic Piano",
+    "Electric Grand Piano",
+    "Honky-tonk Piano",
+    "Electric Piano 1",
+    "Electric Piano 2",
+    "Harpsichord",
+    "Clavinet",
+    "Celesta",
+    "Glockenspiel",
+    "Music Box",
+    "Vibraphone",
+    "Marimba",
+    "Xylophone",
+    "Tubular Bells",
+    "Dulcimer",
+    "Drawbar Organ",
+    "Percussive Organ",
+    "Rock Organ",
+    "Church Organ",
+    "Reed Organ",
+    "Accordion",
+    "Harmonica",
+    "Tango Accordion",
+    "Acoustic Guitar (nylon)",
+    "Acoustic Guitar (steel)",
+    "Electric Guitar (jazz)",
+    "Electric Guitar (clean)",
+    "Electric Guitar (muted)",
+    "Overdriven Guitar",
+    "Distortion Guitar",
+    "Guitar Harmonics",
+    "Acoustic Bass",
+    "Electric Bass (finger)",
+    "Electric Bass (pick)",
+    "Fretless Bass",
+    "Slap Bass 1",
+    "Slap Bass 2",
+    "Synth Bass 1",
+    "Synth Bass 2",
+    "Violin",
+    "Viola",
+    "Cello",
+    "Contrabass",
+    "Tremolo Strings",
+    "Pizzicato Strings",
+    "Orchestral Harp",
+    "Timpani",
+    "String Ensemble 1",
+    "String Ensemble 2",
+    "Synth Strings 1",
+    "Synth Strings 2",
+    "Choir Aahs",
+    "Voice Oohs",
+    "Synth Voice",
+    "Orchestra Hit",
+    "Trumpet",
+    "Trombone",
+    "Tuba",
+    "Muted Trumpet",
+    "French Horn",
+    "Brass Section",
+    "Synth Brass 1",
+    "Synth Brass 2",
+    "Soprano Sax",
+    "Alto Sax",
+    "Tenor Sax",
+    "Baritone Sax",
+    "Oboe",
+    "English Horn",
+    "Bassoon",
+    "Clarinet",
+    "Piccolo",
+    "Flute",
+    "Recorder",
+    "Pan Flute",
+    "Blown Bottle",
+    "Shakuhachi",
+    "Whistle",
+    "Ocarina",
+    "Lead 1 (square)",
+    "Lead 2 (sawtooth)",
+    "Lead 3 (calliope)",
+    "Lead 4 (chiff)",
+    "Lead 5 (charang)",
+    "Lead 6 (voice)",
+    "Lead 7 (fifths)",
+    "Lead 8 (bass + lead)",
+    "Pad 1 (new age)",
+    "Pad 2 (warm)",
+    "Pad 3 (polysynth)",
+    "Pad 4 (choir)",
+    "Pad 5 (bowed)",
+    "Pad 6 (metallic)",
+    "Pad 7 (halo)",
+    "Pad 8 (sweep)",
+    "FX 1 (rain)",
+    "FX 2 (soundtrack)",
+    "FX 3 (crystal)",
+    "FX 4 (atmosphere)",
+    "FX 5 (brightness)",
+    "FX 6 (goblins)",
+    "FX 7 (echoes)",
+    "FX 8 (sci-fi)",
+    "Sitar",
+    "Banjo",
+    "Shamisen",
+    "Koto",
+    "Kalimba",
+    "Bagpipe",
+    "Fiddle",
+    "Shanai",
+    "Tinkle Bell",
+    "Agogo",
+    "Steel Drums",
+    "Woodblock",
+    "Taiko Drum",
+    "Melodic Tom",
+    "Synth Drum",
+    "Reverse Cymbal",
+    "Guitar Fret Noise",
+    "Breath Noise",
+    "Seashore",
+    "Bird Tweet",
+    "Telephone Ring",
+    "Helicopter",
+    "Applause",
+    "Gunshot",
+]
 
 # Instrument pools (GM program, weight). Voice patches are kept out of "other": in
 # MUSDB18 backing choirs belong to the vocals stem.
 BASS_PROGRAMS = [(33, 25), (34, 15), (32, 10), (35, 10), (36, 7), (37, 3), (38, 12), (39, 12), (43, 6)]
-COMP_PROGRAMS = [(0, 14), (1, 5), (2, 3), (4, 8), (5, 5), (6, 2), (7, 3), (16, 4), (17, 3), (18, 4),
-                 (19, 2), (21, 2), (24, 6), (25, 8), (26, 4), (27, 8), (28, 3), (29, 5), (30, 6),
-                 (11, 2), (12, 2), (61, 3), (62, 2), (105, 1), (15, 1), (46, 2)]
-ARP_PROGRAMS = [(0, 8), (24, 8), (25, 6), (46, 6), (11, 4), (12, 3), (8, 2), (10, 2), (27, 5),
-                (80, 3), (81, 3), (84, 2), (45, 3), (5, 3), (13, 1), (108, 1)]
-PAD_PROGRAMS = [(48, 12), (49, 8), (50, 6), (51, 4), (88, 4), (89, 6), (90, 4), (92, 3), (94, 2),
-                (95, 2), (19, 4), (16, 3), (20, 2), (60, 3), (61, 3), (44, 2)]
-INNER_PROGRAMS = [(48, 8), (40, 4), (41, 4), (42, 5), (68, 3), (71, 3), (70, 2), (73, 2), (60, 3),
-                  (57, 3), (19, 4), (0, 4), (6, 2), (49, 3)]
-LEAD_PROGRAMS = [(73, 8), (71, 5), (68, 4), (64, 3), (65, 5), (66, 4), (56, 5), (59, 2), (40, 6),
-                 (110, 3), (80, 4), (81, 4), (27, 3), (29, 3), (30, 4), (21, 3), (22, 2), (78, 2),
-                 (79, 2), (74, 2), (75, 2), (109, 1), (11, 2), (0, 3)]
+COMP_PROGRAMS = [
+    (0, 14),
+    (1, 5),
+    (2, 3),
+    (4, 8),
+    (5, 5),
+    (6, 2),
+    (7, 3),
+    (16, 4),
+    (17, 3),
+    (18, 4),
+    (19, 2),
+    (21, 2),
+    (24, 6),
+    (25, 8),
+    (26, 4),
+    (27, 8),
+    (28, 3),
+    (29, 5),
+    (30, 6),
+    (11, 2),
+    (12, 2),
+    (61, 3),
+    (62, 2),
+    (105, 1),
+    (15, 1),
+    (46, 2),
+]
+ARP_PROGRAMS = [
+    (0, 8),
+    (24, 8),
+    (25, 6),
+    (46, 6),
+    (11, 4),
+    (12, 3),
+    (8, 2),
+    (10, 2),
+    (27, 5),
+    (80, 3),
+    (81, 3),
+    (84, 2),
+    (45, 3),
+    (5, 3),
+    (13, 1),
+    (108, 1),
+]
+PAD_PROGRAMS = [
+    (48, 12),
+    (49, 8),
+    (50, 6),
+    (51, 4),
+    (88, 4),
+    (89, 6),
+    (90, 4),
+    (92, 3),
+    (94, 2),
+    (95, 2),
+    (19, 4),
+    (16, 3),
+    (20, 2),
+    (60, 3),
+    (61, 3),
+    (44, 2),
+]
+INNER_PROGRAMS = [
+    (48, 8),
+    (40, 4),
+    (41, 4),
+    (42, 5),
+    (68, 3),
+    (71, 3),
+    (70, 2),
+    (73, 2),
+    (60, 3),
+    (57, 3),
+    (19, 4),
+    (0, 4),
+    (6, 2),
+    (49, 3),
+]
+LEAD_PROGRAMS = [
+    (73, 8),
+    (71, 5),
+    (68, 4),
+    (64, 3),
+    (65, 5),
+    (66, 4),
+    (56, 5),
+    (59, 2),
+    (40, 6),
+    (110, 3),
+    (80, 4),
+    (81, 4),
+    (27, 3),
+    (29, 3),
+    (30, 4),
+    (21, 3),
+    (22, 2),
+    (78, 2),
+    (79, 2),
+    (74, 2),
+    (75, 2),
+    (109, 1),
+    (11, 2),
+    (0, 3),
+]
 GM_VOICE_PROGRAMS = [(52, 40), (53, 30), (54, 20), (85, 10)]
 SINGER_CENTRES = {"bass": 50, "baritone": 53, "tenor": 57, "alto": 62, "mezzo": 65, "soprano": 69}
 
 BASS_STYLE = {
-    "rock": ["root8", "rootfifth", "root8"], "punk": ["root8"], "pop": ["root", "syncop", "rootfifth", "root8"],
-    "funk": ["syncop", "octave"], "disco": ["octave"], "hiphop": ["syncop", "root"],
-    "shuffle": ["walking", "rootfifth"], "jazz": ["walking"], "bossa": ["rootfifth"],
-    "reggae": ["syncop"], "halftime": ["root", "root8"], "breakbeat": ["syncop", "root"],
-    "latin": ["tumbao"], "folk": ["rootfifth", "root"], "waltz": ["rootfifth"], "jazzwaltz": ["walking"],
-    "ballad3": ["root", "rootfifth"], "folk3": ["rootfifth"], "ballad68": ["root", "rootfifth"],
-    "jig": ["rootfifth"], "shuffle128": ["rootfifth", "walking"], "rock68": ["root8", "root"]}
+    "rock": ["root8", "rootfifth", "root8"],
+    "punk": ["root8"],
+    "pop": ["root", "syncop", "rootfifth", "root8"],
+    "funk": ["syncop", "octave"],
+    "disco": ["octave"],
+    "hiphop": ["syncop", "root"],
+    "shuffle": ["walking", "rootfifth"],
+    "jazz": ["walking"],
+    "bossa": ["rootfifth"],
+    "reggae": ["syncop"],
+    "halftime": ["root", "root8"],
+    "breakbeat": ["syncop", "root"],
+    "latin": ["tumbao"],
+    "folk": ["rootfifth", "root"],
+    "waltz": ["rootfifth"],
+    "jazzwaltz": ["walking"],
+    "ballad3": ["root", "rootfifth"],
+    "folk3": ["rootfifth"],
+    "ballad68": ["root", "rootfifth"],
+    "jig": ["rootfifth"],
+    "shuffle128": ["rootfifth", "walking"],
+    "rock68": ["root8", "root"],
+}
 
 
 @dataclass
 class Part:
     stem: str
-    role: str                      # e.g. "drums", "bass", "comp", "lead", "melody", "backing"
+    role: str  # e.g. "drums", "bass", "comp", "lead", "melody", "backing"
     program: int
     channel: int
-    notes: list = field(default_factory=list)   # (onset s, duration s, midi pitch, velocity 1-127)
-    synth: str = "fluid"           # "fluid" (GM soundfont), "formant" (own singer), "speech" (espeak-ng)
+    notes: list = field(default_factory=list)  # (onset s, duration s, midi pitch, velocity 1-127)
+    synth: str = "fluid"  # "fluid" (GM soundfont), "formant" (own singer), "speech" (espeak-ng)
     info: dict = field(default_factory=dict)
 
     @property
@@ -96,7 +314,7 @@ class Song:
     split: str
     source: str
     n_samples: int
-    tempo: float                   # quarter notes per minute
+    tempo: float  # quarter notes per minute
     tonic: int
     mode: str
     meter: tuple
@@ -117,7 +335,7 @@ class Song:
 
 def split_of(seed: int, index: int) -> str:
     """Split of a song index: a keyed hash, so it depends on nothing but (seed, index)."""
-    u = int.from_bytes(hashlib.sha256(f"split:{seed}:{index}".encode()).digest()[:8], "big") / 2.0 ** 64
+    u = int.from_bytes(hashlib.sha256(f"split:{seed}:{index}".encode()).digest()[:8], "big") / 2.0**64
     acc = 0.0
     for name, frac in SPLIT_FRACTIONS:
         acc += frac
@@ -177,7 +395,7 @@ def _voicing(root, quality, centre, n=4, power=False):
 class Planner:
     def __init__(self, seed: int, pools: dict, cache: MaterialCache, song_seconds: float | None = None):
         self.seed, self.pools, self.cache = seed, pools, cache
-        self.song_seconds = song_seconds          # fixed length instead of 10-60 s (tests, demo)
+        self.song_seconds = song_seconds  # fixed length instead of 10-60 s (tests, demo)
 
     # ------------------------------------------------------------------ song skeleton
     def plan(self, index: int) -> Song:
@@ -186,7 +404,7 @@ class Planner:
         split = split_of(seed, index)
         target = self.song_seconds or planned_duration(seed, index)
         pool = self.pools[split]
-        for _ in range(100):                       # a few corpus files do not reduce
+        for _ in range(100):  # a few corpus files do not reduce
             src = pool[int(rng.integers(len(pool)))]
             mat = self.cache.get(src)
             if mat.get("ok"):
@@ -197,9 +415,9 @@ class Planner:
         style = str(rng.choice(D.STYLES[fam]))
         beat_len = 1.5 if fam == "compound" else 1.0
         lo, hi = D.TEMPO[style]
-        bpm = rng.uniform(lo, hi) * beat_len        # quarter notes per minute
+        bpm = rng.uniform(lo, hi) * beat_len  # quarter notes per minute
         mel_d = float(np.median([e[1] for e in mat["melody"]]))
-        bpm = float(np.clip(bpm, 60 * mel_d / 0.9, 60 * mel_d / 0.13))   # singable note lengths
+        bpm = float(np.clip(bpm, 60 * mel_d / 0.9, 60 * mel_d / 0.13))  # singable note lengths
         bpm = round(float(np.clip(bpm, 45, 260)), 1)
         bar_s = bar * 60 / bpm
         n_bars = int(np.clip(round(target / bar_s), np.ceil(9.0 / bar_s), np.floor(58.5 / bar_s)))
@@ -214,15 +432,32 @@ class Planner:
 
         sec_bars = 8 if bar_s < 1.6 else 4
         n_sec = int(np.ceil(n_bars / sec_bars))
-        song = Song(index=index, seed=seed, split=split, source=src.key, n_samples=n_samples, tempo=bpm,
-                    tonic=tonic, mode=mat["mode"], meter=tuple(mat["meter"]), style=style, bar_s=bar_s,
-                    n_bars=n_bars, parts=[], meta={})
+        song = Song(
+            index=index,
+            seed=seed,
+            split=split,
+            source=src.key,
+            n_samples=n_samples,
+            tempo=bpm,
+            tonic=tonic,
+            mode=mat["mode"],
+            meter=tuple(mat["meter"]),
+            style=style,
+            bar_s=bar_s,
+            n_bars=n_bars,
+            parts=[],
+            meta={},
+        )
         q2s = 60.0 / bpm
         # Section plan: who plays where (intros, instrumental breaks, drum breaks), intensity.
-        present = {"vocals": rng.random() < 0.88, "drums": rng.random() < 0.94,
-                   "bass": rng.random() < 0.95, "other": rng.random() < 0.97}
+        present = {
+            "vocals": rng.random() < 0.88,
+            "drums": rng.random() < 0.94,
+            "bass": rng.random() < 0.95,
+            "other": rng.random() < 0.97,
+        }
         if not present["vocals"]:
-            present["other"] = True                  # the melody goes to a lead instrument
+            present["other"] = True  # the melody goes to a lead instrument
         vocal_on = np.ones(n_sec, bool)
         if n_sec >= 3 and rng.random() < 0.3:
             vocal_on[0] = False
@@ -236,11 +471,11 @@ class Planner:
         intensity = np.clip(rng.integers(0, 2) + (np.arange(n_sec) > 0) * (rng.random(n_sec) < 0.6), 0, 2)
         drum_off_bars = set()
         if n_sec >= 3 and rng.random() < 0.2:
-            drum_off_bars |= set(range(0, sec_bars))        # drums enter after the intro
-        if rng.random() < 0.25 and n_bars >= 8:             # a break without drums
+            drum_off_bars |= set(range(0, sec_bars))  # drums enter after the intro
+        if rng.random() < 0.25 and n_bars >= 8:  # a break without drums
             b = int(rng.integers(n_bars // 2, n_bars - 1))
             drum_off_bars |= {b, b + 1} if rng.random() < 0.5 else {b}
-        if len(drum_off_bars) > 0.25 * n_bars:              # drums stay in most of the song
+        if len(drum_off_bars) > 0.25 * n_bars:  # drums stay in most of the song
             drum_off_bars = {b for b in drum_off_bars if b >= sec_bars}
             if len(drum_off_bars) > 0.25 * n_bars:
                 drum_off_bars = set()
@@ -249,23 +484,40 @@ class Planner:
             modulation = int(rng.choice([1, 2]))
         sec_of_bar = lambda b: min(n_sec - 1, b // sec_bars)
         # Key shift per bar (a truck-driver modulation in the last section).
-        bar_shift = np.array([shift + (modulation if sec_of_bar(b) == n_sec - 1 and modulation else 0)
-                              for b in range(n_bars)])
+        bar_shift = np.array(
+            [shift + (modulation if sec_of_bar(b) == n_sec - 1 and modulation else 0) for b in range(n_bars)]
+        )
 
         def shift_at(q):
             return int(bar_shift[min(n_bars - 1, int(q // bar))])
 
-        chords = [(c[0], c[1], (c[2] + shift_at(c[0])) % 12, c[3])
-                  for c in _window([[c[0], c[1], c[2], c[3]] for c in mat["chords"]], start_q, total_q, length_q)]
+        chords = [
+            (c[0], c[1], (c[2] + shift_at(c[0])) % 12, c[3])
+            for c in _window([[c[0], c[1], c[2], c[3]] for c in mat["chords"]], start_q, total_q, length_q)
+        ]
         melody = [(e[0], e[1], e[2] + shift_at(e[0])) for e in _window(mat["melody"], start_q, total_q, length_q)]
-        voices = [[(e[0], e[1], e[2] + shift_at(e[0])) for e in _window(v, start_q, total_q, length_q)]
-                  for v in mat["voices"] if v]
+        voices = [
+            [(e[0], e[1], e[2] + shift_at(e[0])) for e in _window(v, start_q, total_q, length_q)]
+            for v in mat["voices"]
+            if v
+        ]
         real_bass = None
         if mat.get("bass"):
             real_bass = [(e[0], e[1], e[2] + shift_at(e[0])) for e in _window(mat["bass"], start_q, total_q, length_q)]
-        ctx = dict(rng=rng, bar=bar, fam=fam, style=style, q2s=q2s, n_bars=n_bars, sec_bars=sec_bars,
-                   intensity=intensity, sec_of_bar=sec_of_bar, tight=rng.uniform(0.003, 0.016),
-                   vel_sd=rng.uniform(3, 9), total_q=total_q)
+        ctx = dict(
+            rng=rng,
+            bar=bar,
+            fam=fam,
+            style=style,
+            q2s=q2s,
+            n_bars=n_bars,
+            sec_bars=sec_bars,
+            intensity=intensity,
+            sec_of_bar=sec_of_bar,
+            tight=rng.uniform(0.003, 0.016),
+            vel_sd=rng.uniform(3, 9),
+            total_q=total_q,
+        )
         channels = iter([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15])
         parts = []
         if present["drums"]:
@@ -284,18 +536,27 @@ class Planner:
                 parts.append(p)
         self._humanize(ctx, parts)
         song.parts = [p for p in parts if p.notes]
-        song.meta = {"key": f"{PC_NAMES[tonic]} {mat['mode']}", "modulation": modulation,
-                     "sections": int(n_sec), "intensity": [int(x) for x in intensity],
-                     "vocal_sections": [bool(x) for x in vocal_on] if present["vocals"] else [],
-                     "drum_break_bars": sorted(int(b) for b in drum_off_bars) if present["drums"] else [],
-                     "start_quarter": start_q, "transpose": int(shift), "n_parts_source": mat["n_parts"]}
+        song.meta = {
+            "key": f"{PC_NAMES[tonic]} {mat['mode']}",
+            "modulation": modulation,
+            "sections": int(n_sec),
+            "intensity": [int(x) for x in intensity],
+            "vocal_sections": [bool(x) for x in vocal_on] if present["vocals"] else [],
+            "drum_break_bars": sorted(int(b) for b in drum_off_bars) if present["drums"] else [],
+            "start_quarter": start_q,
+            "transpose": int(shift),
+            "n_parts_source": mat["n_parts"],
+        }
         return song
 
     # ------------------------------------------------------------------ parts
     def _drums(self, ctx, off_bars):
         rng, bar, fam, style = ctx["rng"], ctx["bar"], ctx["fam"], ctx["style"]
-        kit = int(rng.choice(D.STYLE_KITS[style])) if style in D.STYLE_KITS and rng.random() < 0.7 \
+        kit = (
+            int(rng.choice(D.STYLE_KITS[style]))
+            if style in D.STYLE_KITS and rng.random() < 0.7
             else int(rng.choice(list(D.KITS)[:13]))
+        )
         part = Part("drums", "drums", kit, 9)
         variants = rng.integers(0, 12, size=64)
         for b in range(ctx["n_bars"]):
@@ -317,14 +578,14 @@ class Planner:
         return part
 
     def _bass(self, ctx, chords, real_bass, ch):
-        rng, bar, q2s = ctx["rng"], ctx["bar"], ctx["q2s"]
+        rng, _bar, q2s = ctx["rng"], ctx["bar"], ctx["q2s"]
         style = ctx["style"]
         prog = wchoice(rng, BASS_PROGRAMS if style in ("jazz", "jazzwaltz", "waltz", "folk3") else BASS_PROGRAMS[:-1])
         pattern = str(rng.choice(BASS_STYLE[style]))
         if real_bass and rng.random() < 0.35:
             pattern = "real"
         part = Part("bass", "bass", int(prog), ch, info={"pattern": pattern})
-        low = int(rng.integers(28, 34))                     # E1..Bb1: lowest root allowed
+        low = int(rng.integers(28, 34))  # E1..Bb1: lowest root allowed
 
         def root_midi(pc):
             return low + (pc - low) % 12
@@ -347,7 +608,9 @@ class Planner:
             elif pattern == "root8":
                 hits = [(t, 0.45, r) for t in np.arange(on, end - 1e-6, 0.5)]
             elif pattern == "rootfifth":
-                hits = [(t, beat * 0.9, r if k % 2 == 0 else fifth) for k, t in enumerate(np.arange(on, end - 1e-6, beat))]
+                hits = [
+                    (t, beat * 0.9, r if k % 2 == 0 else fifth) for k, t in enumerate(np.arange(on, end - 1e-6, beat))
+                ]
             elif pattern == "octave":
                 hits = [(t, 0.4, r if k % 2 == 0 else r + 12) for k, t in enumerate(np.arange(on, end - 1e-6, 0.5))]
             elif pattern == "walking":
@@ -362,8 +625,10 @@ class Planner:
                         m = int(rng.choice(tones[1:] + [r + 12]))
                     hits.append((t, beat * 0.95, m))
             elif pattern == "tumbao":
-                hits = [(t, 1.0, r if k % 2 == 0 else fifth) for k, t in enumerate(np.arange(on + 1.5, end - 1e-6, 2.0))] or [(on, dur, r)]
-            else:   # syncopated 16ths: root on the one, then a rhythm of roots/octaves/fifths
+                hits = [
+                    (t, 1.0, r if k % 2 == 0 else fifth) for k, t in enumerate(np.arange(on + 1.5, end - 1e-6, 2.0))
+                ] or [(on, dur, r)]
+            else:  # syncopated 16ths: root on the one, then a rhythm of roots/octaves/fifths
                 hits = [(on, 0.4, r)]
                 for t in np.arange(on + 0.25, end - 1e-6, 0.25):
                     if rng.random() < 0.22:
@@ -389,24 +654,24 @@ class Planner:
         if source == "gm":
             prog = int(wchoice(rng, GM_VOICE_PROGRAMS))
             parts.append(Part("vocals", "melody", prog, next(channels), notes, info=info))
-            if voices and rng.random() < 0.5 and voices[0]:   # a second choir part from the alto line
+            if voices and rng.random() < 0.5 and voices[0]:  # a second choir part from the alto line
                 # (the alto line can be empty in the song's window of the piece)
                 v = voices[0]
                 o = _octave_to(np.median([e[2] for e in v]), SINGER_CENTRES[singer] - 4)
                 hn = [[on * q2s, d * q2s, int(m + o), 0.6] for on, d, m in v if int(on // bar) in vocal_bars]
                 parts.append(Part("vocals", "harmony", prog, next(channels), hn, info=info))
         elif source == "formant":
-            info["voice_seed"] = int(rng.integers(2 ** 31))
+            info["voice_seed"] = int(rng.integers(2**31))
             parts.append(Part("vocals", "melody", -1, -1, notes, synth="formant", info=info))
             if rng.random() < 0.25 and voices and voices[0]:
                 v = voices[0]
                 o = _octave_to(np.median([e[2] for e in v]), SINGER_CENTRES[singer] - 3)
                 hn = [[on * q2s, d * q2s, int(m + o), 0.5] for on, d, m in v if int(on // bar) in vocal_bars]
-                binfo = dict(info, voice_seed=int(rng.integers(2 ** 31)), backing=True)
+                binfo = dict(info, voice_seed=int(rng.integers(2**31)), backing=True)
                 parts.append(Part("vocals", "backing", -1, -1, _breathe(hn, rng), synth="formant", info=binfo))
         else:
             # Spoken lines: one phrase per 1-2 bars where the voice is on, pitch from the melody.
-            info["voice_seed"] = int(rng.integers(2 ** 31))
+            info["voice_seed"] = int(rng.integers(2**31))
             span = bar * q2s * (1 if bar * q2s > 2.2 else 2)
             lines = []
             t = 0.0
@@ -421,7 +686,7 @@ class Planner:
         return parts
 
     def _other(self, ctx, chords, voices, channels):
-        rng, q2s, bar, style = ctx["rng"], ctx["q2s"], ctx["bar"], ctx["style"]
+        rng, q2s, _bar, style = ctx["rng"], ctx["q2s"], ctx["bar"], ctx["style"]
         roles = ["comp", "arp", "pad"]
         if voices:
             roles.append("inner")
@@ -470,7 +735,7 @@ class Planner:
                     elif rhythm == "strum8":
                         ts = np.arange(on, end - 1e-6, 0.5)
                         d = 0.45
-                    else:                     # charleston: one, and the and-of-two
+                    else:  # charleston: one, and the and-of-two
                         ts = [t for t in (on, on + 1.5) if t < end]
                         d = 0.8
                     for k, t in enumerate(ts):

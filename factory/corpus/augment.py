@@ -4,6 +4,7 @@ Stems are dicts {name: (2, n) float32} or stacked arrays (..., S, 2, n). Every f
 takes a numpy Generator, so a data pipeline is reproducible, and never touches the
 mixture: call `mix()` afterwards, which keeps mixture == sum(stems).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,10 @@ def mix(stems: dict) -> dict:
 
 def random_gains(stems: dict, rng: np.random.Generator, low_db: float = -6.0, high_db: float = 3.0) -> dict:
     """Scale each stem by an independent gain, uniform in dB (Open-Unmix uses 0.25-1.25 linear)."""
-    return {k: (v if k == "mixture" else v * np.float32(10 ** (rng.uniform(low_db, high_db) / 20)))
-            for k, v in stems.items()}
+    return {
+        k: (v if k == "mixture" else v * np.float32(10 ** (rng.uniform(low_db, high_db) / 20)))
+        for k, v in stems.items()
+    }
 
 
 def channel_swap(stems: dict, rng: np.random.Generator, p: float = 0.5) -> dict:
@@ -43,8 +46,9 @@ def random_chunk(track, rng: np.random.Generator, seconds: float) -> dict:
     return {k: np.pad(v[:, :n], ((0, 0), (0, max(0, n - v.shape[1])))) for k, v in x.items()}
 
 
-def remix(tracks, rng: np.random.Generator, seconds: float, stems=STEMS, min_active_db: float = -60.0,
-          tries: int = 10) -> dict:
+def remix(
+    tracks, rng: np.random.Generator, seconds: float, stems=STEMS, min_active_db: float = -60.0, tries: int = 10
+) -> dict:
     """Open-Unmix "random track mix": each stem from an independently chosen track and offset,
     so the model cannot lean on the musical coherence of real mixes. A stem is redrawn
     (up to `tries` times) when its excerpt is silent, since the mix would lose it anyway."""
@@ -67,8 +71,7 @@ def shuffle_sources(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def augment(stems: dict, rng: np.random.Generator, gains=(-6.0, 3.0), p_swap: float = 0.5,
-            p_flip: float = 0.0) -> dict:
+def augment(stems: dict, rng: np.random.Generator, gains=(-6.0, 3.0), p_swap: float = 0.5, p_flip: float = 0.0) -> dict:
     """The usual chain: gains, channel swap, optional polarity flip, then a fresh mixture."""
     x = random_gains(stems, rng, *gains)
     x = channel_swap(x, rng, p_swap)

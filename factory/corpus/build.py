@@ -9,6 +9,7 @@ A song directory appears only when complete (rendered under DIR/.tmp, then renam
 the manifest line is appended after the rename, so an interrupted build resumes where
 it stopped and never reads a half-written song.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,11 @@ def render_stems(song: A.Song, soundfont: str, workdir: Path) -> tuple[dict, dic
                 info.update(sinfo)
         if any(p.synth != "fluid" for p in parts):
             # Sung/spoken parts carry their notes too (as a MIDI score of what was sung).
-            voc = [A.Part(p.stem, p.role, 52, 0 if p.role != "backing" else 1, p.notes) for p in parts if p.synth != "fluid"]
+            voc = [
+                A.Part(p.stem, p.role, 52, 0 if p.role != "backing" else 1, p.notes)
+                for p in parts
+                if p.synth != "fluid"
+            ]
             R.write_midi(voc + fluid, workdir / "midi" / f"{stem}.mid")
     return stems, info
 
@@ -76,9 +81,13 @@ def render_stems(song: A.Song, soundfont: str, workdir: Path) -> tuple[dict, dic
 def mix_levels(stems: dict, rng: np.random.Generator) -> tuple[dict, dict]:
     """Per-stem loudness balance, then the master bus (production.master), whose gain is
     shared by all stems, so the sum stays exact. Returns the stems and the choices."""
-    offsets = {"vocals": rng.uniform(-2, 5), "drums": rng.uniform(-4, 3), "bass": rng.uniform(-5, 2),
-               "other": rng.uniform(-5, 2)}
-    if rng.random() < 0.15:                              # one stem sits far back in the mix
+    offsets = {
+        "vocals": rng.uniform(-2, 5),
+        "drums": rng.uniform(-4, 3),
+        "bass": rng.uniform(-5, 2),
+        "other": rng.uniform(-5, 2),
+    }
+    if rng.random() < 0.15:  # one stem sits far back in the mix
         offsets[str(rng.choice(STEMS))] -= rng.uniform(4, 10)
     out, choice = {}, {}
     for s in STEMS:
@@ -98,7 +107,7 @@ def mix_levels(stems: dict, rng: np.random.Generator) -> tuple[dict, dict]:
 
 def quantize(stems: dict) -> dict:
     """16-bit stems, and the mixture as the exact integer sum of the *stored* stems."""
-    q = {s: np.round(np.clip(stems[s], -1, 1 - 2 ** -15) * 32768).astype(np.int32) for s in STEMS}
+    q = {s: np.round(np.clip(stems[s], -1, 1 - 2**-15) * 32768).astype(np.int32) for s in STEMS}
     mix = sum(q.values())
     if np.abs(mix).max() > 32767:
         raise AssertionError("mixture would clip; headroom logic is wrong")
@@ -114,7 +123,7 @@ def render_song(song: A.Song, soundfont: str, out_dir: Path, fmt: str = "flac") 
     rng = np.random.default_rng(np.random.SeedSequence([song.seed, song.index, 0x9D]))
     produced, prod = P.produce(raw, rng, song.tempo)
     leveled, levels = mix_levels(produced, rng)
-    fade = int(0.3 * SR)                                 # identical fade on every stem: sum unchanged
+    fade = int(0.3 * SR)  # identical fade on every stem: sum unchanged
     w = np.ones(song.n_samples)
     w[-fade:] = np.linspace(1, 0, fade)
     q = quantize({s: leveled[s] * w for s in STEMS})
@@ -129,37 +138,64 @@ def render_song(song: A.Song, soundfont: str, out_dir: Path, fmt: str = "flac") 
             "lufs": None if silent else round(L.integrated_lufs(xf), 2),
             "peak_dbfs": None if silent else round(L.peak_db(xf), 2),
             "active_fraction": round(L.active_fraction(xf), 3),
-            "silent": silent}
+            "silent": silent,
+        }
     entry = song_entry(song, vinfo, prod, levels, stem_stats, ext)
     (out_dir / "song.json").write_text(json.dumps(entry, indent=1, sort_keys=True))
     return entry | {"_render_s": time.perf_counter() - t0}
 
 
 def song_entry(song, vinfo, prod, levels, stem_stats, ext) -> dict:
-    parts = [{"stem": p.stem, "role": p.role, "name": p.name, "synth": p.synth,
-              "program": int(p.program) if p.synth == "fluid" else None,
-              "is_drum_kit": p.channel == 9, "notes": len(p.notes),
-              **({"info": {k: v for k, v in p.info.items() if k != "voice_seed"}} if p.info else {})}
-             for p in song.parts]
+    parts = [
+        {
+            "stem": p.stem,
+            "role": p.role,
+            "name": p.name,
+            "synth": p.synth,
+            "program": int(p.program) if p.synth == "fluid" else None,
+            "is_drum_kit": p.channel == 9,
+            "notes": len(p.notes),
+            **({"info": {k: v for k, v in p.info.items() if k != "voice_seed"}} if p.info else {}),
+        }
+        for p in song.parts
+    ]
     voc = [p for p in song.parts if p.stem == "vocals"]
     vocal = {"source": "none"}
     if voc:
         v = voc[0]
-        vocal = {"source": {"fluid": "gm_patch", "formant": "formant_singer", "speech": "espeak_speech"}[v.synth],
-                 "singer": v.info.get("singer"), "parts": len(voc)}
+        vocal = {
+            "source": {"fluid": "gm_patch", "formant": "formant_singer", "speech": "espeak_speech"}[v.synth],
+            "singer": v.info.get("singer"),
+            "parts": len(voc),
+        }
         if v.synth == "fluid":
             vocal["patch"] = v.name
         vocal.update(vinfo)
-    return {"id": song.id, "index": song.index, "split": song.split, "seed": song.seed,
-            "source": song.source, "collection": song.source.split("/")[0],
-            "duration_s": round(song.duration, 3), "sample_rate": SR, "tempo_qpm": song.tempo,
-            "key": song.meta["key"], "tonic": song.tonic, "mode": song.mode,
-            "meter": f"{song.meter[0]}/{song.meter[1]}", "drum_style": song.style,
-            "bars": song.n_bars, "structure": song.meta, "parts": parts, "vocal": vocal,
-            "production": prod, "levels": levels, "stems": stem_stats,
-            "files": {n: f"{song.split}/{song.id}/{n}{ext}" for n in ("mixture",) + STEMS},
-            "midi": {s: f"{song.split}/{song.id}/midi/{s}.mid" for s in STEMS
-                     if any(p.stem == s for p in song.parts)}}
+    return {
+        "id": song.id,
+        "index": song.index,
+        "split": song.split,
+        "seed": song.seed,
+        "source": song.source,
+        "collection": song.source.split("/")[0],
+        "duration_s": round(song.duration, 3),
+        "sample_rate": SR,
+        "tempo_qpm": song.tempo,
+        "key": song.meta["key"],
+        "tonic": song.tonic,
+        "mode": song.mode,
+        "meter": f"{song.meter[0]}/{song.meter[1]}",
+        "drum_style": song.style,
+        "bars": song.n_bars,
+        "structure": song.meta,
+        "parts": parts,
+        "vocal": vocal,
+        "production": prod,
+        "levels": levels,
+        "stems": stem_stats,
+        "files": {n: f"{song.split}/{song.id}/{n}{ext}" for n in ("mixture",) + STEMS},
+        "midi": {s: f"{song.split}/{song.id}/midi/{s}.mid" for s in STEMS if any(p.stem == s for p in song.parts)},
+    }
 
 
 # ----------------------------------------------------------------------------- corpus build
@@ -175,8 +211,9 @@ def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None):
 def _build_one(index: int) -> dict:
     try:
         return _build_one_unsafe(index)
-    except Exception as e:                               # one bad song must not stop a long build
+    except Exception as e:  # one bad song must not stop a long build
         import traceback
+
         return {"index": index, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
@@ -184,7 +221,7 @@ def _build_one_unsafe(index: int) -> dict:
     w = _WORKER
     song = w["planner"].plan(index)
     final = w["out"] / song.split / song.id
-    if (final / "song.json").exists():                  # renamed but not yet in the manifest
+    if (final / "song.json").exists():  # renamed but not yet in the manifest
         return json.loads((final / "song.json").read_text())
     tmp = w["out"] / ".tmp" / f"{song.id}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -209,7 +246,7 @@ def read_manifest(path: Path) -> dict[int, dict]:
             try:
                 e = json.loads(line)
             except ValueError:
-                continue                                  # a torn last line from a kill
+                continue  # a torn last line from a kill
             done[e["index"]] = e
     return done
 
@@ -220,9 +257,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None = None,
-          fmt: str = "flac", force: bool = False, progress: bool = True, cache_dir=None,
-          song_seconds: float | None = None, splits=None) -> dict:
+def build(
+    out,
+    hours: float,
+    seed: int,
+    workers: int = 1,
+    soundfont: str | None = None,
+    fmt: str = "flac",
+    force: bool = False,
+    progress: bool = True,
+    cache_dir=None,
+    song_seconds: float | None = None,
+    splits=None,
+) -> dict:
     """Render the songs of the plan for ``hours`` that are not done yet; with ``splits`` (e.g.
     ``("test",)``) only those splits' songs, which are the same songs a full build makes, so a
     later build without ``splits`` completes it."""
@@ -231,10 +278,18 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
         bad = sorted(set(splits) - known)
         if bad:
             raise ValueError(f"unknown split {', '.join(bad)}; use some of {', '.join(sorted(known))}.")
-    sf2 = R.check_tools(soundfont)                       # before anything is written
+    sf2 = R.check_tools(soundfont)  # before anything is written
     out = Path(out)
-    config = {"generator": "livedemix.engine.corpus", "version": VERSION, "seed": seed, "sample_rate": SR,
-              "stems": list(STEMS), "format": fmt, "bit_depth": 16, "soundfont": Path(sf2).name}
+    config = {
+        "generator": "livedemix.engine.corpus",
+        "version": VERSION,
+        "seed": seed,
+        "sample_rate": SR,
+        "stems": list(STEMS),
+        "format": fmt,
+        "bit_depth": 16,
+        "soundfont": Path(sf2).name,
+    }
     if song_seconds:
         config["song_seconds"] = song_seconds
     cfg_path = out / "corpus.json"
@@ -242,8 +297,10 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
         old = json.loads(cfg_path.read_text())
         old_cmp = {k: v for k, v in old.items() if k != "hours"}
         if old_cmp != config:
-            raise ValueError(f"{out} holds a corpus built with other settings ({old_cmp}); "
-                             "use another --out, or pass --force to overwrite it.")
+            raise ValueError(
+                f"{out} holds a corpus built with other settings ({old_cmp}); "
+                "use another --out, or pass --force to overwrite it."
+            )
     if force and out.exists():
         for sub in ("train", "valid", "test", ".tmp", "manifest.jsonl"):
             p = out / sub
@@ -256,19 +313,25 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
     cache_dir = Path(cache_dir) if cache_dir else out / ".cache" / "material"
     man_path = out / "manifest.jsonl"
     done = read_manifest(man_path)
-    todo = [i for i in plan_indices(seed, hours, song_seconds)
-            if i not in done and (splits is None or A.split_of(seed, i) in splits)]
+    todo = [
+        i
+        for i in plan_indices(seed, hours, song_seconds)
+        if i not in done and (splits is None or A.split_of(seed, i) in splits)
+    ]
     t0 = time.perf_counter()
     audio_s = 0.0
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(todo) + len(done), initial=len(done), unit="song", dynamic_ncols=True,
-                   desc=f"corpus {out.name}")
+
+        bar = tqdm(
+            total=len(todo) + len(done), initial=len(done), unit="song", dynamic_ncols=True, desc=f"corpus {out.name}"
+        )
     with open(man_path, "a") as man:
+
         def record(e):
             nonlocal audio_s
-            if "error" in e:                             # logged, retried on the next resume
+            if "error" in e:  # logged, retried on the next resume
                 with open(out / "errors.jsonl", "a") as err:
                     err.write(json.dumps(e) + "\n")
                 if bar is not None:
@@ -282,18 +345,23 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
             audio_s += e["duration_s"]
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(audio_h=f"{sum(d['duration_s'] for d in done.values()) / 3600:.2f}",
-                                speed=f"{audio_s / max(1e-9, time.perf_counter() - t0):.1f}x")
+                bar.set_postfix(
+                    audio_h=f"{sum(d['duration_s'] for d in done.values()) / 3600:.2f}",
+                    speed=f"{audio_s / max(1e-9, time.perf_counter() - t0):.1f}x",
+                )
+
         if workers <= 1:
             _init_worker(seed, cache_dir, sf2, out, fmt, song_seconds)
             for i in todo:
                 record(_build_one(i))
         else:
-            from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
-            with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(seed, cache_dir, sf2, str(out), fmt, song_seconds)) as ex:
+            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+            with ProcessPoolExecutor(
+                workers, initializer=_init_worker, initargs=(seed, cache_dir, sf2, str(out), fmt, song_seconds)
+            ) as ex:
                 pending, it = set(), iter(todo)
-                for i in it:                               # keep a short queue: resumable, low memory
+                for i in it:  # keep a short queue: resumable, low memory
                     pending.add(ex.submit(_build_one, i))
                     if len(pending) >= 2 * workers:
                         fin, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -308,5 +376,9 @@ def build(out, hours: float, seed: int, workers: int = 1, soundfont: str | None 
     _write_atomic(man_path, "\n".join(lines) + "\n")
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     wall = time.perf_counter() - t0
-    return {"songs": len(done), "hours": sum(e["duration_s"] for e in done.values()) / 3600,
-            "rendered_s": audio_s, "wall_s": wall}
+    return {
+        "songs": len(done),
+        "hours": sum(e["duration_s"] for e in done.values()) / 3600,
+        "rendered_s": audio_s,
+        "wall_s": wall,
+    }

@@ -1,4 +1,5 @@
 """Command line of the corpus factory."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,13 @@ def main(argv=None) -> int:
     b.add_argument("--force", action="store_true", help="overwrite a corpus built with other settings")
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--song-seconds", type=float, default=None, help="fixed song length (default: 10-60 s)")
-    b.add_argument("--splits", default=None, metavar="SPLIT[,SPLIT]",
-                   help="render only these splits' songs of the plan (e.g. test: what factory.evaluate "
-                        "needs, minutes instead of hours); a later build without it adds the rest")
+    b.add_argument(
+        "--splits",
+        default=None,
+        metavar="SPLIT[,SPLIT]",
+        help="render only these splits' songs of the plan (e.g. test: what factory.evaluate "
+        "needs, minutes instead of hours); a later build without it adds the rest",
+    )
     v = sub.add_parser("verify", help="check sums, activity and splits of a build")
     v.add_argument("root")
     v.add_argument("--max-songs", type=int, default=None)
@@ -34,26 +39,43 @@ def main(argv=None) -> int:
     f.add_argument("--out", default="docs/vocal_sources.png")
     args = ap.parse_args(argv)
     from .render import MissingTool
+
     try:
         if args.cmd == "build":
             from .build import build
-            r = build(args.out, args.hours, args.seed, args.workers, args.soundfont, args.format,
-                      args.force, progress=not args.no_progress, song_seconds=args.song_seconds,
-                      splits=args.splits.split(",") if args.splits else None)
-            print(f"{r['songs']} songs, {r['hours']:.2f} h of audio in {args.out} "
-                  f"(this run: {r['rendered_s'] / 3600:.2f} h rendered in {r['wall_s'] / 60:.1f} min)")
+
+            r = build(
+                args.out,
+                args.hours,
+                args.seed,
+                args.workers,
+                args.soundfont,
+                args.format,
+                args.force,
+                progress=not args.no_progress,
+                song_seconds=args.song_seconds,
+                splits=args.splits.split(",") if args.splits else None,
+            )
+            print(
+                f"{r['songs']} songs, {r['hours']:.2f} h of audio in {args.out} "
+                f"(this run: {r['rendered_s'] / 3600:.2f} h rendered in {r['wall_s'] / 60:.1f} min)"
+            )
         elif args.cmd == "verify":
             from .verify import verify
+
             ok = verify(args.root, args.max_songs)
             return 0 if ok else 1
         elif args.cmd == "stats":
             from .stats import write_stats
+
             write_stats(args.root, args.docs)
         elif args.cmd == "demo":
             from .demo import make_demo
+
             make_demo(args.out, args.seed)
         elif args.cmd == "figure":
             from .figure import vocal_figure
+
             vocal_figure(args.out)
     except MissingTool as e:
         print(f"error: {e}", file=sys.stderr)

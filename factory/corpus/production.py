@@ -1,6 +1,7 @@
 """Per-stem production: EQ, compression, saturation, stereo placement, echo and a shared
 reverb bus. It runs on each stem before the sum, so the training targets contain the
 production, as real multitrack stems do."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,11 @@ def biquad(kind: str, f0: float, gain_db: float = 0.0, q: float = 0.707) -> np.n
     elif kind in ("lowshelf", "highshelf"):
         s = 1 if kind == "lowshelf" else -1
         sq = 2 * np.sqrt(a) * alpha
-        b = [a * ((a + 1) - s * (a - 1) * cw + sq), s * 2 * a * ((a - 1) - s * (a + 1) * cw),
-             a * ((a + 1) - s * (a - 1) * cw - sq)]
+        b = [
+            a * ((a + 1) - s * (a - 1) * cw + sq),
+            s * 2 * a * ((a - 1) - s * (a + 1) * cw),
+            a * ((a + 1) - s * (a - 1) * cw - sq),
+        ]
         den = [(a + 1) + s * (a - 1) * cw + sq, -s * 2 * ((a - 1) + s * (a + 1) * cw), (a + 1) + s * (a - 1) * cw - sq]
     elif kind == "highpass":
         b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
@@ -44,7 +48,11 @@ def random_eq(rng, stem: str) -> tuple[np.ndarray, dict]:
     g, f = float(rng.uniform(-4, 4)), float(rng.uniform(80, 250))
     secs.append(biquad("lowshelf", f, g))
     desc["lowshelf"] = [round(f, 1), round(g, 2)]
-    g, f, q = float(rng.uniform(-5, 5)), float(np.exp(rng.uniform(np.log(300), np.log(5000)))), float(rng.uniform(0.7, 2.0))
+    g, f, q = (
+        float(rng.uniform(-5, 5)),
+        float(np.exp(rng.uniform(np.log(300), np.log(5000)))),
+        float(rng.uniform(0.7, 2.0)),
+    )
     secs.append(biquad("peak", f, g, q))
     desc["peak"] = [round(f, 1), round(g, 2), round(q, 2)]
     g, f = float(rng.uniform(-5, 4)), float(rng.uniform(3000, 10000))
@@ -86,11 +94,11 @@ def room_ir(rng, rt60: float, predelay_s: float, damping: float) -> np.ndarray:
         decay = np.exp(-6.91 * t / rt60)
         tail = (lo * decay + hi * decay ** (1 + 2 * damping)) * np.clip((t - predelay_s) / 0.01, 0, 1)
         ir[ch] = tail
-        for _ in range(8):                           # early reflections
+        for _ in range(8):  # early reflections
             k = p0 + int(rng.uniform(0.002, 0.06) * SR)
             if k < n:
                 ir[ch, k] += rng.uniform(-1, 1) * 3
-    return ir / np.sqrt((ir ** 2).sum() / 2)
+    return ir / np.sqrt((ir**2).sum() / 2)
 
 
 def echo(x: np.ndarray, delay_s: float, feedback: float, taps: int = 5) -> np.ndarray:
@@ -103,7 +111,7 @@ def echo(x: np.ndarray, delay_s: float, feedback: float, taps: int = 5) -> np.nd
         if k * d >= x.shape[1]:
             break
         src = signal.sosfilt(lp, src)
-        wet[k % 2, k * d:] += (feedback ** k) * src[: x.shape[1] - k * d]
+        wet[k % 2, k * d :] += (feedback**k) * src[: x.shape[1] - k * d]
     return wet
 
 
@@ -130,12 +138,16 @@ def produce(stems: dict, rng: np.random.Generator, tempo: float) -> tuple[dict, 
         sos, s["eq"] = random_eq(rng, name)
         x = signal.sosfilt(sos, x, axis=-1)
         if rng.random() < {"vocals": 0.9, "drums": 0.7, "bass": 0.8, "other": 0.5}[name]:
-            rms_db = 10 * np.log10(np.mean(x ** 2) + 1e-20)
+            rms_db = 10 * np.log10(np.mean(x**2) + 1e-20)
             thr, ratio = rms_db + float(rng.uniform(-2, 8)), float(rng.uniform(1.5, 6))
             att, rel = float(rng.uniform(0.002, 0.03)), float(rng.uniform(0.05, 0.3))
             x = compress(x, thr, ratio, att, rel)
-            s["compressor"] = {"threshold_rel_rms_db": round(thr - rms_db, 1), "ratio": round(ratio, 2),
-                               "attack_ms": round(att * 1e3, 1), "release_ms": round(rel * 1e3)}
+            s["compressor"] = {
+                "threshold_rel_rms_db": round(thr - rms_db, 1),
+                "ratio": round(ratio, 2),
+                "attack_ms": round(att * 1e3, 1),
+                "release_ms": round(rel * 1e3),
+            }
         if name != "vocals" and rng.random() < 0.2:
             drive = float(rng.uniform(1.5, 4))
             pk = np.abs(x).max() + 1e-12
@@ -150,8 +162,11 @@ def produce(stems: dict, rng: np.random.Generator, tempo: float) -> tuple[dict, 
             fb = float(rng.uniform(0.15, 0.4))
             x = x + echo(x, d, fb) * float(rng.uniform(0.2, 0.5))
             s["echo"] = {"delay_s": round(d, 3), "feedback": round(fb, 2)}
-        send = float(rng.uniform(*{"vocals": (0.05, 0.4), "other": (0.02, 0.35), "drums": (0.0, 0.25),
-                                   "bass": (0.0, 0.06)}[name]))
+        send = float(
+            rng.uniform(
+                *{"vocals": (0.05, 0.4), "other": (0.02, 0.35), "drums": (0.0, 0.25), "bass": (0.0, 0.06)}[name]
+            )
+        )
         if send > 0.01:
             wet = signal.oaconvolve(x, ir, axes=1)[:, : x.shape[1]]
             x = x * (1 - send / 2) + wet * send
@@ -163,18 +178,20 @@ def produce(stems: dict, rng: np.random.Generator, tempo: float) -> tuple[dict, 
 
 # ----------------------------------------------------------------------------- master bus
 
+
 def limiter_gain(x: np.ndarray, ceiling: float, lookahead_s: float = 0.004, release_s: float = 0.08) -> np.ndarray:
     """Gain curve of a look-ahead brick-wall limiter for (channels, n): never lets |x| * g
     exceed `ceiling`. The per-sample required gain is min-filtered over +-lookahead, then
     averaged over the lookahead (each average only sees gains <= the one needed at the
     peak, so there is no overshoot), then held down by a one-pole release (min only lowers)."""
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
     level = np.abs(x).max(axis=0)
     req = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
     w = max(1, int(lookahead_s * SR))
     g = uniform_filter1d(minimum_filter1d(req, 2 * w + 1, mode="nearest"), w, mode="nearest")
     a = np.exp(-1 / (release_s * SR))
-    rel = signal.lfilter([1 - a], [1, -a], g - 1.0) + 1.0     # starts at unity gain
+    rel = signal.lfilter([1 - a], [1, -a], g - 1.0) + 1.0  # starts at unity gain
     return np.minimum(g, rel)
 
 
@@ -187,7 +204,7 @@ def master(stems: dict, rng: np.random.Generator, loudness) -> tuple[dict, dict]
     info: dict = {}
     gain = np.ones(mix.shape[1])
     if rng.random() < 0.75:
-        rms_db = 10 * np.log10(np.mean(mix ** 2) + 1e-20)
+        rms_db = 10 * np.log10(np.mean(mix**2) + 1e-20)
         thr, ratio = rms_db + float(rng.uniform(-8, -2)), float(rng.uniform(1.5, 3.0))
         att, rel = float(rng.uniform(0.01, 0.03)), float(rng.uniform(0.1, 0.3))
         g1 = compressor_gain(mix, thr, ratio, att, rel)
@@ -197,10 +214,13 @@ def master(stems: dict, rng: np.random.Generator, loudness) -> tuple[dict, dict]
         ceiling = 10 ** (float(rng.uniform(-1.0, -0.3)) / 20)
         g2 = limiter_gain(mixc * pre, ceiling)
         gain = g1 * pre * g2
-        info = {"mastered": True, "bus_compressor": {"threshold_rel_rms_db": round(thr - rms_db, 1),
-                                                     "ratio": round(ratio, 2)},
-                "target_lufs": round(target, 2), "ceiling_dbfs": round(20 * np.log10(ceiling), 2),
-                "limiter_max_reduction_db": round(float(-20 * np.log10(g2.min())), 2)}
+        info = {
+            "mastered": True,
+            "bus_compressor": {"threshold_rel_rms_db": round(thr - rms_db, 1), "ratio": round(ratio, 2)},
+            "target_lufs": round(target, 2),
+            "ceiling_dbfs": round(20 * np.log10(ceiling), 2),
+            "limiter_max_reduction_db": round(float(-20 * np.log10(g2.min())), 2),
+        }
     else:
         target = float(rng.uniform(-24, -14))
         gain *= 10 ** ((target - loudness(mix)) / 20)

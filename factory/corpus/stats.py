@@ -1,4 +1,5 @@
 """Statistics of a build, from its manifest: tables for docs/CORPUS.md and a figure."""
+
 from __future__ import annotations
 
 import collections
@@ -38,8 +39,11 @@ def _table(header, rows):
 def summarize(entries: list[dict]) -> dict:
     hours = lambda es: sum(e["duration_s"] for e in es) / 3600
     s: dict = {"songs": len(entries), "hours": hours(entries)}
-    s["splits"] = {sp: (len(es), hours(es), len({e["source"].split("#")[0] for e in es}))
-                   for sp in ("train", "valid", "test") for es in [[e for e in entries if e["split"] == sp]]}
+    s["splits"] = {
+        sp: (len(es), hours(es), len({e["source"].split("#")[0] for e in es}))
+        for sp in ("train", "valid", "test")
+        for es in [[e for e in entries if e["split"] == sp]]
+    }
     s["disjoint"] = splits_disjoint(entries)[0]
     s["durations"] = _pct([e["duration_s"] for e in entries])
     s["collections"] = collections.Counter(e["collection"] for e in entries)
@@ -56,41 +60,77 @@ def summarize(entries: list[dict]) -> dict:
     s["instruments"] = inst
     s["vocal_sources"] = collections.Counter(e["vocal"]["source"] for e in entries)
     s["singers"] = collections.Counter(e["vocal"].get("singer") for e in entries if e["vocal"]["source"] != "none")
-    s["espeak_langs"] = collections.Counter(e["vocal"]["espeak_voice"].split("+")[0] for e in entries
-                                            if e["vocal"].get("espeak_voice"))
+    s["espeak_langs"] = collections.Counter(
+        e["vocal"]["espeak_voice"].split("+")[0] for e in entries if e["vocal"].get("espeak_voice")
+    )
     s["lufs"] = {n: [e["stems"][n]["lufs"] for e in entries] for n in ("mixture",) + STEMS}
     s["peak"] = {n: [e["stems"][n]["peak_dbfs"] for e in entries] for n in ("mixture",) + STEMS}
     s["silent"] = {n: sum(e["stems"][n]["silent"] for e in entries) for n in STEMS}
     s["active"] = {n: [e["stems"][n]["active_fraction"] for e in entries if not e["stems"][n]["silent"]] for n in STEMS}
-    s["rel"] = {n: [e["stems"][n]["lufs"] - e["stems"]["mixture"]["lufs"] for e in entries
-                    if e["stems"][n]["lufs"] is not None] for n in STEMS}
+    s["rel"] = {
+        n: [e["stems"][n]["lufs"] - e["stems"]["mixture"]["lufs"] for e in entries if e["stems"][n]["lufs"] is not None]
+        for n in STEMS
+    }
     s["rt60"] = [e["production"]["reverb_rt60_s"] for e in entries]
-    s["comp"] = {n: np.mean([("compressor" in e["production"].get(n, {})) for e in entries
-                             if not e["stems"][n]["silent"]] or [0]) for n in STEMS}
+    s["comp"] = {
+        n: np.mean(
+            [("compressor" in e["production"].get(n, {})) for e in entries if not e["stems"][n]["silent"]] or [0]
+        )
+        for n in STEMS
+    }
     return s
 
 
 def markdown(s: dict, root: str) -> str:
-    out = [f"Build `{root}`: **{s['songs']} songs, {s['hours']:.2f} hours** "
-           f"(durations 5/50/95 %: {s['durations'][0]:.0f} / {s['durations'][2]:.0f} / {s['durations'][4]:.0f} s). "
-           f"Splits disjoint by music21 source file: **{s['disjoint']}**.", ""]
-    out.append(_table(["split", "songs", "hours", "distinct source files"],
-                      [[k, v[0], f"{v[1]:.2f}", v[2]] for k, v in s["splits"].items()]))
-    out += ["", "**Sources** (music21 collections, songs): " +
-            ", ".join(f"{k} {v}" for k, v in s["collections"].most_common()), ""]
+    out = [
+        f"Build `{root}`: **{s['songs']} songs, {s['hours']:.2f} hours** "
+        f"(durations 5/50/95 %: {s['durations'][0]:.0f} / {s['durations'][2]:.0f} / {s['durations'][4]:.0f} s). "
+        f"Splits disjoint by music21 source file: **{s['disjoint']}**.",
+        "",
+    ]
+    out.append(
+        _table(
+            ["split", "songs", "hours", "distinct source files"],
+            [[k, v[0], f"{v[1]:.2f}", v[2]] for k, v in s["splits"].items()],
+        )
+    )
+    out += [
+        "",
+        "**Sources** (music21 collections, songs): " + ", ".join(f"{k} {v}" for k, v in s["collections"].most_common()),
+        "",
+    ]
     t = np.asarray(s["tempo"])
-    out.append(f"**Tempo** (quarter notes per minute): 5/25/50/75/95 % = "
-               + " / ".join(f"{x:.0f}" for x in _pct(t)) + "; histogram (20-qpm bins): "
-               + ", ".join(f"{lo}-{lo + 20}: {int(((t >= lo) & (t < lo + 20)).sum())}" for lo in range(40, 260, 20)
-                           if ((t >= lo) & (t < lo + 20)).any()))
-    out += ["", f"**Keys**: {dict(s['modes'])}; by tonic: " +
-            ", ".join(f"{k} {v}" for k, v in sorted(s["keys"].items(), key=lambda kv: (-kv[1], kv[0]))) +
-            f". Songs with a modulation in the last section: {s['modulated']}.", ""]
-    out += [f"**Meters**: " + ", ".join(f"{k} {v}" for k, v in s["meters"].most_common()) + ". "
-            "**Drum styles**: " + ", ".join(f"{k} {v}" for k, v in s["styles"].most_common()), ""]
-    out += ["**Vocal sources** (songs): " + ", ".join(f"{k} {v}" for k, v in s["vocal_sources"].most_common())
-            + "; registers: " + ", ".join(f"{k} {v}" for k, v in s["singers"].most_common())
-            + "; espeak-ng languages: " + ", ".join(f"{k} {v}" for k, v in s["espeak_langs"].most_common()), ""]
+    out.append(
+        "**Tempo** (quarter notes per minute): 5/25/50/75/95 % = "
+        + " / ".join(f"{x:.0f}" for x in _pct(t))
+        + "; histogram (20-qpm bins): "
+        + ", ".join(
+            f"{lo}-{lo + 20}: {int(((t >= lo) & (t < lo + 20)).sum())}"
+            for lo in range(40, 260, 20)
+            if ((t >= lo) & (t < lo + 20)).any()
+        )
+    )
+    out += [
+        "",
+        f"**Keys**: {dict(s['modes'])}; by tonic: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(s["keys"].items(), key=lambda kv: (-kv[1], kv[0])))
+        + f". Songs with a modulation in the last section: {s['modulated']}.",
+        "",
+    ]
+    out += [
+        "**Meters**: " + ", ".join(f"{k} {v}" for k, v in s["meters"].most_common()) + ". "
+        "**Drum styles**: " + ", ".join(f"{k} {v}" for k, v in s["styles"].most_common()),
+        "",
+    ]
+    out += [
+        "**Vocal sources** (songs): "
+        + ", ".join(f"{k} {v}" for k, v in s["vocal_sources"].most_common())
+        + "; registers: "
+        + ", ".join(f"{k} {v}" for k, v in s["singers"].most_common())
+        + "; espeak-ng languages: "
+        + ", ".join(f"{k} {v}" for k, v in s["espeak_langs"].most_common()),
+        "",
+    ]
     out.append("**Instruments** (parts per stem across songs; top 12 per stem):")
     out.append("")
     rows = []
@@ -98,7 +138,9 @@ def markdown(s: dict, root: str) -> str:
         c = s["instruments"][st]
         rows.append([st, len(c), ", ".join(f"{k} ({v})" for k, v in c.most_common(12))])
     out += [_table(["stem", "distinct", "most used"], rows), ""]
-    out.append("**Loudness** (BS.1770 integrated LUFS of the stored files; percentiles over songs that feature the stem):")
+    out.append(
+        "**Loudness** (BS.1770 integrated LUFS of the stored files; percentiles over songs that feature the stem):"
+    )
     out.append("")
     rows = []
     for n in ("mixture",) + STEMS:
@@ -106,24 +148,59 @@ def markdown(s: dict, root: str) -> str:
         r = _pct(s["rel"].get(n, [])) if n != "mixture" else [float("nan")] * 5
         silent = s["silent"].get(n, 0)
         act = _pct(s["active"].get(n, [1.0]), (5, 50))
-        rows.append([n] + [f"{x:.1f}" for x in p] +
-                    ([f"{r[2]:+.1f}", f"{silent} ({100 * silent / max(1, s['songs']):.1f} %)", f"{act[0]:.2f} / {act[1]:.2f}"]
-                     if n != "mixture" else ["", "", ""]))
-    out += [_table(["file", "p5", "p25", "p50", "p75", "p95", "median re mixture (LU)", "silent songs",
-                    "active 1-s windows p5 / p50"], rows), ""]
+        rows.append(
+            [n]
+            + [f"{x:.1f}" for x in p]
+            + (
+                [
+                    f"{r[2]:+.1f}",
+                    f"{silent} ({100 * silent / max(1, s['songs']):.1f} %)",
+                    f"{act[0]:.2f} / {act[1]:.2f}",
+                ]
+                if n != "mixture"
+                else ["", "", ""]
+            )
+        )
+    out += [
+        _table(
+            [
+                "file",
+                "p5",
+                "p25",
+                "p50",
+                "p75",
+                "p95",
+                "median re mixture (LU)",
+                "silent songs",
+                "active 1-s windows p5 / p50",
+            ],
+            rows,
+        ),
+        "",
+    ]
     low = {n: sum(1 for f in s["active"][n] if f <= 0.5) for n in STEMS}
-    out.append("Featured stems active (> -50 dBFS) in at most half of the 1-s windows of their song: "
-               + ", ".join(f"{n} {low[n]} of {len(s['active'][n])}" for n in STEMS) + ".")
+    out.append(
+        "Featured stems active (> -50 dBFS) in at most half of the 1-s windows of their song: "
+        + ", ".join(f"{n} {low[n]} of {len(s['active'][n])}" for n in STEMS)
+        + "."
+    )
     out.append("")
-    out.append(f"**Production**: reverb RT60 5/50/95 % = " + " / ".join(f"{x:.2f}" for x in _pct(s["rt60"], (5, 50, 95)))
-               + " s; compressed stems: " + ", ".join(f"{n} {100 * s['comp'][n]:.0f} %" for n in STEMS) + ".")
+    out.append(
+        "**Production**: reverb RT60 5/50/95 % = "
+        + " / ".join(f"{x:.2f}" for x in _pct(s["rt60"], (5, 50, 95)))
+        + " s; compressed stems: "
+        + ", ".join(f"{n} {100 * s['comp'][n]:.0f} %" for n in STEMS)
+        + "."
+    )
     return "\n".join(out)
 
 
 def figure(s: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(2, 3, figsize=(16, 9))
     a = ax[0, 0]
     a.hist(s["tempo"], bins=np.arange(40, 265, 10), color="C0")

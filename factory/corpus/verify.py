@@ -1,5 +1,6 @@
 """Checks of a build: the mixture is the sum of the stems, featured stems are active,
 splits are disjoint by source, and every manifest entry has its files."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,12 @@ def check_song(root: Path, entry: dict) -> dict:
     x = {n: sf.read(root / p, dtype="float32", always_2d=True)[0].T for n, p in entry["files"].items()}
     err = float(np.abs(x["mixture"] - sum(x[s] for s in STEMS)).max())
     act = {s: L.active_fraction(x[s], threshold_db=ACTIVE_DB) for s in STEMS if np.any(x[s])}
-    return {"id": entry["id"], "max_abs_err": err, "active": act,
-            "shape_ok": all(v.shape == x["mixture"].shape and v.shape[0] == 2 for v in x.values())}
+    return {
+        "id": entry["id"],
+        "max_abs_err": err,
+        "active": act,
+        "shape_ok": all(v.shape == x["mixture"].shape and v.shape[0] == 2 for v in x.values()),
+    }
 
 
 def splits_disjoint(entries) -> tuple[bool, dict]:
@@ -50,8 +55,10 @@ def verify(root, max_songs=None) -> bool:
     for s in STEMS:
         if fracs[s]:
             f = np.array(fracs[s])
-            print(f"  {s:7s} featured in {f.size} songs; active 1-s windows (> {ACTIVE_DB:.0f} dBFS): "
-                  f"median {np.median(f):.2f}, min {f.min():.2f}, songs with <= 50 %: {(f <= 0.5).sum()}")
+            print(
+                f"  {s:7s} featured in {f.size} songs; active 1-s windows (> {ACTIVE_DB:.0f} dBFS): "
+                f"median {np.median(f):.2f}, min {f.min():.2f}, songs with <= 50 %: {(f <= 0.5).sum()}"
+            )
     print(f"splits disjoint by source: {ok_split}" + ("" if ok_split else f" shared: {list(shared)[:5]}"))
     if low:
         print("  featured stems active in at most half of the song:", low[:10])

@@ -10,6 +10,7 @@
 
 Both are deterministic functions of their inputs and a seed.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,26 +24,61 @@ SR = 44100
 
 # Formant frequencies (Hz) of sung vowels, adult male; bandwidths grow with frequency.
 VOWELS = {
-    "a": (730, 1090, 2440, 3300, 4100), "e": (480, 1900, 2500, 3350, 4200),
-    "i": (290, 2250, 3000, 3500, 4300), "o": (500, 850, 2450, 3300, 4150),
-    "u": (320, 800, 2250, 3250, 4100), "ae": (660, 1700, 2400, 3350, 4200),
-    "uh": (560, 1150, 2400, 3300, 4150), "oo": (380, 950, 2300, 3300, 4150),
+    "a": (730, 1090, 2440, 3300, 4100),
+    "e": (480, 1900, 2500, 3350, 4200),
+    "i": (290, 2250, 3000, 3500, 4300),
+    "o": (500, 850, 2450, 3300, 4150),
+    "u": (320, 800, 2250, 3250, 4100),
+    "ae": (660, 1700, 2400, 3350, 4200),
+    "uh": (560, 1150, 2400, 3300, 4150),
+    "oo": (380, 950, 2300, 3300, 4150),
 }
 VOWEL_WEIGHTS = {"a": 5, "e": 3, "i": 3, "o": 4, "u": 2, "ae": 2, "uh": 2, "oo": 3}
 BANDWIDTHS = (80, 95, 130, 170, 220)
 # Consonants: class, and for voiced ones the formants of the murmur/glide.
 CONSONANTS = {
-    "p": ("plosive", 900), "t": ("plosive", 4200), "k": ("plosive", 2200),
-    "b": ("vplosive", 800), "d": ("vplosive", 3600), "g": ("vplosive", 2000),
-    "s": ("fricative", (4800, 9500)), "sh": ("fricative", (2200, 6000)), "f": ("fricative", (1500, 9000)),
-    "h": ("aspirate", None), "th": ("fricative", (1200, 8000)),
-    "v": ("vfricative", (1500, 8000)), "z": ("vfricative", (4500, 9000)),
-    "m": ("nasal", (250, 1100, 2300, 3300, 4000)), "n": ("nasal", (250, 1600, 2600, 3300, 4000)),
-    "l": ("liquid", (360, 1300, 2700, 3300, 4100)), "r": ("liquid", (400, 1100, 1600, 3000, 4000)),
-    "w": ("liquid", (300, 650, 2200, 3200, 4000)), "y": ("liquid", (280, 2200, 3000, 3500, 4200)),
+    "p": ("plosive", 900),
+    "t": ("plosive", 4200),
+    "k": ("plosive", 2200),
+    "b": ("vplosive", 800),
+    "d": ("vplosive", 3600),
+    "g": ("vplosive", 2000),
+    "s": ("fricative", (4800, 9500)),
+    "sh": ("fricative", (2200, 6000)),
+    "f": ("fricative", (1500, 9000)),
+    "h": ("aspirate", None),
+    "th": ("fricative", (1200, 8000)),
+    "v": ("vfricative", (1500, 8000)),
+    "z": ("vfricative", (4500, 9000)),
+    "m": ("nasal", (250, 1100, 2300, 3300, 4000)),
+    "n": ("nasal", (250, 1600, 2600, 3300, 4000)),
+    "l": ("liquid", (360, 1300, 2700, 3300, 4100)),
+    "r": ("liquid", (400, 1100, 1600, 3000, 4000)),
+    "w": ("liquid", (300, 650, 2200, 3200, 4000)),
+    "y": ("liquid", (280, 2200, 3000, 3500, 4200)),
 }
-ONSET_WEIGHTS = {"": 6, "l": 5, "n": 4, "m": 4, "d": 3, "t": 3, "s": 3, "k": 2, "b": 2, "h": 2,
-                 "w": 2, "y": 2, "r": 3, "sh": 1, "f": 1, "g": 1, "p": 1, "v": 1, "z": 1, "th": 1}
+ONSET_WEIGHTS = {
+    "": 6,
+    "l": 5,
+    "n": 4,
+    "m": 4,
+    "d": 3,
+    "t": 3,
+    "s": 3,
+    "k": 2,
+    "b": 2,
+    "h": 2,
+    "w": 2,
+    "y": 2,
+    "r": 3,
+    "sh": 1,
+    "f": 1,
+    "g": 1,
+    "p": 1,
+    "v": 1,
+    "z": 1,
+    "th": 1,
+}
 CODA_WEIGHTS = {"": 14, "n": 3, "m": 1, "s": 2, "t": 1, "l": 1}
 
 
@@ -84,7 +120,7 @@ def _glottal_table(f0_max: float, tilt: float, phases: np.ndarray, size: int = 2
     k_max = int(max(1, min(size // 2 - 1, 18000 // max(f0_max, 1.0))))
     spec = np.zeros(size // 2 + 1, complex)
     k = np.arange(1, k_max + 1)
-    spec[1:k_max + 1] = k ** (-tilt) * np.exp(1j * phases[:k_max])
+    spec[1 : k_max + 1] = k ** (-tilt) * np.exp(1j * phases[:k_max])
     tab = np.fft.irfft(spec, size)
     return tab / (np.abs(tab).max() + 1e-12)
 
@@ -95,10 +131,10 @@ class Singer:
     def __init__(self, seed: int, female: bool, backing: bool = False):
         rng = np.random.default_rng(seed)
         self.rng = rng
-        self.formant_scale = (rng.uniform(1.10, 1.22) if female else rng.uniform(0.95, 1.05))
+        self.formant_scale = rng.uniform(1.10, 1.22) if female else rng.uniform(0.95, 1.05)
         self.tilt = rng.uniform(0.9, 1.5) + (0.3 if backing else 0.0)
         self.vib_rate = rng.uniform(4.8, 6.6)
-        self.vib_depth = rng.uniform(0.15, 0.6)           # semitones
+        self.vib_depth = rng.uniform(0.15, 0.6)  # semitones
         self.vib_delay = rng.uniform(0.12, 0.35)
         self.breath = rng.uniform(0.02, 0.10) + (0.06 if backing else 0.0)
         self.glide = rng.uniform(0.025, 0.07)
@@ -106,7 +142,7 @@ class Singer:
         self.phases = rng.uniform(-np.pi, np.pi, 1024) * rng.uniform(0.0, 0.4) - np.arange(1024) * np.pi / 2
         self.vowels = {"oo": 5, "a": 3, "uh": 2} if backing else VOWEL_WEIGHTS
         self.onsets = {"": 10, "m": 2, "d": 1} if backing else ONSET_WEIGHTS
-        self.singers_formant = rng.random() < 0.4 and not backing   # classical "ring" near 3 kHz
+        self.singers_formant = rng.random() < 0.4 and not backing  # classical "ring" near 3 kHz
         self.brightness = rng.uniform(0.03, 0.10) * (0.5 if backing else 1.0)
 
     def sing(self, notes, n_samples: int) -> tuple[np.ndarray, list[str]]:
@@ -121,8 +157,7 @@ class Singer:
                 coda = ""
             lyrics.append(onset + vowel + coda)
             legato = prev_pitch is not None and on - prev_end < 0.06
-            seg = self._note(on, dur, pitch, vel / 127.0, onset, vowel, coda,
-                             prev_pitch if legato else None)
+            seg = self._note(on, dur, pitch, vel / 127.0, onset, vowel, coda, prev_pitch if legato else None)
             start = int(round(on * SR)) - seg[1]
             x = seg[0]
             if start < 0:
@@ -135,12 +170,20 @@ class Singer:
     def _note(self, on, dur, pitch, amp, onset, vowel, coda, from_pitch):
         rng = self.rng
         cls, cpar = CONSONANTS.get(onset, (None, None))
-        pre = {None: 0.0, "plosive": 0.07, "vplosive": 0.06, "fricative": 0.1, "vfricative": 0.08,
-               "aspirate": 0.06, "nasal": 0.07, "liquid": 0.06}[cls]
+        pre = {
+            None: 0.0,
+            "plosive": 0.07,
+            "vplosive": 0.06,
+            "fricative": 0.1,
+            "vfricative": 0.08,
+            "aspirate": 0.06,
+            "nasal": 0.07,
+            "liquid": 0.06,
+        }[cls]
         pre_n = int(pre * SR)
         rel = 0.06
         n = pre_n + int((dur + rel) * SR)
-        t = np.arange(n) / SR - pre                        # 0 = the beat
+        t = np.arange(n) / SR - pre  # 0 = the beat
         # Pitch: portamento from the previous note, delayed vibrato, slow drift.
         semis = np.full(n, float(pitch)) + rng.normal(0, 0.08)
         if from_pitch is not None:
@@ -156,10 +199,10 @@ class Singer:
         i0 = pos.astype(np.int64)
         frac = pos - i0
         src = table[i0 % table.size] * (1 - frac) + table[(i0 + 1) % table.size] * frac
-        pulse = 0.5 + 0.5 * np.cos(2 * np.pi * phase)    # breath is louder when the glottis opens
+        pulse = 0.5 + 0.5 * np.cos(2 * np.pi * phase)  # breath is louder when the glottis opens
         src += self.breath * 3 * pulse * _band_noise(rng, n, 700, 12000)
-        src *= 1 + 0.05 * vib_env * np.sin(2 * np.pi * self.vib_rate * t)   # amplitude follows vibrato
-        fs = self.formant_scale * 2 ** ((pitch - 60) / 12 * 0.08)          # formants rise a little with pitch
+        src *= 1 + 0.05 * vib_env * np.sin(2 * np.pi * self.vib_rate * t)  # amplitude follows vibrato
+        fs = self.formant_scale * 2 ** ((pitch - 60) / 12 * 0.08)  # formants rise a little with pitch
         vf = list(VOWELS[vowel])
         if self.singers_formant:
             vf[2], vf[3] = 2800, 3200
@@ -182,14 +225,14 @@ class Singer:
             lvl = {"nasal": 0.45, "liquid": 0.7, "vplosive": 0.25, "vfricative": 0.3}[cls]
             y += c_voiced * xf * lvl
         if cls in ("plosive", "vplosive"):
-            b0 = int((pre - 0.015) * SR)                  # burst 15 ms before the beat, after closure
+            b0 = int((pre - 0.015) * SR)  # burst 15 ms before the beat, after closure
             bn = int(0.012 * SR)
             burst = _band_noise(rng, bn, max(300, cpar * 0.6), cpar * 1.6) * np.hanning(bn) * 2.5 * c_amp
-            y[b0:b0 + bn] += burst * (0.5 if cls == "vplosive" else 1.0)
-            if cls == "plosive":                           # aspiration through the vowel's formants
+            y[b0 : b0 + bn] += burst * (0.5 if cls == "vplosive" else 1.0)
+            if cls == "plosive":  # aspiration through the vowel's formants
                 an = int(0.03 * SR)
                 asp = signal.sosfilt(v_sos, rng.standard_normal(an)) * np.linspace(1, 0, an) * 0.25 * c_amp
-                y[b0 + bn:b0 + bn + an] += asp[: max(0, min(an, n - b0 - bn))]
+                y[b0 + bn : b0 + bn + an] += asp[: max(0, min(an, n - b0 - bn))]
         if cls in ("fricative", "vfricative"):
             fn = pre_n + int(0.015 * SR)
             lo, hi = cpar
@@ -209,29 +252,70 @@ class Singer:
                 y[c0:] = y[c0:] * (1 - 0.7 * ramp) + murmur * 0.4 * ramp
             elif ccls == "fricative":
                 cn = min(m, int(0.09 * SR))
-                y[c0:c0 + cn] += _band_noise(rng, cn, *cpar2) * np.hanning(cn) * 1.2 * c_amp
-            else:                                          # a stop: close, then release a small burst
+                y[c0 : c0 + cn] += _band_noise(rng, cn, *cpar2) * np.hanning(cn) * 1.2 * c_amp
+            else:  # a stop: close, then release a small burst
                 y[c0:] *= 1 - ramp
                 b0 = c0 + int(0.07 * SR)
                 bn = min(int(0.01 * SR), n - b0)
                 if bn > 0:
-                    y[b0:b0 + bn] += _band_noise(rng, bn, 2500, 7000) * np.hanning(bn) * c_amp
-        y *= amp ** 1.2
+                    y[b0 : b0 + bn] += _band_noise(rng, bn, 2500, 7000) * np.hanning(bn) * c_amp
+        y *= amp**1.2
         return y, pre_n
 
 
 # ------------------------------------------------------------------ spoken lines (espeak-ng)
 
-WORDS = ("time love night heart light away never feel know dream fire rain home road world "
-         "alone tonight baby again stay remember falling river morning shadow golden broken "
-         "summer winter city dancing running hold tell believe yesterday forever somebody "
-         "nothing everything little stars moon ocean window sky train station letter smile "
-         "listen children mountain silver highway whisper thunder paper promise hands eyes "
-         "voice story slowly together wonder morning silence careful honest radio sunday").split()
-LANGS = [("en-us", 6), ("en-gb-x-rp", 3), ("en-gb-scotland", 1), ("en-029", 1), ("de", 2), ("fr-fr", 2),
-         ("es", 2), ("it", 2), ("pt-br", 1), ("nl", 1), ("sv", 1), ("pl", 1), ("cs", 1), ("fi", 1)]
-VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
-            "klatt3", "Andy", "Annie", "david", "linda", "john", "paul", "robert", "steph", "max", "Mike"]
+WORDS = (
+    "time love night heart light away never feel know dream fire rain home road world "
+    "alone tonight baby again stay remember falling river morning shadow golden broken "
+    "summer winter city dancing running hold tell believe yesterday forever somebody "
+    "nothing everything little stars moon ocean window sky train station letter smile "
+    "listen children mountain silver highway whisper thunder paper promise hands eyes "
+    "voice story slowly together wonder morning silence careful honest radio sunday"
+).split()
+LANGS = [
+    ("en-us", 6),
+    ("en-gb-x-rp", 3),
+    ("en-gb-scotland", 1),
+    ("en-029", 1),
+    ("de", 2),
+    ("fr-fr", 2),
+    ("es", 2),
+    ("it", 2),
+    ("pt-br", 1),
+    ("nl", 1),
+    ("sv", 1),
+    ("pl", 1),
+    ("cs", 1),
+    ("fi", 1),
+]
+VARIANTS = [
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "Andy",
+    "Annie",
+    "david",
+    "linda",
+    "john",
+    "paul",
+    "robert",
+    "steph",
+    "max",
+    "Mike",
+]
 FEMALE_VARIANTS = {"f1", "f2", "f3", "f4", "f5", "Annie", "linda", "steph"}
 
 
@@ -247,8 +331,12 @@ def espeak(text: str, voice: str, wpm: int, pitch: int) -> np.ndarray:
     """Speak `text` with espeak-ng; mono float32 at 44.1 kHz."""
     import soundfile as sf
     import soxr
-    res = subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch),
-                          "-a", "120", "--stdout", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    res = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "-a", "120", "--stdout", text],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     if res.returncode != 0 or not res.stdout:
         raise RuntimeError(f"espeak-ng failed for voice {voice}: {res.stderr.decode(errors='replace')[-200:]}")
     x, sr = sf.read(io.BytesIO(res.stdout), dtype="float32")
@@ -281,13 +369,13 @@ def speak_lines(lines, n_samples: int, seed: int, register: str) -> tuple[np.nda
         text = " ".join(rng.choice(WORDS, n_words)) if lang.startswith("en") else _gibberish(rng, n_words)
         pitch = int(np.clip(50 + (midi - 60) * 2.5 + rng.normal(0, 5), 5, 95))
         x = extend_band(espeak(text, voice, wpm, pitch), rng)
-        nz = np.flatnonzero(np.abs(x) > 1e-4)                  # espeak pads with silence
+        nz = np.flatnonzero(np.abs(x) > 1e-4)  # espeak pads with silence
         if nz.size:
-            x = x[nz[0]:nz[-1] + 1]
+            x = x[nz[0] : nz[-1] + 1]
         m = min(x.size, int(span * SR))
         x = x[:m] * (vel / 127.0)
         fade = min(m, int(0.03 * SR))
-        x[m - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+        x[m - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)
         a = int(on * SR)
         b = min(n_samples, a + m)
         out[a:b] += x[: b - a]

@@ -91,17 +91,30 @@ class Engine:
       mixture through for a while (live use); ``None`` (offline) never gives up on lateness.
     """
 
-    def __init__(self, model: str | Path | None = None, preset: Preset | str | Path | None = None,
-                 sample_rate: int = 44100, block_size: int = 256, *, phase: str | None = None,
-                 buses: list[str] | None = None, deadline: float | None = None, retry_seconds: float = 1.0,
-                 stft: str | None = None, mask_power: float | None = None):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        preset: Preset | str | Path | None = None,
+        sample_rate: int = 44100,
+        block_size: int = 256,
+        *,
+        phase: str | None = None,
+        buses: list[str] | None = None,
+        deadline: float | None = None,
+        retry_seconds: float = 1.0,
+        stft: str | None = None,
+        mask_power: float | None = None,
+    ):
         if preset is not None and not isinstance(preset, Preset):
             preset = load_preset(preset)
         self.preset = preset
         opts = preset.engine if preset else None
         self.stft_config = dsp.config(stft or (opts.latency if opts else "quality"))
-        self.separator = Separator(model if model is not None else (opts.model if opts else None),
-                                   stft=self.stft_config, sample_rate=sample_rate)
+        self.separator = Separator(
+            model if model is not None else (opts.model if opts else None),
+            stft=self.stft_config,
+            sample_rate=sample_rate,
+        )
         self.stems: tuple[str, ...] = self.separator.stems
         if buses is None:
             buses = list(preset.buses) if preset else ["main"]
@@ -120,8 +133,16 @@ class Engine:
             mask_power = opts.mask_power if opts and opts.mask_power is not None else card_mask_power(card, mode)
         C, F = self.separator.channels, self.stft_config.bins
         self.channels = C
-        self.phase = PhaseRecovery(len(self.stems), C, self.stft_config.n_fft, self.stft_config.hop,
-                                   mode=mode, n_iter=n_iter, kappa=kappa, mask_power=mask_power)
+        self.phase = PhaseRecovery(
+            len(self.stems),
+            C,
+            self.stft_config.n_fft,
+            self.stft_config.hop,
+            mode=mode,
+            n_iter=n_iter,
+            kappa=kappa,
+            mask_power=mask_power,
+        )
         self.ramp_frames = max(1, math.ceil(RAMP_SECONDS * sample_rate / self.stft_config.hop))
         # Slot J of the mixer carries the mixture frame itself: the pass-through path.
         self._mixer = dsp.StemMixer(len(self.stems) + 1, len(self.buses), C, F, self.ramp_frames)
@@ -134,8 +155,10 @@ class Engine:
     def prepare(self, sample_rate: int, max_block: int) -> None:
         """Allocate every buffer for blocks of up to ``max_block`` samples and clear all state."""
         if sample_rate != self.separator.card["sample_rate"]:
-            raise ValueError(f"the engine runs at the model's {self.separator.card['sample_rate']} Hz, not "
-                             f"{sample_rate} Hz: resample the audio (livedemix.separate does) or pick a model for that rate")
+            raise ValueError(
+                f"the engine runs at the model's {self.separator.card['sample_rate']} Hz, not "
+                f"{sample_rate} Hz: resample the audio (livedemix.separate does) or pick a model for that rate"
+            )
         if max_block < 1:
             raise ValueError(f"max_block must be at least 1 sample; got {max_block}")
         cfg, C, J, B = self.stft_config, self.channels, len(self.stems), len(self.buses)
@@ -259,8 +282,10 @@ class Engine:
             block = np.ascontiguousarray(block, dtype=np.float32)
         n = block.shape[-1]
         if block.ndim != 2 or block.shape[0] != self.channels or n > self.max_block:
-            raise ValueError(f"block must be float32 shaped ({self.channels}, n ≤ {self.max_block}); "
-                             f"got shape {block.shape}: split it or call prepare() with a larger max_block")
+            raise ValueError(
+                f"block must be float32 shaped ({self.channels}, n ≤ {self.max_block}); "
+                f"got shape {block.shape}: split it or call prepare() with a larger max_block"
+            )
         if self._dirty:
             self._apply_gains()
         k = self._analyzer.process_into(block, self._frames)
@@ -341,12 +366,17 @@ class Engine:
     def describe(self) -> dict:
         card = self.separator.card
         return {
-            "model": self.separator.card_path.stem, "stems": list(self.stems), "buses": list(self.buses),
-            "sample_rate": self.sample_rate, "stft": dict(n_fft=self.stft_config.n_fft, hop=self.stft_config.hop,
-                                                          window=self.stft_config.window),
-            "phase": self.phase.mode, "n_iter": self.phase.n_iter, "mask_power": self.phase.mask_power,
+            "model": self.separator.card_path.stem,
+            "stems": list(self.stems),
+            "buses": list(self.buses),
+            "sample_rate": self.sample_rate,
+            "stft": dict(n_fft=self.stft_config.n_fft, hop=self.stft_config.hop, window=self.stft_config.window),
+            "phase": self.phase.mode,
+            "n_iter": self.phase.n_iter,
+            "mask_power": self.phase.mask_power,
             "latency_samples": self.latency_samples,
-            "latency_ms": round(self.latency_ms, 2), "ramp_ms": round(1000 * self.ramp_frames * self.stft_config.hop / self.sample_rate, 2),
+            "latency_ms": round(self.latency_ms, 2),
+            "ramp_ms": round(1000 * self.ramp_frames * self.stft_config.hop / self.sample_rate, 2),
             "model_parameters": card.get("parameters"),
         }
 

@@ -37,8 +37,17 @@ class StreamingSeparation:
     has exactly as many samples as were fed.
     """
 
-    def __init__(self, sample_rate: int, channels: int, *, model=None, preset: Preset | str | Path | None = None,
-                 stems: list[str] | None = None, phase: str | None = None, block_size: int = 4096):
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        *,
+        model=None,
+        preset: Preset | str | Path | None = None,
+        stems: list[str] | None = None,
+        phase: str | None = None,
+        block_size: int = 4096,
+    ):
         if channels < 1:
             raise ValueError(f"audio needs at least one channel; got {channels}")
         if sample_rate < 8000 or sample_rate > 384000:
@@ -64,9 +73,13 @@ class StreamingSeparation:
         if self.sample_rate != self.model_rate:
             import soxr
 
-            self._in_rs = soxr.ResampleStream(self.sample_rate, self.model_rate, channels, dtype="float32", quality="VHQ")
-            self._out_rs = {o: soxr.ResampleStream(self.model_rate, self.sample_rate, channels, dtype="float32", quality="VHQ")
-                            for o in self.outputs}
+            self._in_rs = soxr.ResampleStream(
+                self.sample_rate, self.model_rate, channels, dtype="float32", quality="VHQ"
+            )
+            self._out_rs = {
+                o: soxr.ResampleStream(self.model_rate, self.sample_rate, channels, dtype="float32", quality="VHQ")
+                for o in self.outputs
+            }
         self._fed = 0  # input samples fed (at the input rate)
         self._emitted = 0  # output samples returned per output (at the input rate)
         self._buf = np.zeros((2, self.block_size), np.float32)
@@ -86,8 +99,12 @@ class StreamingSeparation:
 
     def describe(self) -> dict:
         d = self._engines[0].describe()
-        d.update(input_rate=self.sample_rate, input_channels=self.channels, outputs=self.outputs,
-                 resampled=self._in_rs is not None)
+        d.update(
+            input_rate=self.sample_rate,
+            input_channels=self.channels,
+            outputs=self.outputs,
+            resampled=self._in_rs is not None,
+        )
         return d
 
     # ---- processing ---------------------------------------------------------------------
@@ -115,8 +132,10 @@ class StreamingSeparation:
         self._to_skip -= skip
         outs = {o: y[:, skip:] for o, y in outs.items()}
         if self._out_rs is not None:
-            outs = {o: np.ascontiguousarray(self._out_rs[o].resample_chunk(np.ascontiguousarray(y.T), last=last).T)
-                    for o, y in outs.items()}
+            outs = {
+                o: np.ascontiguousarray(self._out_rs[o].resample_chunk(np.ascontiguousarray(y.T), last=last).T)
+                for o, y in outs.items()
+            }
         # Never return more than was fed (the flush's tail is zero-padding).
         m = next(iter(outs.values())).shape[1]
         m = min(m, self._fed - self._emitted)
@@ -136,12 +155,16 @@ class StreamingSeparation:
         """Flush: push the latency's worth of silence through and return what is left."""
         tail = np.zeros((self.channels, 0), np.float32)
         if self._in_rs is not None:
-            tail = np.ascontiguousarray(self._in_rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True).T)
+            tail = np.ascontiguousarray(
+                self._in_rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True).T
+            )
         flush = np.concatenate([tail, np.zeros((self.channels, self.latency + self.block_size), np.float32)], axis=1)
         outs = self._align(self._run_engines(flush), last=True)
         missing = self._fed - self._emitted
         if missing > 0:  # resampler rounding: pad the last few samples
-            outs = {o: np.concatenate([y, np.zeros((self.channels, missing), np.float32)], axis=1) for o, y in outs.items()}
+            outs = {
+                o: np.concatenate([y, np.zeros((self.channels, missing), np.float32)], axis=1) for o, y in outs.items()
+            }
             self._emitted += missing
         return outs
 
@@ -152,8 +175,9 @@ class StreamingSeparation:
         return {k: sum(getattr(s, k) for s in st) for k in keys}
 
 
-def separate(audio: np.ndarray, sample_rate: int, *, model=None, preset=None, stems=None, phase=None,
-             block_size: int = 4096) -> dict[str, np.ndarray]:
+def separate(
+    audio: np.ndarray, sample_rate: int, *, model=None, preset=None, stems=None, phase=None, block_size: int = 4096
+) -> dict[str, np.ndarray]:
     """Separate a whole signal. ``audio``: float (channels, samples), or (samples,) for mono.
 
     Returns {stem: array shaped like ``audio``} (plus ``"mix"`` with a preset), aligned with
@@ -164,11 +188,16 @@ def separate(audio: np.ndarray, sample_rate: int, *, model=None, preset=None, st
     if mono_1d:
         a = a[None, :]
     if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"audio must be shaped (channels, samples) or (samples,) and not empty; got shape {np.shape(audio)}")
+        raise ValueError(
+            f"audio must be shaped (channels, samples) or (samples,) and not empty; got shape {np.shape(audio)}"
+        )
     if a.shape[0] > 64:
-        raise ValueError(f"audio has {a.shape[0]} channels: pass it as (channels, samples), e.g. audio.T for soundfile's layout")
-    sep = StreamingSeparation(sample_rate, a.shape[0], model=model, preset=preset, stems=stems, phase=phase,
-                              block_size=block_size)
+        raise ValueError(
+            f"audio has {a.shape[0]} channels: pass it as (channels, samples), e.g. audio.T for soundfile's layout"
+        )
+    sep = StreamingSeparation(
+        sample_rate, a.shape[0], model=model, preset=preset, stems=stems, phase=phase, block_size=block_size
+    )
     parts = {o: [] for o in sep.outputs}
     step = max(block_size, 65536)
     for s in range(0, a.shape[1], step):

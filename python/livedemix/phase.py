@@ -36,16 +36,14 @@ copied or converted (the native call itself allocates nothing and releases the G
 Also: :meth:`PhaseRecovery.unwrap_stft`, phase unwrapping alone (not mixture-consistent), for
 phase-retrieval experiments (``python -m factory.phase_eval retrieval``).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA", "DEFAULT_MASK_POWER",
-           "card_mask_power"]
+__all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA", "DEFAULT_MASK_POWER", "card_mask_power"]
 
 MODES = ("wiener", "pu-iter", "anisotropic")
 #: PU-Iter iterations per frame. 16 is the smallest count that reaches +1.5 dB SDR and +4 dB
@@ -68,8 +66,10 @@ def card_mask_power(card: dict, mode: str) -> float:
     if value is None:
         return DEFAULT_MASK_POWER
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.25 <= value <= 8:
-        raise ValueError(f"the model card's mask_power for {mode} is {value!r}: it must be a number from 0.25 to 8 "
-                         "(run python -m factory.calibrate --write on the card, or remove the key)")
+        raise ValueError(
+            f"the model card's mask_power for {mode} is {value!r}: it must be a number from 0.25 to 8 "
+            "(run python -m factory.calibrate --write on the card, or remove the key)"
+        )
     return float(value)
 
 
@@ -117,13 +117,35 @@ class PhaseRecovery:
     >>> stems = pr.process_stft(X, V)       # whole STFT: X (T, C, F), V (T, J, C, F)
     """
 
-    def __init__(self, n_stems: int, channels: int, n_fft: int, hop: int, mode: str = "pu-iter",
-                 n_iter: int = DEFAULT_N_ITER, kappa: float = DEFAULT_KAPPA, peak_db: float = -40.0,
-                 onset_floor: float = 0.2, onset_ratio: float = 2.0, onset_smoothing: float = 0.1,
-                 mask_power: float = DEFAULT_MASK_POWER):
-        self._impl = _core.PhaseRecovery(int(n_stems), int(channels), int(n_fft), int(hop), str(mode),
-                                         int(n_iter), float(kappa), float(peak_db), float(onset_floor),
-                                         float(onset_ratio), float(onset_smoothing), float(mask_power))
+    def __init__(
+        self,
+        n_stems: int,
+        channels: int,
+        n_fft: int,
+        hop: int,
+        mode: str = "pu-iter",
+        n_iter: int = DEFAULT_N_ITER,
+        kappa: float = DEFAULT_KAPPA,
+        peak_db: float = -40.0,
+        onset_floor: float = 0.2,
+        onset_ratio: float = 2.0,
+        onset_smoothing: float = 0.1,
+        mask_power: float = DEFAULT_MASK_POWER,
+    ):
+        self._impl = _core.PhaseRecovery(
+            int(n_stems),
+            int(channels),
+            int(n_fft),
+            int(hop),
+            str(mode),
+            int(n_iter),
+            float(kappa),
+            float(peak_db),
+            float(onset_floor),
+            float(onset_ratio),
+            float(onset_smoothing),
+            float(mask_power),
+        )
 
     # -- configuration ------------------------------------------------------------------
     @property
@@ -182,7 +204,7 @@ class PhaseRecovery:
         """Forget the past: the next frame is treated as a first frame (mixture phase)."""
         self._impl.reset()
 
-    def process(self, X, V, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def process(self, X, V, out: np.ndarray | None = None) -> np.ndarray:
         """Process one frame.
 
         ``X``: complex (C, F) mixture frame; ``V``: real (J, C, F) stem magnitudes.
@@ -196,7 +218,7 @@ class PhaseRecovery:
             out = np.empty((self.n_stems, self.channels, self.bins), np.complex64)
         return self._impl.process(X, V, out)
 
-    def process_stft(self, X, V, out: Optional[np.ndarray] = None, reset: bool = True) -> np.ndarray:
+    def process_stft(self, X, V, out: np.ndarray | None = None, reset: bool = True) -> np.ndarray:
         """Process a whole STFT, frame by frame in C++ (the same result as calling
         :meth:`process` on each frame in order).
 
@@ -214,7 +236,7 @@ class PhaseRecovery:
             self.reset()
         return self._impl.process_frames(X, V, out)
 
-    def unwrap_stft(self, X, V, out: Optional[np.ndarray] = None, reset: bool = True) -> np.ndarray:
+    def unwrap_stft(self, X, V, out: np.ndarray | None = None, reset: bool = True) -> np.ndarray:
         """Phase unwrapping alone, for phase retrieval and analysis: ``out_j = V_j e^{i phi_j}``.
 
         Not mixture-consistent (whatever :attr:`mode` is): ``X`` (T, C, F) only supplies the
@@ -232,5 +254,7 @@ class PhaseRecovery:
         return self._impl.unwrap_frames(X, V, out)
 
     def __repr__(self) -> str:
-        return (f"PhaseRecovery(n_stems={self.n_stems}, channels={self.channels}, n_fft={self.n_fft}, "
-                f"hop={self.hop}, mode={self.mode!r}, n_iter={self.n_iter}, kappa={self.kappa:g})")
+        return (
+            f"PhaseRecovery(n_stems={self.n_stems}, channels={self.channels}, n_fft={self.n_fft}, "
+            f"hop={self.hop}, mode={self.mode!r}, n_iter={self.n_iter}, kappa={self.kappa:g})"
+        )

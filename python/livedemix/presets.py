@@ -45,11 +45,13 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
+
 from . import STEMS
+from .errors import LivedemixError
 
 SCHEMA_VERSION = 1
 PHASE_MODES = ("wiener", "pu-iter", "anisotropic")
@@ -66,8 +68,9 @@ def shipped_presets_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "presets"
 
 
-def console_gains(gain_db: dict[str, float], mute: dict[str, bool], solo: dict[str, bool],
-                  master_db: float = 0.0) -> dict[str, float]:
+def console_gains(
+    gain_db: dict[str, float], mute: dict[str, bool], solo: dict[str, bool], master_db: float = 0.0
+) -> dict[str, float]:
     """Linear stem gains with console semantics: if any stem is soloed, only soloed stems sound
     (solo overrides mute); otherwise muted stems are silent."""
     any_solo = any(solo.values())
@@ -75,7 +78,7 @@ def console_gains(gain_db: dict[str, float], mute: dict[str, bool], solo: dict[s
     return {n: master * 10 ** (g / 20) if (solo[n] if any_solo else not mute[n]) else 0.0 for n, g in gain_db.items()}
 
 
-class PresetError(ValueError):
+class PresetError(LivedemixError):
     """A preset that can't be used; the message names the file, the key and the fix."""
 
 
@@ -136,11 +139,15 @@ class Preset:
     def stem_gains(self, bus: str) -> dict[str, float]:
         """Linear gain of each stem on `bus` with console semantics (see :func:`console_gains`)."""
         b = self.buses[bus]
-        return console_gains({n: s.gain_db for n, s in b.stems.items()}, {n: s.mute for n, s in b.stems.items()},
-                             {n: s.solo for n, s in b.stems.items()})
+        return console_gains(
+            {n: s.gain_db for n, s in b.stems.items()},
+            {n: s.mute for n, s in b.stems.items()},
+            {n: s.solo for n, s in b.stems.items()},
+        )
 
 
 # ---- validation -------------------------------------------------------------------------
+
 
 class _Checker:
     def __init__(self, path: Path | str, stems: tuple[str, ...]):
@@ -155,15 +162,21 @@ class _Checker:
             self.fail(key, f"must be a table, not {type(value).__name__}", f"write it as [{key}]")
         for k in value:
             if k not in allowed:
-                self.fail(f"{key}.{k}" if key else k, "is not a known key",
-                          f"remove it or use one of {', '.join(sorted(allowed))}")
+                self.fail(
+                    f"{key}.{k}" if key else k,
+                    "is not a known key",
+                    f"remove it or use one of {', '.join(sorted(allowed))}",
+                )
         return value
 
     def number(self, value, key: str, lo: float, hi: float, integer: bool = False):
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
-            self.fail(key, f"must be {'an integer' if integer else 'a number'}, not {value!r}",
-                      f"give a value from {lo} to {hi}")
+            self.fail(
+                key,
+                f"must be {'an integer' if integer else 'a number'}, not {value!r}",
+                f"give a value from {lo} to {hi}",
+            )
         if not (lo <= value <= hi) or (isinstance(value, float) and not math.isfinite(value)):
             self.fail(key, f"is {value}, out of range", f"give a value from {lo} to {hi}")
         return value
@@ -192,7 +205,9 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     if "schema" not in data:
         c.fail("schema", "is missing", f"add `schema = {SCHEMA_VERSION}` at the top")
     if data["schema"] != SCHEMA_VERSION:
-        c.fail("schema", f"is {data['schema']!r}, a version this livedemix doesn't read", f"use schema = {SCHEMA_VERSION}")
+        c.fail(
+            "schema", f"is {data['schema']!r}, a version this livedemix doesn't read", f"use schema = {SCHEMA_VERSION}"
+        )
     name = c.string(data.get("name", Path(str(path)).stem), "name")
     preset = Preset(name=name, description=c.string(data.get("description", ""), "description"))
 
@@ -217,7 +232,11 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         if "outputs" in b:
             outs = b["outputs"]
             if not isinstance(outs, list) or not outs:
-                c.fail(f"{key}.outputs", f"must be a list of output channel numbers, not {outs!r}", "write e.g. outputs = [1, 2]")
+                c.fail(
+                    f"{key}.outputs",
+                    f"must be a list of output channel numbers, not {outs!r}",
+                    "write e.g. outputs = [1, 2]",
+                )
             settings.outputs = [c.number(o, f"{key}.outputs", 1, 64, integer=True) for o in outs]
         settings.gain_db = float(c.number(b.get("gain_db", 0.0), f"{key}.gain_db", -120.0, 24.0))
         st = b.get("stems", {})
@@ -251,19 +270,30 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         mp = c.table(mp, key, {"kind", "channel", "number", "action", "stem", "bus", "mode", "range_db", "presets"})
         for req in ("kind", "action"):
             if req not in mp:
-                c.fail(f"{key}.{req}", "is missing", f"add {req} = ... ({', '.join(MIDI_KINDS if req == 'kind' else MIDI_ACTIONS)})")
-        mapping = MidiMapping(kind=c.string(mp["kind"], f"{key}.kind", MIDI_KINDS),
-                              action=c.string(mp["action"], f"{key}.action", MIDI_ACTIONS))
+                c.fail(
+                    f"{key}.{req}",
+                    "is missing",
+                    f"add {req} = ... ({', '.join(MIDI_KINDS if req == 'kind' else MIDI_ACTIONS)})",
+                )
+        mapping = MidiMapping(
+            kind=c.string(mp["kind"], f"{key}.kind", MIDI_KINDS),
+            action=c.string(mp["action"], f"{key}.action", MIDI_ACTIONS),
+        )
         mapping.channel = c.number(mp.get("channel", 0), f"{key}.channel", 0, 16, integer=True)
         mapping.number = c.number(mp.get("number", 0), f"{key}.number", 0, 127, integer=True)
         if mapping.action in ("gain", "mute", "solo"):
             if "stem" not in mp:
-                c.fail(f"{key}.stem", "is missing", f"say which stem the {mapping.action} applies to ({', '.join(stems)})")
+                c.fail(
+                    f"{key}.stem", "is missing", f"say which stem the {mapping.action} applies to ({', '.join(stems)})"
+                )
             mapping.stem = c.stem(mp["stem"], f"{key}.stem")
         mapping.bus = c.string(mp.get("bus", "main"), f"{key}.bus")
         if mapping.bus not in preset.buses:
-            c.fail(f"{key}.bus", f"names a bus {mapping.bus!r} that the preset doesn't define",
-                   f"use one of {', '.join(preset.buses)} or add [buses.{mapping.bus}]")
+            c.fail(
+                f"{key}.bus",
+                f"names a bus {mapping.bus!r} that the preset doesn't define",
+                f"use one of {', '.join(preset.buses)} or add [buses.{mapping.bus}]",
+            )
         mapping.mode = c.string(mp.get("mode", "toggle"), f"{key}.mode", ("toggle", "momentary"))
         if "range_db" in mp:
             r = mp["range_db"]
@@ -277,10 +307,18 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         if mapping.action == "preset":
             names = mp.get("presets", [])
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
-                c.fail(f"{key}.presets", "must be a non-empty list of preset names", 'write e.g. presets = ["karaoke", "drummer"]')
+                c.fail(
+                    f"{key}.presets",
+                    "must be a non-empty list of preset names",
+                    'write e.g. presets = ["karaoke", "drummer"]',
+                )
             mapping.presets = list(names)
         if mapping.kind == "program" and mapping.action != "preset":
-            c.fail(f"{key}.action", f"is {mapping.action!r} for a program change", 'use action = "preset" with kind = "program"')
+            c.fail(
+                f"{key}.action",
+                f"is {mapping.action!r} for a program change",
+                'use action = "preset" with kind = "program"',
+            )
         midi.map.append(mapping)
     return preset
 
@@ -294,7 +332,9 @@ def load_preset(name_or_path: str | Path, stems: tuple[str, ...] = STEMS) -> Pre
             p = candidate
     if not p.exists():
         names = ", ".join(list_presets()) or "none"
-        raise PresetError(f"preset {str(name_or_path)!r} not found: give a .toml path or a shipped preset name ({names})")
+        raise PresetError(
+            f"preset {str(name_or_path)!r} not found: give a .toml path or a shipped preset name ({names})"
+        )
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -324,8 +364,11 @@ def preset_to_dict(preset: Preset) -> dict:
         engine["mask_power"] = e.mask_power
     buses = {}
     for name, b in preset.buses.items():
-        buses[name] = {"outputs": list(b.outputs), "gain_db": b.gain_db,
-                       "stems": {s: {"gain_db": v.gain_db, "mute": v.mute, "solo": v.solo} for s, v in b.stems.items()}}
+        buses[name] = {
+            "outputs": list(b.outputs),
+            "gain_db": b.gain_db,
+            "stems": {s: {"gain_db": v.gain_db, "mute": v.mute, "solo": v.solo} for s, v in b.stems.items()},
+        }
     midi: dict = {"soft_takeover": preset.midi.soft_takeover}
     if preset.midi.input:
         midi["input"] = preset.midi.input
@@ -333,8 +376,15 @@ def preset_to_dict(preset: Preset) -> dict:
         midi["output"] = preset.midi.output
     maps = []
     for mp in preset.midi.map:
-        d = {"kind": mp.kind, "action": mp.action, "channel": mp.channel, "number": mp.number, "bus": mp.bus,
-             "mode": mp.mode, "range_db": list(mp.range_db)}
+        d = {
+            "kind": mp.kind,
+            "action": mp.action,
+            "channel": mp.channel,
+            "number": mp.number,
+            "bus": mp.bus,
+            "mode": mp.mode,
+            "range_db": list(mp.range_db),
+        }
         if mp.stem:
             d["stem"] = mp.stem
         if mp.presets:
@@ -342,8 +392,14 @@ def preset_to_dict(preset: Preset) -> dict:
         maps.append(d)
     if maps:
         midi["map"] = maps
-    return {"schema": SCHEMA_VERSION, "name": preset.name, "description": preset.description,
-            "engine": engine, "buses": buses, "midi": midi}
+    return {
+        "schema": SCHEMA_VERSION,
+        "name": preset.name,
+        "description": preset.description,
+        "engine": engine,
+        "buses": buses,
+        "midi": midi,
+    }
 
 
 def save_preset(preset: Preset, path: Path) -> None:

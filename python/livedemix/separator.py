@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import LivedemixError
+
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
 
 
-class ModelError(ValueError):
+class ModelError(LivedemixError):
     """A model that can't be used; the message says why and what to do."""
 
 
@@ -41,19 +43,37 @@ def resolve_model(model: str | Path | None) -> Path:
     if shipped.exists():
         return shipped
     if p.suffix == ".onnx":
-        raise ModelError(f"model card {p.with_suffix('.json')} is missing: export the model with `python -m factory.export`, which writes the card next to the ONNX file")
+        raise ModelError(
+            f"model card {p.with_suffix('.json')} is missing: export the model with `python -m factory.export`, which writes the card next to the ONNX file"
+        )
     available = ", ".join(sorted(c.stem for c in MODELS_DIR.glob("*.json"))) or "none"
-    raise ModelError(f"model {model!r} not found: give a model card (.json) path, or a shipped model name ({available})")
+    raise ModelError(
+        f"model {model!r} not found: give a model card (.json) path, or a shipped model name ({available})"
+    )
 
 
 def load_card(card_path: Path) -> dict:
     try:
         card = json.loads(Path(card_path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"model card {card_path} can't be read ({e}): re-export the model with `python -m factory.export`") from None
-    for key in ("onnx_file", "onnx_sha256", "sample_rate", "stft", "stems", "inputs", "outputs", "state_pairs", "lookahead_frames"):
+        raise ModelError(
+            f"model card {card_path} can't be read ({e}): re-export the model with `python -m factory.export`"
+        ) from None
+    for key in (
+        "onnx_file",
+        "onnx_sha256",
+        "sample_rate",
+        "stft",
+        "stems",
+        "inputs",
+        "outputs",
+        "state_pairs",
+        "lookahead_frames",
+    ):
         if key not in card:
-            raise ModelError(f"model card {card_path} has no '{key}': re-export the model with `python -m factory.export`")
+            raise ModelError(
+                f"model card {card_path} has no '{key}': re-export the model with `python -m factory.export`"
+            )
     return card
 
 
@@ -106,21 +126,28 @@ class Separator:
         card = self.card = load_card(self.card_path)
         onnx_path = self.card_path.parent / card["onnx_file"]
         if not onnx_path.exists():
-            raise ModelError(f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model")
+            raise ModelError(
+                f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model"
+            )
         digest = sha256_of(onnx_path)
         if digest != card["onnx_sha256"]:
             raise ModelError(
                 f"model file {onnx_path.name} does not match its card (sha256 {digest[:12]}… instead of "
-                f"{card['onnx_sha256'][:12]}…): the file was changed or truncated; re-export or reinstall the model")
+                f"{card['onnx_sha256'][:12]}…): the file was changed or truncated; re-export or reinstall the model"
+            )
         if stft is not None:
             want = card["stft"]
             have = {"n_fft": stft.n_fft, "hop": stft.hop, "window": stft.window}
             diff = [f"{k} {have[k]} vs the model's {want.get(k)}" for k in have if have[k] != want.get(k)]
             if diff:
-                raise ModelError(f"model {self.card_path.stem} was trained for a different STFT ({'; '.join(diff)}): "
-                                 f"use STFT n_fft={want.get('n_fft')}, hop={want.get('hop')}, window={want.get('window')!r} or another model")
+                raise ModelError(
+                    f"model {self.card_path.stem} was trained for a different STFT ({'; '.join(diff)}): "
+                    f"use STFT n_fft={want.get('n_fft')}, hop={want.get('hop')}, window={want.get('window')!r} or another model"
+                )
         if sample_rate is not None and sample_rate != card["sample_rate"]:
-            raise ModelError(f"model {self.card_path.stem} runs at {card['sample_rate']} Hz, not {sample_rate} Hz: resample the audio to {card['sample_rate']} Hz")
+            raise ModelError(
+                f"model {self.card_path.stem} runs at {card['sample_rate']} Hz, not {sample_rate} Hz: resample the audio to {card['sample_rate']} Hz"
+            )
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -139,13 +166,17 @@ class Separator:
         self.extra_planes = tuple(card.get("extra_input_planes", ()))
         unknown = [p for p in self.extra_planes if p not in EXTRA_PLANES]
         if unknown:
-            raise ModelError(f"model card {self.card_path.name} asks for input planes {unknown} that this livedemix "
-                             f"does not compute (it knows {sorted(EXTRA_PLANES)}): upgrade livedemix or use another model")
+            raise ModelError(
+                f"model card {self.card_path.name} asks for input planes {unknown} that this livedemix "
+                f"does not compute (it knows {sorted(EXTRA_PLANES)}): upgrade livedemix or use another model"
+            )
         self.input_planes = int(card["inputs"]["mag"][1])
         if self.input_planes != self.channels + len(self.extra_planes):
-            raise ModelError(f"model card {self.card_path.name} gives {self.input_planes} input planes for "
-                             f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
-                             "re-export the model with `python -m factory.export`")
+            raise ModelError(
+                f"model card {self.card_path.name} gives {self.input_planes} input planes for "
+                f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
+                "re-export the model with `python -m factory.export`"
+            )
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
         self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
         self._out = np.zeros(card["outputs"]["stems"], np.float32)

@@ -17,7 +17,10 @@ inline void note() {
 
 // RAII region: counts allocations between construction and `count()`.
 struct Region {
-  Region() { g_allocations = 0; g_counting = true; }
+  Region() {
+    g_allocations = 0;
+    g_counting = true;
+  }
   ~Region() { g_counting = false; }
   long count() const { return g_allocations.load(); }
 };
@@ -27,9 +30,18 @@ extern "C" void* __libc_malloc(size_t);
 extern "C" void* __libc_calloc(size_t, size_t);
 extern "C" void* __libc_realloc(void*, size_t);
 
-extern "C" void* malloc(size_t n) { alloc_counter::note(); return __libc_malloc(n); }
-extern "C" void* calloc(size_t a, size_t b) { alloc_counter::note(); return __libc_calloc(a, b); }
-extern "C" void* realloc(void* p, size_t n) { alloc_counter::note(); return __libc_realloc(p, n); }
+extern "C" void* malloc(size_t n) {
+  alloc_counter::note();
+  return __libc_malloc(n);
+}
+extern "C" void* calloc(size_t a, size_t b) {
+  alloc_counter::note();
+  return __libc_calloc(a, b);
+}
+extern "C" void* realloc(void* p, size_t n) {
+  alloc_counter::note();
+  return __libc_realloc(p, n);
+}
 
 void* operator new(std::size_t n) {
   alloc_counter::note();
@@ -54,10 +66,10 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 // Minimal assertion helpers shared by the C++ tests (no framework: ctest reads the exit code).
-#define LD_CHECK(cond)                                                                   \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+#define LD_CHECK(cond)                                                              \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::exit(1);                                                                 \
+    }                                                                               \
   } while (0)

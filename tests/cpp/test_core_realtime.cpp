@@ -49,7 +49,8 @@ static void roundtrip_does_not_allocate(WindowType w, int n_fft, int hop) {
       for (int i = 0; i < k; ++i) {
         // pass every frame through the mixer at unity on bus 0, then synthesise bus 0
         for (int j = 0; j < 4; ++j)
-          for (int q = 0; q < C * F; ++q) stems[static_cast<size_t>(j) * C * F + q] = frames[static_cast<size_t>(i) * C * F + q] * 0.25f;
+          for (int q = 0; q < C * F; ++q)
+            stems[static_cast<size_t>(j) * C * F + q] = frames[static_cast<size_t>(i) * C * F + q] * 0.25f;
         if (b == blocks.size() / 2) mixer.set_gain(1, 2, 0.5f);  // a control change mid-stream
         mixer.process(stems.data(), buses.data());
         syn.push_frame(buses.data());
@@ -59,7 +60,8 @@ static void roundtrip_does_not_allocate(WindowType w, int n_fft, int hop) {
     }
     allocations = region.count();
   }
-  std::printf("%s %d/%d: %zu blocks, %ld allocations\n", window_type_name(w).c_str(), n_fft, hop, blocks.size(), allocations);
+  std::printf("%s %d/%d: %zu blocks, %ld allocations\n", window_type_name(w).c_str(), n_fft, hop, blocks.size(),
+              allocations);
   LD_CHECK(allocations == 0);
   LD_CHECK(syn.underflows() == 0 && syn.overflows() == 0);
   // Output == input delayed by the declared latency.

@@ -21,9 +21,9 @@ const PhaseMode kModes[] = {PhaseMode::Wiener, PhaseMode::PUIter, PhaseMode::Ani
 
 struct Frames {
   int J, C, F;
-  std::vector<cfloat> X;   // [C][F]
-  std::vector<float> V;    // [J][C][F]
-  std::vector<cfloat> out; // [J][C][F]
+  std::vector<cfloat> X;    // [C][F]
+  std::vector<float> V;     // [J][C][F]
+  std::vector<cfloat> out;  // [J][C][F]
   Frames(int J_, int C_, int F_) : J(J_), C(C_), F(F_), X(C_ * F_), V(J_ * C_ * F_), out(J_ * C_ * F_) {}
 };
 
@@ -100,23 +100,23 @@ void test_transparency_random() {
   std::mt19937 rng(1);
   for (PhaseMode m : kModes) {
     for (int J : {1, 2, 4, 8}) {
-     for (float p : {2.f, 1.f, 1.5f}) {
-      PhaseRecoveryOptions o;
-      o.mode = m;
-      o.mask_power = p;
-      PhaseRecovery pr(J, 2, 1024, 256, o);
-      Frames fr(J, 2, pr.bins());
-      double worst = 0;
-      for (int t = 0; t < 200; ++t) {
-        fill_random(fr, rng, t);
-        pr.process(fr.X.data(), fr.V.data(), fr.out.data());
-        LD_CHECK(all_finite(fr));
-        worst = std::max(worst, transparency_error(fr));
+      for (float p : {2.f, 1.f, 1.5f}) {
+        PhaseRecoveryOptions o;
+        o.mode = m;
+        o.mask_power = p;
+        PhaseRecovery pr(J, 2, 1024, 256, o);
+        Frames fr(J, 2, pr.bins());
+        double worst = 0;
+        for (int t = 0; t < 200; ++t) {
+          fill_random(fr, rng, t);
+          pr.process(fr.X.data(), fr.V.data(), fr.out.data());
+          LD_CHECK(all_finite(fr));
+          worst = std::max(worst, transparency_error(fr));
+        }
+        std::printf("transparency %-11s J=%d p=%g: max rel err %.3g\n", livedemix::phase_mode_name(m).c_str(), J,
+                    static_cast<double>(p), worst);
+        LD_CHECK(worst < 1e-6);
       }
-      std::printf("transparency %-11s J=%d p=%g: max rel err %.3g\n", livedemix::phase_mode_name(m).c_str(), J,
-                  static_cast<double>(p), worst);
-      LD_CHECK(worst < 1e-6);
-     }
     }
   }
 }
@@ -140,13 +140,27 @@ void test_robustness() {
         }
         fill_random(fr, rng, 0);
         switch (kind) {
-          case 0: std::fill(fr.V.begin(), fr.V.end(), 0.f); break;             // V all zero
-          case 1: std::fill(fr.X.begin(), fr.X.end(), cfloat(0.f)); break;     // X all zero
-          case 2: for (size_t i = 0; i < fr.V.size(); i += 3) fr.V[i] = nan; break;
-          case 3: for (size_t i = 0; i < fr.V.size(); i += 5) fr.V[i] = inf; break;
-          case 4: for (size_t i = 0; i < fr.X.size(); i += 7) fr.X[i] = cfloat(nan, 1.f); break;
-          case 5: for (size_t i = 0; i < fr.X.size(); i += 2) fr.X[i] = cfloat(inf, -inf); break;
-          case 6: for (auto& v : fr.V) v = -v; break;                          // negative V
+          case 0:
+            std::fill(fr.V.begin(), fr.V.end(), 0.f);
+            break;  // V all zero
+          case 1:
+            std::fill(fr.X.begin(), fr.X.end(), cfloat(0.f));
+            break;  // X all zero
+          case 2:
+            for (size_t i = 0; i < fr.V.size(); i += 3) fr.V[i] = nan;
+            break;
+          case 3:
+            for (size_t i = 0; i < fr.V.size(); i += 5) fr.V[i] = inf;
+            break;
+          case 4:
+            for (size_t i = 0; i < fr.X.size(); i += 7) fr.X[i] = cfloat(nan, 1.f);
+            break;
+          case 5:
+            for (size_t i = 0; i < fr.X.size(); i += 2) fr.X[i] = cfloat(inf, -inf);
+            break;
+          case 6:
+            for (auto& v : fr.V) v = -v;
+            break;  // negative V
         }
         pr.process(fr.X.data(), fr.V.data(), fr.out.data());
         LD_CHECK(all_finite(fr));
@@ -286,8 +300,8 @@ void test_pu_separates_overlapping_sinusoids() {
   }
   const double snr_w = 10 * std::log10(ref / err[0]), snr_pu = 10 * std::log10(ref / err[1]),
                snr_aw = 10 * std::log10(ref / err[2]);
-  std::printf("overlapping sinusoids, SNR of the stems: wiener %.1f dB, pu-iter %.1f dB, anisotropic %.1f dB\n",
-              snr_w, snr_pu, snr_aw);
+  std::printf("overlapping sinusoids, SNR of the stems: wiener %.1f dB, pu-iter %.1f dB, anisotropic %.1f dB\n", snr_w,
+              snr_pu, snr_aw);
   LD_CHECK(snr_pu > snr_w + 10.0);
   LD_CHECK(snr_aw > snr_w);
 }
@@ -328,9 +342,10 @@ void test_simd_paths_agree() {
       }
     }
     const double rel = std::sqrt(diff2 / ref2), frac = static_cast<double>(n_bad) / n_all;
-    std::printf("AVX2 (%s) vs SSE2, n_iter=%d: max |diff| %.3g (max |X| %.3g), relative L2 %.3g, "
-                "bins off by > 1e-4 max|X|: %.4f%%\n", a.uses_avx2() ? "in use" : "CPU lacks it", n_iter,
-                worst, scale, rel, 100 * frac);
+    std::printf(
+        "AVX2 (%s) vs SSE2, n_iter=%d: max |diff| %.3g (max |X| %.3g), relative L2 %.3g, "
+        "bins off by > 1e-4 max|X|: %.4f%%\n",
+        a.uses_avx2() ? "in use" : "CPU lacks it", n_iter, worst, scale, rel, 100 * frac);
     if (n_iter == 1) {
       LD_CHECK(worst <= 1e-3 * scale);
       LD_CHECK(rel < 1e-5);

@@ -80,7 +80,12 @@ def bench_stft(config_name: str = "reference", channels: int = 2, seconds: float
     for fn in (native, numpy_path):  # warm-up
         fn()
     for _ in range(rounds):
-        for name, fn in (("native", native), ("numpy", numpy_path), ("fft_native", fft_native), ("fft_numpy", fft_numpy)):
+        for name, fn in (
+            ("native", native),
+            ("numpy", numpy_path),
+            ("fft_native", fft_native),
+            ("fft_numpy", fft_numpy),
+        ):
             t0 = time.perf_counter()
             fn()
             timings[name].append(time.perf_counter() - t0)
@@ -106,13 +111,15 @@ def bench_stft(config_name: str = "reference", channels: int = 2, seconds: float
 
 def format_stft(result: dict) -> str:
     r = result
-    return "\n".join([
-        f"streaming STFT→ISTFT round trip, one hop per call, {r['config']}, {r['channels']} channels",
-        f"  {'path':<28}{'frames/s':>12}{'µs/frame':>12}",
-        f"  {'livedemix (C++ core)':<28}{r['native_frames_per_s']:>12.0f}{r['native_us_per_frame']:>12.1f}",
-        f"  {'numpy (same process)':<28}{r['numpy_frames_per_s']:>12.0f}{r['numpy_us_per_frame']:>12.1f}",
-        f"  speed-up vs numpy: {r['speedup_vs_numpy']:.1f}x   share of real time (hop budget "
-        f"{r['hop_budget_us']:.0f} µs): {100 * r['native_share_of_realtime']:.2f}%",
-        f"  one {r['config'].split(',')[0].split('=')[1]}-point rfft+irfft from Python: livedemix {r['fft_roundtrip_native_us']:.1f} µs,"
-        f" numpy {r['fft_roundtrip_numpy_us']:.1f} µs",
-    ])
+    return "\n".join(
+        [
+            f"streaming STFT→ISTFT round trip, one hop per call, {r['config']}, {r['channels']} channels",
+            f"  {'path':<28}{'frames/s':>12}{'µs/frame':>12}",
+            f"  {'livedemix (C++ core)':<28}{r['native_frames_per_s']:>12.0f}{r['native_us_per_frame']:>12.1f}",
+            f"  {'numpy (same process)':<28}{r['numpy_frames_per_s']:>12.0f}{r['numpy_us_per_frame']:>12.1f}",
+            f"  speed-up vs numpy: {r['speedup_vs_numpy']:.1f}x   share of real time (hop budget "
+            f"{r['hop_budget_us']:.0f} µs): {100 * r['native_share_of_realtime']:.2f}%",
+            f"  one {r['config'].split(',')[0].split('=')[1]}-point rfft+irfft from Python: livedemix {r['fft_roundtrip_native_us']:.1f} µs,"
+            f" numpy {r['fft_roundtrip_numpy_us']:.1f} µs",
+        ]
+    )

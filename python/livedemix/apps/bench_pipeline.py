@@ -28,14 +28,16 @@ from ..engine import Engine
 
 
 def _percentiles(times_s: np.ndarray) -> dict:
-    return {f"p{p}": float(np.percentile(times_s, p) * 1e6) for p in (50, 99, 99.9)} | {"max": float(times_s.max() * 1e6)}
+    return {f"p{p}": float(np.percentile(times_s, p) * 1e6) for p in (50, 99, 99.9)} | {
+        "max": float(times_s.max() * 1e6)
+    }
 
 
 def null_model_overhead_us(separator, calls: int = 2000) -> float | None:
     """Per-call time of onnxruntime on a model with the separator's inputs/outputs that only
     copies (Identity): what the runtime costs before any arithmetic."""
     try:
-        import onnx
+        import onnx  # noqa: F401 — only to say it is missing
         from onnx import TensorProto, helper
     except ImportError:
         return None
@@ -55,8 +57,9 @@ def null_model_overhead_us(separator, calls: int = 2000) -> float | None:
             nodes.append(helper.make_node("Expand", ["mag", "stems_shape"], [name]))
     for src, dst in pairs.items():
         nodes.append(helper.make_node("Identity", [src], [dst]))
-    model = helper.make_model(helper.make_graph(nodes, "null", inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "null", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8  # readable by every onnxruntime we support
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
@@ -122,16 +125,27 @@ def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3, paced_secon
     hop_us = 1e6 * best_total / len(blocks)
     paced = _paced(eng, blocks[: max(1, int(paced_seconds * sr / hop))], hop / sr)
     return {
-        "audio_seconds": n / sr, "hop": hop, "sample_rate": sr, "stems": len(eng.stems), "channels": eng.channels,
-        "phase": eng.phase.mode, "n_iter": eng.phase.n_iter, "mask_power": eng.phase.mask_power,
+        "audio_seconds": n / sr,
+        "hop": hop,
+        "sample_rate": sr,
+        "stems": len(eng.stems),
+        "channels": eng.channels,
+        "phase": eng.phase.mode,
+        "n_iter": eng.phase.n_iter,
+        "mask_power": eng.phase.mask_power,
         "model": eng.separator.card_path.stem,
-        "model_parameters": eng.separator.card.get("parameters"), "latency_ms": eng.latency_ms,
-        "hop_budget_us": budget_us, "mean_hop_us": hop_us, "real_time_factor": best_total / (n / sr),
-        "per_hop_us": _percentiles(best_hops), "p99_9_share_of_budget": float(np.percentile(best_hops, 99.9) * 1e6 / budget_us),
-        "separator_step_us": step_us, "onnxruntime_call_overhead_us": overhead, "phase_us": phase_us,
+        "model_parameters": eng.separator.card.get("parameters"),
+        "latency_ms": eng.latency_ms,
+        "hop_budget_us": budget_us,
+        "mean_hop_us": hop_us,
+        "real_time_factor": best_total / (n / sr),
+        "per_hop_us": _percentiles(best_hops),
+        "p99_9_share_of_budget": float(np.percentile(best_hops, 99.9) * 1e6 / budget_us),
+        "separator_step_us": step_us,
+        "onnxruntime_call_overhead_us": overhead,
+        "phase_us": phase_us,
         "rest_us": max(0.0, hop_us - step_us - phase_us),
-        "paced": paced | {"cold_factor": paced["mean_cpu_us"] / hop_us,
-                          "cpu_share": paced["mean_cpu_us"] / budget_us},
+        "paced": paced | {"cold_factor": paced["mean_cpu_us"] / hop_us, "cpu_share": paced["mean_cpu_us"] / budget_us},
     }
 
 
@@ -190,5 +204,6 @@ def format_pipeline(r: dict) -> str:
         lines.append(
             f"  paced at real time ({p['hops']} hops, sleeping between them as live): {p['mean_cpu_us']:.0f} µs CPU per hop "
             f"= {100 * p['cpu_share']:.2f}% of a core, {p['cold_factor']:.1f}× the back-to-back hop (cold caches); "
-            f"per hop p50 {pp['p50']:.0f}, p99 {pp['p99']:.0f}, p99.9 {pp['p99.9']:.0f} µs")
+            f"per hop p50 {pp['p50']:.0f}, p99 {pp['p99']:.0f}, p99.9 {pp['p99.9']:.0f} µs"
+        )
     return "\n".join(lines)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
 from pathlib import Path
 
 from .. import __version__
@@ -35,8 +34,10 @@ def cmd_info(args) -> int:
     print(f"  FFT: {b['fft']}")
     print("  STFT configurations (latency of the analysis→synthesis round trip at 44.1 kHz):")
     for name, c in configs.items():
-        print(f"    {name:<12} n_fft={c['n_fft']:<5} hop={c['hop']:<4} {c['window']:<11}"
-              f" latency {c['latency_samples']:>5} samples = {c['latency_ms_at_44100']:.2f} ms")
+        print(
+            f"    {name:<12} n_fft={c['n_fft']:<5} hop={c['hop']:<4} {c['window']:<11}"
+            f" latency {c['latency_samples']:>5} samples = {c['latency_ms_at_44100']:.2f} ms"
+        )
     return 0
 
 
@@ -49,8 +50,9 @@ def cmd_bench(args) -> int:
     if args.what in ("pipeline", "all"):
         from . import bench_pipeline
 
-        results["pipeline"] = bench_pipeline.bench_pipeline(max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10,
-                                                            model=args.model)
+        results["pipeline"] = bench_pipeline.bench_pipeline(
+            max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10, model=args.model
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -109,14 +111,25 @@ def cmd_separate(args) -> int:
     from . import separate_files
 
     stems = [s.strip() for s in args.stems.split(",")] if args.stems else None
-    results = separate_files.run(args.inputs, args.out, model=args.model, preset=args.preset, stems=stems,
-                                 phase=args.phase, fmt=args.format, force=args.force, quiet=args.json)
+    results = separate_files.run(
+        args.inputs,
+        args.out,
+        model=args.model,
+        preset=args.preset,
+        stems=stems,
+        phase=args.phase,
+        fmt=args.format,
+        force=args.force,
+        quiet=args.json,
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['input']}: {len(r['outputs'])} files in {Path(r['outputs'][0]).parent}/ "
-                  f"({r['seconds']:.1f} s of audio in {r['wall_seconds']:.1f} s, real-time factor {r['real_time_factor']:.3f})")
+            print(
+                f"{r['input']}: {len(r['outputs'])} files in {Path(r['outputs'][0]).parent}/ "
+                f"({r['seconds']:.1f} s of audio in {r['wall_seconds']:.1f} s, real-time factor {r['real_time_factor']:.3f})"
+            )
     return 0
 
 
@@ -167,7 +180,9 @@ def cmd_midi(args) -> int:
     if args.action == "monitor":
         return _midi_monitor(midi, args, api)
     if not args.preset or not args.target:
-        raise ValueError("`midi learn` needs --preset FILE and --target: e.g. livedemix midi learn --preset my.toml --target gain:vocals")
+        raise ValueError(
+            "`midi learn` needs --preset FILE and --target: e.g. livedemix midi learn --preset my.toml --target gain:vocals"
+        )
     rng = None
     if args.range:
         try:
@@ -175,9 +190,20 @@ def cmd_midi(args) -> int:
             assert len(rng) == 2 and rng[0] < rng[1]
         except (ValueError, AssertionError):
             raise ValueError(f"--range {args.range!r} is not LOW,HIGH in dB: write e.g. --range -60,6") from None
-    m = midi.learn(args.preset, args.target, port=args.port, timeout=args.timeout, mode=args.mode, range_db=rng, api=api,
-                   on_waiting=lambda: print(f"waiting for a control on {args.port or 'the virtual port livedemix'} "
-                                            f"(move a fader, press a pad) ...", file=sys.stderr, flush=True))
+    m = midi.learn(
+        args.preset,
+        args.target,
+        port=args.port,
+        timeout=args.timeout,
+        mode=args.mode,
+        range_db=rng,
+        api=api,
+        on_waiting=lambda: print(
+            f"waiting for a control on {args.port or 'the virtual port livedemix'} (move a fader, press a pad) ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
     print(f"learned: {midi.describe_mapping(m)}; written to {args.preset}")
     return 0
 
@@ -207,26 +233,59 @@ def _midi_monitor(midi, args, api) -> int:
 
 
 def _stream_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="preset name or .toml file (gains, mutes, routing of buses to outputs)")
+    p.add_argument(
+        "--preset", default=None, help="preset name or .toml file (gains, mutes, routing of buses to outputs)"
+    )
     p.add_argument("--model", default=None, help="model name or card (default: the preset's, else the shipped default)")
     p.add_argument("--device", default=None, help="output device: index or name substring (see `livedemix devices`)")
-    p.add_argument("--block", type=int, default=0, metavar="N",
-                   help="samples per callback (default 0: the host's own size, which adds no buffering on JACK)")
-    p.add_argument("--deadline", type=float, default=None, metavar="MS",
-                   help="a separator step slower than this passes the mix through for a second (default: one hop; 0: never)")
-    p.add_argument("--midi", nargs="?", const="virtual", default=None, metavar="PORT",
-                   help="MIDI control: an input port name substring, or nothing for a virtual port 'livedemix'")
-    p.add_argument("--midi-map", default=None, metavar="PRESET",
-                   help="take the MIDI mappings from this preset (default: the --preset's own), e.g. fader-controller")
-    p.add_argument("--midi-out", default=None, metavar="PORT",
-                   help="feedback of mute/solo states to this output port (default: a virtual port 'livedemix-feedback'; 'none': off)")
-    p.add_argument("--midi-api", choices=["jack", "alsa"], default=None, help="MIDI API (default: JACK when a server runs, else ALSA)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=0,
+        metavar="N",
+        help="samples per callback (default 0: the host's own size, which adds no buffering on JACK)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="a separator step slower than this passes the mix through for a second (default: one hop; 0: never)",
+    )
+    p.add_argument(
+        "--midi",
+        nargs="?",
+        const="virtual",
+        default=None,
+        metavar="PORT",
+        help="MIDI control: an input port name substring, or nothing for a virtual port 'livedemix'",
+    )
+    p.add_argument(
+        "--midi-map",
+        default=None,
+        metavar="PRESET",
+        help="take the MIDI mappings from this preset (default: the --preset's own), e.g. fader-controller",
+    )
+    p.add_argument(
+        "--midi-out",
+        default=None,
+        metavar="PORT",
+        help="feedback of mute/solo states to this output port (default: a virtual port 'livedemix-feedback'; 'none': off)",
+    )
+    p.add_argument(
+        "--midi-api",
+        choices=["jack", "alsa"],
+        default=None,
+        help="MIDI API (default: JACK when a server runs, else ALSA)",
+    )
     p.add_argument("--no-ui", action="store_true", help="no terminal UI: run headless until the end or Ctrl-C")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
+    p = argparse.ArgumentParser(
+        prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live."
+    )
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -240,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--json", action="store_true", help="show: print JSON")
     presets.set_defaults(func=cmd_presets)
 
-    demo = sub.add_parser("demo", help="separate the bundled demo song into ./livedemix-demo and print how well it went")
+    demo = sub.add_parser(
+        "demo", help="separate the bundled demo song into ./livedemix-demo and print how well it went"
+    )
     demo.add_argument("-o", "--out", default="livedemix-demo", help="output folder (default: ./livedemix-demo)")
     demo.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
     demo.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")
@@ -260,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--json", action="store_true", help="print machine-readable JSON (no progress bar)")
     sep.set_defaults(func=cmd_separate)
 
-    ev = sub.add_parser("eval", help="BSS Eval v4 table against true stems (MUSDB18-HQ layout: <song>/{mixture,vocals,...}.wav)")
+    ev = sub.add_parser(
+        "eval", help="BSS Eval v4 table against true stems (MUSDB18-HQ layout: <song>/{mixture,vocals,...}.wav)"
+    )
     ev.add_argument("stems_dir", help="a song folder, or a folder of song folders")
     ev.add_argument("--model", default=None)
     ev.add_argument("--phase", choices=PHASE_CHOICES, default=None)
@@ -269,11 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     bench = sub.add_parser("bench", help="measure speed against a baseline run in the same process")
-    bench.add_argument("what", nargs="?", default="all", choices=["all", "stft", "pipeline"],
-                       help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget "
-                            "(default: all)")
+    bench.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "stft", "pipeline"],
+        help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget (default: all)",
+    )
     bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
-    bench.add_argument("--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)")
+    bench.add_argument(
+        "--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)"
+    )
     bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
@@ -287,23 +356,39 @@ def build_parser() -> argparse.ArgumentParser:
     _stream_options(play)
     play.set_defaults(func=cmd_play)
 
-    live = sub.add_parser("live", help="separate and remix a live input: input channels -> engine -> each bus to its outputs")
-    live.add_argument("--in", dest="inputs", default=None, metavar="CH",
-                      help="input channels, 1-based: '1,2' (default), '3-4', or one channel for a mono source")
-    live.add_argument("--input-device", default=None, help="input device if it is not the output device (index or name)")
+    live = sub.add_parser(
+        "live", help="separate and remix a live input: input channels -> engine -> each bus to its outputs"
+    )
+    live.add_argument(
+        "--in",
+        dest="inputs",
+        default=None,
+        metavar="CH",
+        help="input channels, 1-based: '1,2' (default), '3-4', or one channel for a mono source",
+    )
+    live.add_argument(
+        "--input-device", default=None, help="input device if it is not the output device (index or name)"
+    )
     _stream_options(live)
     live.set_defaults(func=cmd_live)
 
     mid = sub.add_parser("midi", help="MIDI: list ports, monitor incoming messages, learn a mapping into a preset")
     mid.add_argument("action", choices=["ports", "monitor", "learn"])
     mid.add_argument("--port", default=None, help="input port name substring (default: a virtual port 'livedemix')")
-    mid.add_argument("--api", choices=["jack", "alsa"], default=None, help="MIDI API (default: JACK when a server runs, else ALSA)")
+    mid.add_argument(
+        "--api", choices=["jack", "alsa"], default=None, help="MIDI API (default: JACK when a server runs, else ALSA)"
+    )
     mid.add_argument("--json", action="store_true", help="ports: print JSON")
     mid.add_argument("--seconds", type=float, default=None, help="monitor: stop after this long (default: Ctrl-C)")
     mid.add_argument("--preset", default=None, metavar="FILE", help="learn: the preset file to write the mapping into")
-    mid.add_argument("--target", default=None,
-                     help="learn: gain:STEM[@BUS], mute:STEM[@BUS], solo:STEM[@BUS], master[@BUS] or preset:NAME1,NAME2")
-    mid.add_argument("--mode", choices=["toggle", "momentary"], default="toggle", help="learn: for mute/solo (default toggle)")
+    mid.add_argument(
+        "--target",
+        default=None,
+        help="learn: gain:STEM[@BUS], mute:STEM[@BUS], solo:STEM[@BUS], master[@BUS] or preset:NAME1,NAME2",
+    )
+    mid.add_argument(
+        "--mode", choices=["toggle", "momentary"], default="toggle", help="learn: for mute/solo (default toggle)"
+    )
     mid.add_argument("--range", default=None, metavar="LOW,HIGH", help="learn: fader range in dB (default -60,6)")
     mid.add_argument("--timeout", type=float, default=60.0, help="learn: seconds to wait for a control (default 60)")
     mid.set_defaults(func=cmd_midi)
@@ -333,7 +418,10 @@ def main(argv=None) -> int:
         return 2
     except OSError as e:  # disk full, permission denied, ...
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"livedemix: {e.strerror or e}{where}: check the path, its permissions and the free disk space", file=sys.stderr)
+        print(
+            f"livedemix: {e.strerror or e}{where}: check the path, its permissions and the free disk space",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -45,34 +45,53 @@ def run(outdir: str | Path = "livedemix-demo", *, model=None, phase=None, fmt="w
         files = out.commit()
     rows = []
     for s in sep.stems:
-        rows.append({"stem": s, "level_dbfs": round(rms_dbfs(est[s]), 1),
-                     "sdr_db": round(sdr(truth[s], est[s]), 2), "si_sdr_db": round(si_sdr(truth[s], est[s]), 2),
-                     "mixture_sdr_db": round(sdr(truth[s], mix), 2)})
+        rows.append(
+            {
+                "stem": s,
+                "level_dbfs": round(rms_dbfs(est[s]), 1),
+                "sdr_db": round(sdr(truth[s], est[s]), 2),
+                "si_sdr_db": round(si_sdr(truth[s], est[s]), 2),
+                "mixture_sdr_db": round(sdr(truth[s], mix), 2),
+            }
+        )
     karaoke_truth = sum(truth[s] for s in truth if s != "vocals")
     d = sep.describe()
     return {
         "song": json.loads((DEMO_DIR / "demo.json").read_text()).get("title", "demo"),
-        "seconds": round(mix.shape[1] / sr, 2), "stems": rows,
+        "seconds": round(mix.shape[1] / sr, 2),
+        "stems": rows,
         "mean_sdr_db": round(float(np.mean([r["sdr_db"] for r in rows])), 2),
         "mean_mixture_sdr_db": round(float(np.mean([r["mixture_sdr_db"] for r in rows])), 2),
         "karaoke_sdr_db": round(sdr(karaoke_truth, est["mix"]), 2),
-        "latency_samples": d["latency_samples"], "latency_ms": d["latency_ms"],
-        "real_time_factor": round(wall / (mix.shape[1] / sr), 4), "phase": d["phase"],
-        "mask_power": d["mask_power"], "model": d["model"],
-        "outputs": [str(f) for f in files], "outdir": str(outdir),
+        "latency_samples": d["latency_samples"],
+        "latency_ms": d["latency_ms"],
+        "real_time_factor": round(wall / (mix.shape[1] / sr), 4),
+        "phase": d["phase"],
+        "mask_power": d["mask_power"],
+        "model": d["model"],
+        "outputs": [str(f) for f in files],
+        "outdir": str(outdir),
     }
 
 
 def format_report(r: dict) -> str:
-    lines = [f"livedemix demo: {r['seconds']} s song, model {r['model']}, phase {r['phase']} "
-             f"(mask power {r['mask_power']:g})", "",
-             f"  {'stem':<8} {'level':>9} {'SDR':>8} {'SI-SDR':>8} {'mixture SDR':>12}"]
+    lines = [
+        f"livedemix demo: {r['seconds']} s song, model {r['model']}, phase {r['phase']} "
+        f"(mask power {r['mask_power']:g})",
+        "",
+        f"  {'stem':<8} {'level':>9} {'SDR':>8} {'SI-SDR':>8} {'mixture SDR':>12}",
+    ]
     for row in r["stems"]:
-        lines.append(f"  {row['stem']:<8} {row['level_dbfs']:>6.1f} dBFS {row['sdr_db']:>5.2f} dB {row['si_sdr_db']:>5.2f} dB"
-                     f" {row['mixture_sdr_db']:>9.2f} dB")
+        lines.append(
+            f"  {row['stem']:<8} {row['level_dbfs']:>6.1f} dBFS {row['sdr_db']:>5.2f} dB {row['si_sdr_db']:>5.2f} dB"
+            f" {row['mixture_sdr_db']:>9.2f} dB"
+        )
     lines.append(f"  {'mean':<8} {'':>9} {r['mean_sdr_db']:>5.2f} dB {'':>8} {r['mean_mixture_sdr_db']:>9.2f} dB")
-    lines += ["", f"  karaoke mix (vocals muted): SDR {r['karaoke_sdr_db']:.2f} dB against drums+bass+other",
-              f"  latency: {r['latency_samples']} samples = {r['latency_ms']:.2f} ms at 44.1 kHz",
-              f"  real-time factor: {r['real_time_factor']:.3f} (time to process / duration, one core)",
-              f"  wrote {len(r['outputs'])} files to {r['outdir']}/"]
+    lines += [
+        "",
+        f"  karaoke mix (vocals muted): SDR {r['karaoke_sdr_db']:.2f} dB against drums+bass+other",
+        f"  latency: {r['latency_samples']} samples = {r['latency_ms']:.2f} ms at 44.1 kHz",
+        f"  real-time factor: {r['real_time_factor']:.3f} (time to process / duration, one core)",
+        f"  wrote {len(r['outputs'])} files to {r['outdir']}/",
+    ]
     return "\n".join(lines)

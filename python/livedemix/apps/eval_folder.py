@@ -29,7 +29,9 @@ def song_folders(root: Path) -> list[Path]:
         return [root]
     songs = sorted(p for p in root.iterdir() if p.is_dir() and _find(p, "mixture"))
     if not songs:
-        raise AudioFileError(f"no song folders under {root}: each needs mixture.wav (or .flac) and the stems next to it")
+        raise AudioFileError(
+            f"no song folders under {root}: each needs mixture.wav (or .flac) and the stems next to it"
+        )
     return songs
 
 
@@ -46,22 +48,33 @@ def run(stems_dir, *, model=None, phase=None, seconds=None) -> dict:
                 continue
             ref = read_audio(path)[0][:, :n]
             if ref.shape != y.shape:
-                raise AudioFileError(f"{path} has shape {ref.shape} but the mixture {mix.shape}: the stems must match the mixture")
+                raise AudioFileError(
+                    f"{path} has shape {ref.shape} but the mixture {mix.shape}: the stems must match the mixture"
+                )
             row = {"song": folder.name, "stem": stem, "SDR": sdr(ref, y), "SI-SDR": si_sdr(ref, y)}
             if np.sum(ref.astype(np.float64) ** 2) > 1e-8:
                 b = bss_eval(ref[None], y[None], sr)
                 row.update({("BSS-SDR" if k == "SDR" else k): float(v[0]) for k, v in b.items()})
             rows.append(row)
-    stems = sorted({r["stem"] for r in rows}, key=lambda s: ["vocals", "drums", "bass", "other"].index(s)
-                   if s in ("vocals", "drums", "bass", "other") else 9)
+    stems = sorted(
+        {r["stem"] for r in rows},
+        key=lambda s: ["vocals", "drums", "bass", "other"].index(s) if s in ("vocals", "drums", "bass", "other") else 9,
+    )
     keys = ("SDR", "SI-SDR", "BSS-SDR", "SIR", "SAR")
-    summary = {s: {k: float(np.nanmean([r.get(k, np.nan) for r in rows if r["stem"] == s])) for k in keys} for s in stems}
+    summary = {
+        s: {k: float(np.nanmean([r.get(k, np.nan) for r in rows if r["stem"] == s])) for k in keys} for s in stems
+    }
     return {"songs": len({r["song"] for r in rows}), "rows": rows, "mean": summary}
 
 
 def format_table(t: dict) -> str:
-    lines = [f"{t['songs']} song(s); SDR = 10·log10(Σs²/Σ(s−ŝ)²) over the song, SIR/SAR: BSS Eval v4 medians", "",
-             f"  {'stem':<8} {'SDR':>7} {'SI-SDR':>7} {'BSS-SDR':>8} {'SIR':>7} {'SAR':>7}   (dB)"]
+    lines = [
+        f"{t['songs']} song(s); SDR = 10·log10(Σs²/Σ(s−ŝ)²) over the song, SIR/SAR: BSS Eval v4 medians",
+        "",
+        f"  {'stem':<8} {'SDR':>7} {'SI-SDR':>7} {'BSS-SDR':>8} {'SIR':>7} {'SAR':>7}   (dB)",
+    ]
     for s, m in t["mean"].items():
-        lines.append(f"  {s:<8} {m['SDR']:>7.2f} {m['SI-SDR']:>7.2f} {m['BSS-SDR']:>8.2f} {m['SIR']:>7.2f} {m['SAR']:>7.2f}")
+        lines.append(
+            f"  {s:<8} {m['SDR']:>7.2f} {m['SI-SDR']:>7.2f} {m['BSS-SDR']:>8.2f} {m['SIR']:>7.2f} {m['SAR']:>7.2f}"
+        )
     return "\n".join(lines)

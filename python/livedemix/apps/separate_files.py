@@ -23,7 +23,9 @@ def plan_outputs(inputs: list[Path], outdir: Path, names: list[str], fmt: str, f
         seen[folder] = path
         existing = [folder / f"{n}.{fmt}" for n in names if (folder / f"{n}.{fmt}").exists()]
         if existing and not force:
-            raise AudioFileError(f"{existing[0]} already exists: pass --force to overwrite, or choose another -o folder")
+            raise AudioFileError(
+                f"{existing[0]} already exists: pass --force to overwrite, or choose another -o folder"
+            )
         folders[path] = folder
     return folders
 
@@ -38,12 +40,23 @@ def _progress(done: int, total: int, name: str, start: float) -> None:
     sys.stderr.flush()
 
 
-def separate_file(path: Path, folder: Path, *, model=None, preset=None, stems=None, phase=None, fmt="wav",
-                  block_size=4096, quiet=False) -> dict:
+def separate_file(
+    path: Path,
+    folder: Path,
+    *,
+    model=None,
+    preset=None,
+    stems=None,
+    phase=None,
+    fmt="wav",
+    block_size=4096,
+    quiet=False,
+) -> dict:
     t0 = time.perf_counter()
     with open_input(path) as f:
-        sep = StreamingSeparation(f.samplerate, f.channels, model=model, preset=preset, stems=stems, phase=phase,
-                                  block_size=block_size)
+        sep = StreamingSeparation(
+            f.samplerate, f.channels, model=model, preset=preset, stems=stems, phase=phase, block_size=block_size
+        )
         total = f.frames
         with AtomicOutputs(folder, sep.outputs, fmt, f.samplerate, f.channels) as out:
             done = 0
@@ -58,13 +71,31 @@ def separate_file(path: Path, folder: Path, *, model=None, preset=None, stems=No
         sys.stderr.write("\n")
     seconds = total / f.samplerate
     wall = time.perf_counter() - t0
-    return {"input": str(path), "outputs": [str(p) for p in files], "seconds": round(seconds, 3),
-            "wall_seconds": round(wall, 3), "real_time_factor": round(wall / seconds, 4),
-            "latency_samples": sep.latency, "stats": sep.stats, "engine": sep.describe()}
+    return {
+        "input": str(path),
+        "outputs": [str(p) for p in files],
+        "seconds": round(seconds, 3),
+        "wall_seconds": round(wall, 3),
+        "real_time_factor": round(wall / seconds, 4),
+        "latency_samples": sep.latency,
+        "stats": sep.stats,
+        "engine": sep.describe(),
+    }
 
 
-def run(inputs: list[str], outdir: str, *, model=None, preset=None, stems=None, phase=None, fmt="wav",
-        force=False, block_size=4096, quiet=False) -> list[dict]:
+def run(
+    inputs: list[str],
+    outdir: str,
+    *,
+    model=None,
+    preset=None,
+    stems=None,
+    phase=None,
+    fmt="wav",
+    force=False,
+    block_size=4096,
+    quiet=False,
+) -> list[dict]:
     if fmt not in FORMATS:
         raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     paths = [Path(p) for p in inputs]
@@ -73,5 +104,17 @@ def run(inputs: list[str], outdir: str, *, model=None, preset=None, stems=None, 
     model_stems = load_card(resolve_model(model))["stems"] if model is not None or preset is None else None
     names = list(stems or model_stems or ["vocals", "drums", "bass", "other"]) + (["mix"] if preset else [])
     folders = plan_outputs(paths, Path(outdir), names, fmt, force)
-    return [separate_file(p, folders[p], model=model, preset=preset, stems=stems, phase=phase, fmt=fmt,
-                          block_size=block_size, quiet=quiet) for p in paths]
+    return [
+        separate_file(
+            p,
+            folders[p],
+            model=model,
+            preset=preset,
+            stems=stems,
+            phase=phase,
+            fmt=fmt,
+            block_size=block_size,
+            quiet=quiet,
+        )
+        for p in paths
+    ]

@@ -7,8 +7,8 @@ import json
 import signal
 import sys
 
-from ..engine import Engine
 from ..audio import AudioDeviceError, FileReader, StreamRunner, find_device, parse_channels
+from ..engine import Engine
 from ..presets import load_preset
 
 
@@ -43,6 +43,7 @@ def _routes_for_play(engine, device: dict) -> tuple[dict, list[str]]:
 def _sigterm_as_interrupt():
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     try:
         signal.signal(signal.SIGTERM, handler)
         # A program started in the background by a shell script inherits SIGINT *ignored*, and
@@ -68,15 +69,24 @@ def make_midi(args, engine, runner):
     source_preset = load_preset(args.midi_map) if getattr(args, "midi_map", None) else preset
     settings = source_preset.midi if source_preset else None
     if settings is None or not settings.map:
-        raise MidiError("MIDI is on but no mapping is set: add --midi-map fader-controller (or another preset with [[midi.map]]), "
-                        "or map controls with `livedemix midi learn`")
+        raise MidiError(
+            "MIDI is on but no mapping is set: add --midi-map fader-controller (or another preset with [[midi.map]]), "
+            "or map controls with `livedemix midi learn`"
+        )
     out = getattr(args, "midi_out", None)
     if out is None and preset is not None and preset.midi.output:
         out = preset.midi.output
     if out == "none":
         out = False
-    return MidiController(engine, runner.controls, settings, input=spec, output=out,
-                          api=midi_api(getattr(args, "midi_api", None)), source=source_preset.path)
+    return MidiController(
+        engine,
+        runner.controls,
+        settings,
+        input=spec,
+        output=out,
+        api=midi_api(getattr(args, "midi_api", None)),
+        source=source_preset.path,
+    )
 
 
 def _exit_device_lost(runner, e: Exception) -> None:
@@ -94,13 +104,18 @@ def format_report(r: dict, what: str) -> str:
     dev = f" + device {r['device_latency_ms'][1]:.2f} ms out" if r["device_latency_ms"][1] else ""
     if r["device_latency_ms"][0]:
         dev += f", {r['device_latency_ms'][0]:.2f} ms in"
-    return (f"{what}: {r['seconds']:.1f} s on '{r['device']}' at {r['samplerate']} Hz ({r['mode']}), stopped: {r['stopped']}\n"
-            f"  latency {r['latency_samples']} samples = {r['latency_ms']:.2f} ms{dev}\n"
-            f"  xruns {r['xruns']}, underruns {r['underruns']}, late hops {r['late_hops']}, separator errors {r['separator_errors']}\n"
-            f"  audio path {100 * r['cpu_share']:.1f}% of a core (busy {100 * r['busy_share']:.1f}% of the time), "
-            f"longest block {r['max_block_ms']:.2f} ms"
-            + (f"\n  MIDI: {r['midi']['received']} messages, {r['midi']['applied']} applied, {r['midi']['ignored']} ignored"
-               if "midi" in r else ""))
+    return (
+        f"{what}: {r['seconds']:.1f} s on '{r['device']}' at {r['samplerate']} Hz ({r['mode']}), stopped: {r['stopped']}\n"
+        f"  latency {r['latency_samples']} samples = {r['latency_ms']:.2f} ms{dev}\n"
+        f"  xruns {r['xruns']}, underruns {r['underruns']}, late hops {r['late_hops']}, separator errors {r['separator_errors']}\n"
+        f"  audio path {100 * r['cpu_share']:.1f}% of a core (busy {100 * r['busy_share']:.1f}% of the time), "
+        f"longest block {r['max_block_ms']:.2f} ms"
+        + (
+            f"\n  MIDI: {r['midi']['received']} messages, {r['midi']['applied']} applied, {r['midi']['ignored']} ignored"
+            if "midi" in r
+            else ""
+        )
+    )
 
 
 def run(args, mode: str) -> int:
@@ -115,15 +130,23 @@ def run(args, mode: str) -> int:
     if mode == "play":
         routes, skipped = _routes_for_play(engine, out_dev)
         if skipped:
-            print(f"livedemix: note: device '{out_dev['name']}' has {out_dev['outputs']} outputs, so bus "
-                  f"{', '.join(skipped)} is not played", file=sys.stderr)
+            print(
+                f"livedemix: note: device '{out_dev['name']}' has {out_dev['outputs']} outputs, so bus "
+                f"{', '.join(skipped)} is not played",
+                file=sys.stderr,
+            )
         source = FileReader(args.file, engine.sample_rate)
         runner = StreamRunner(engine, output_device=out_dev, source=source, blocksize=args.block, routes=routes)
         what = f"played {source.path.name}"
     else:
         in_dev = find_device(args.input_device if args.input_device is not None else args.device, "input")
-        runner = StreamRunner(engine, output_device=out_dev, input_device=in_dev,
-                              input_channels=parse_channels(args.inputs) or [1, 2], blocksize=args.block)
+        runner = StreamRunner(
+            engine,
+            output_device=out_dev,
+            input_device=in_dev,
+            input_channels=parse_channels(args.inputs) or [1, 2],
+            blocksize=args.block,
+        )
         what = "live"
 
     midi = make_midi(args, engine, runner)
@@ -137,10 +160,14 @@ def run(args, mode: str) -> int:
         gc.collect()
         gc.freeze()
         runner.start()
-        head = (f"livedemix {mode}: '{out_dev['name']}' at {runner.samplerate} Hz, buses {', '.join(runner.routes)}, "
-                f"latency {runner.latency_samples} samples ({runner.latency_ms:.2f} ms)")
+        head = (
+            f"livedemix {mode}: '{out_dev['name']}' at {runner.samplerate} Hz, buses {', '.join(runner.routes)}, "
+            f"latency {runner.latency_samples} samples ({runner.latency_ms:.2f} ms)"
+        )
         if midi is not None:
-            head += f"; MIDI in {midi.port_names[0]}" + (f", feedback {midi.port_names[1]}" if midi.port_names[1] else "")
+            head += f"; MIDI in {midi.port_names[0]}" + (
+                f", feedback {midi.port_names[1]}" if midi.port_names[1] else ""
+            )
         if not args.no_ui and sys.stdin.isatty() and sys.stdout.isatty():
             from .tui import LiveUI
 
@@ -160,9 +187,13 @@ def run(args, mode: str) -> int:
             midi.close()
     report = runner.report()
     if midi is not None:
-        report["midi"] = {"received": midi.stats.received, "applied": midi.stats.applied,
-                          "ignored": midi.stats.ignored_total, "ignored_by_reason": dict(midi.stats.ignored),
-                          "takeover_waits": midi.stats.takeover_waits}
+        report["midi"] = {
+            "received": midi.stats.received,
+            "applied": midi.stats.applied,
+            "ignored": midi.stats.ignored_total,
+            "ignored_by_reason": dict(midi.stats.ignored),
+            "takeover_waits": midi.stats.takeover_waits,
+        }
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -25,8 +25,16 @@ SOLO_KEYS = "!@#$%^&*("  # shift + 1..9 on a US keyboard
 GAIN_STEP_DB = 1.0
 GAIN_FLOOR_DB = -60.0  # ↓ below this is off; ↑ from off starts here
 GAIN_CEIL_DB = 24.0
-ARROWS = {"\x1b[A": "up", "\x1b[B": "down", "\x1b[C": "right", "\x1b[D": "left",
-          "\x1bOA": "up", "\x1bOB": "down", "\x1bOC": "right", "\x1bOD": "left"}
+ARROWS = {
+    "\x1b[A": "up",
+    "\x1b[B": "down",
+    "\x1b[C": "right",
+    "\x1b[D": "left",
+    "\x1bOA": "up",
+    "\x1bOB": "down",
+    "\x1bOC": "right",
+    "\x1bOD": "left",
+}
 
 HELP = "1-4 mute · shift+1-4 (!@#$) solo · ←/→ stem · ↑/↓ gain · 0 unity · b bus · p preset · l MIDI learn · q quit"
 
@@ -138,7 +146,6 @@ class KeyControls:
                 break
         return True
 
-
     # ---- MIDI learn ----
     def _learn(self) -> None:
         if self.midi is None:
@@ -166,8 +173,10 @@ class KeyControls:
         src = self.midi.source
         shipped = src is not None and Path(src).resolve().parent == shipped_presets_dir().resolve()
         if src is None or shipped:
-            self.message = (f"learned {what} (not saved: the mappings come from a shipped preset; copy it and pass "
-                            f"--midi-map FILE to keep them)")
+            self.message = (
+                f"learned {what} (not saved: the mappings come from a shipped preset; copy it and pass "
+                f"--midi-map FILE to keep them)"
+            )
             return
         try:
             preset = load_preset(src)
@@ -261,9 +270,15 @@ class LiveUI:
         for j, s in enumerate(eng.stems):
             lvl = _db(float(r.stem_power[j]) * r.stem_power_scale)
             sel = "▶" if j == kc.stem else " "
-            t.add_row(f"{sel}{j + 1}", s, _bar(lvl), f"{lvl:6.1f}" if math.isfinite(lvl) else "   -∞",
-                      f"{_fmt_db(st[s]['gain_db'])} dB",
-                      "[bold red]M[/]" if st[s]["mute"] else "·", "[bold yellow]S[/]" if st[s]["solo"] else "·")
+            t.add_row(
+                f"{sel}{j + 1}",
+                s,
+                _bar(lvl),
+                f"{lvl:6.1f}" if math.isfinite(lvl) else "   -∞",
+                f"{_fmt_db(st[s]['gain_db'])} dB",
+                "[bold red]M[/]" if st[s]["mute"] else "·",
+                "[bold yellow]S[/]" if st[s]["solo"] else "·",
+            )
         b = Table(box=None, pad_edge=False)
         for col in ("bus", "out", "L", "R", "master"):
             b.add_column(col)
@@ -272,14 +287,21 @@ class LiveUI:
                 continue
             peaks = [20 * math.log10(float(p)) if p > 1e-6 else -math.inf for p in r.bus_peaks[i]]
             mark = "▶" if name == bus else " "
-            b.add_row(f"{mark}{name}", "-".join(map(str, r.routes[name])), _bar(peaks[0], 16), _bar(peaks[1], 16),
-                      f"{_fmt_db(eng.state(name)['master_db'])} dB")
+            b.add_row(
+                f"{mark}{name}",
+                "-".join(map(str, r.routes[name])),
+                _bar(peaks[0], 16),
+                _bar(peaks[1], 16),
+                f"{_fmt_db(eng.state(name)['master_db'])} dB",
+            )
         s = r.stats
         es = eng.stats
         dev = r.device_latency
-        status = (f"latency {r.latency_ms:.1f} ms (+ device {1000 * (dev[0] + dev[1]):.1f} ms) · {r.samplerate} Hz"
-                  f"{' (resampling)' if r.resampling else ''} · audio path {100 * self.cpu_share():4.1f}% CPU\n"
-                  f"xruns {s.xruns} · underruns {s.underruns} · late hops {es.late_hops}")
+        status = (
+            f"latency {r.latency_ms:.1f} ms (+ device {1000 * (dev[0] + dev[1]):.1f} ms) · {r.samplerate} Hz"
+            f"{' (resampling)' if r.resampling else ''} · audio path {100 * self.cpu_share():4.1f}% CPU\n"
+            f"xruns {s.xruns} · underruns {s.underruns} · late hops {es.late_hops}"
+        )
         if self.midi is not None:
             ms = self.midi.stats
             last = str(self.midi.last_messages[-1]) if self.midi.last_messages else "-"
@@ -294,8 +316,10 @@ class LiveUI:
         from rich.live import Live
 
         console = Console(stderr=False)
-        with KeyReader() as keys, Live(self.render(), console=console, refresh_per_second=fps,
-                                       transient=False, auto_refresh=False) as live:
+        with (
+            KeyReader() as keys,
+            Live(self.render(), console=console, refresh_per_second=fps, transient=False, auto_refresh=False) as live,
+        ):
             try:
                 while self.runner.check():
                     for k in keys.read():

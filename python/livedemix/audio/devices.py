@@ -5,16 +5,13 @@ from __future__ import annotations
 import ctypes
 import sys
 
-
-
+from ..errors import LivedemixError
 
 JACK_CLIENT_NAME = "livedemix"
 WATCHDOG_SECONDS = 2.0  # no callback for this long after the start: the device is gone
 
 
-
-
-class AudioDeviceError(ValueError):
+class AudioDeviceError(LivedemixError):
     """A device or channel that can't be used; the message lists what exists."""
 
 
@@ -93,13 +90,19 @@ def list_devices() -> list[dict]:
     out = []
     for i, d in enumerate(sd.query_devices()):
         api = apis[d["hostapi"]]
-        out.append({
-            "index": i, "name": d["name"], "hostapi": api["name"],
-            "inputs": d["max_input_channels"], "outputs": d["max_output_channels"],
-            "default_samplerate": d["default_samplerate"],
-            "low_output_latency": d["default_low_output_latency"],
-            "default_input": api["default_input_device"] == i, "default_output": api["default_output_device"] == i,
-        })
+        out.append(
+            {
+                "index": i,
+                "name": d["name"],
+                "hostapi": api["name"],
+                "inputs": d["max_input_channels"],
+                "outputs": d["max_output_channels"],
+                "default_samplerate": d["default_samplerate"],
+                "low_output_latency": d["default_low_output_latency"],
+                "default_input": api["default_input_device"] == i,
+                "default_output": api["default_output_device"] == i,
+            }
+        )
     return out
 
 
@@ -113,10 +116,14 @@ def _short_api(name: str) -> str:
 
 def _describe_all(devs: list[dict]) -> str:
     if not devs:
-        return ("there are no audio devices (host APIs: " + ", ".join(_short_api(a) for a in host_apis()) +
-                "): start a JACK server or connect an audio interface")
+        return (
+            "there are no audio devices (host APIs: "
+            + ", ".join(_short_api(a) for a in host_apis())
+            + "): start a JACK server or connect an audio interface"
+        )
     return "the devices are " + "; ".join(
-        f"{d['index']} '{d['name']}' ({_short_api(d['hostapi'])}, {d['inputs']} in/{d['outputs']} out)" for d in devs)
+        f"{d['index']} '{d['name']}' ({_short_api(d['hostapi'])}, {d['inputs']} in/{d['outputs']} out)" for d in devs
+    )
 
 
 def format_devices(devs: list[dict]) -> str:
@@ -125,8 +132,10 @@ def format_devices(devs: list[dict]) -> str:
     lines = [f"{'#':>3}  {'name':<32} {'host API':<12} {'in':>3} {'out':>3} {'rate':>7}"]
     for d in devs:
         mark = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
-        lines.append(f"{d['index']:>3}{mark}{d['name'][:32]:<32} {_short_api(d['hostapi'])[:12]:<12} "
-                     f"{d['inputs']:>3} {d['outputs']:>3} {d['default_samplerate']:>7.0f}")
+        lines.append(
+            f"{d['index']:>3}{mark}{d['name'][:32]:<32} {_short_api(d['hostapi'])[:12]:<12} "
+            f"{d['inputs']:>3} {d['outputs']:>3} {d['default_samplerate']:>7.0f}"
+        )
     lines.append("host APIs: " + ", ".join(host_apis()) + "   (< default input, > default output)")
     return "\n".join(lines)
 
@@ -178,5 +187,7 @@ def parse_channels(text: str | None, what: str = "--in") -> list[int] | None:
     except ValueError:
         raise AudioDeviceError(f"{what} {text!r} is not a channel list: write e.g. {what} 1,2 or {what} 3-4") from None
     if not chans or len(chans) > 2 or min(chans) < 1:
-        raise AudioDeviceError(f"{what} {text!r} must name one or two channels counted from 1: write e.g. {what} 1,2 or {what} 1")
+        raise AudioDeviceError(
+            f"{what} {text!r} must name one or two channels counted from 1: write e.g. {what} 1,2 or {what} 1"
+        )
     return chans

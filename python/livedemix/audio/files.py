@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..errors import LivedemixError
+
 FORMATS = {"wav": ("WAV", "PCM_24"), "flac": ("FLAC", "PCM_24")}
 
 
-class AudioFileError(ValueError):
+class AudioFileError(LivedemixError):
     """A file that can't be read or written; the message names the file and the fix."""
 
 
@@ -32,15 +34,19 @@ def open_input(path: str | Path) -> sf.SoundFile:
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioFileError(f"{path} could not be read as audio ({str(e).splitlines()[0]}): "
-                             f"use WAV, FLAC, OGG or MP3, or convert it with ffmpeg") from None
+        raise AudioFileError(
+            f"{path} could not be read as audio ({str(e).splitlines()[0]}): "
+            f"use WAV, FLAC, OGG or MP3, or convert it with ffmpeg"
+        ) from None
     if f.frames == 0:
         f.close()
         raise AudioFileError(f"{path} contains no audio (0 samples): pass a file with sound in it")
     if f.samplerate < 8000 or f.samplerate > 384000:
         f.close()
-        raise AudioFileError(f"{path} has an unsupported sample rate of {f.samplerate} Hz: "
-                             f"resample it to between 8 and 384 kHz (e.g. 44100 Hz)")
+        raise AudioFileError(
+            f"{path} has an unsupported sample rate of {f.samplerate} Hz: "
+            f"resample it to between 8 and 384 kHz (e.g. 44100 Hz)"
+        )
     return f
 
 
@@ -50,7 +56,9 @@ def read_blocks(f: sf.SoundFile, block: int = 65536):
         try:
             data = f.read(block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioFileError(f"{f.name} is corrupt after {f.tell()} samples ({e}): re-encode or re-download it") from None
+            raise AudioFileError(
+                f"{f.name} is corrupt after {f.tell()} samples ({e}): re-encode or re-download it"
+            ) from None
         if data.shape[0] == 0:
             return
         yield np.ascontiguousarray(data.T)
@@ -77,8 +85,9 @@ class AtomicOutputs:
         major, subtype = FORMATS[fmt]
         self.final = {n: self.folder / f"{n}.{fmt}" for n in names}
         self.temp = {n: self.folder / f".{n}.{fmt}.part-{os.getpid()}" for n in names}
-        self.files = {n: sf.SoundFile(str(self.temp[n]), "w", sample_rate, channels, subtype=subtype, format=major)
-                      for n in names}
+        self.files = {
+            n: sf.SoundFile(str(self.temp[n]), "w", sample_rate, channels, subtype=subtype, format=major) for n in names
+        }
 
     def write(self, blocks: dict[str, np.ndarray]) -> None:
         for n, y in blocks.items():

@@ -10,7 +10,6 @@ import numpy as np
 
 from .. import dsp
 
-
 READ_AHEAD = 1 << 16  # samples the file reader keeps ahead (1.5 s at 44.1 kHz)
 
 
@@ -81,5 +80,3 @@ class FileReader(threading.Thread):
         t_end = time.monotonic() + timeout
         while self.ring.available_read < samples and not self.eof and time.monotonic() < t_end:
             time.sleep(0.002)
-
-

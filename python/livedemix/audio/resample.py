@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-
 import numpy as np
-
-
 
 LIVE_RESAMPLE_QUALITY = "LQ"  # 5.7 ms of hold-back for 44.1<->48 kHz; HQ would cost 26 ms
 READ_AHEAD = 1 << 16  # samples the file reader keeps ahead (1.5 s at 44.1 kHz)

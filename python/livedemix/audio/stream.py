@@ -31,10 +31,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import dsp
-
-from .devices import AudioDeviceError, WATCHDOG_SECONDS, _sd
-from .resample import LIVE_RESAMPLE_QUALITY, MAX_HOST_BLOCK, PREFILL_SLACK_BLOCKS, _holdback
+from .devices import WATCHDOG_SECONDS, AudioDeviceError, _sd
 from .reader import FileReader
+from .resample import LIVE_RESAMPLE_QUALITY, MAX_HOST_BLOCK, PREFILL_SLACK_BLOCKS, _holdback
 
 
 @dataclass
@@ -94,9 +93,18 @@ class StreamRunner:
     buffering on JACK). Controls: :attr:`controls` (a :class:`ControlQueue`).
     """
 
-    def __init__(self, engine, *, output_device: dict, input_device: dict | None = None,
-                 input_channels: list[int] | None = None, source: FileReader | None = None,
-                 blocksize: int = 0, routes: dict[str, list[int]] | None = None, max_block: int = 4096):
+    def __init__(
+        self,
+        engine,
+        *,
+        output_device: dict,
+        input_device: dict | None = None,
+        input_channels: list[int] | None = None,
+        source: FileReader | None = None,
+        blocksize: int = 0,
+        routes: dict[str, list[int]] | None = None,
+        max_block: int = 4096,
+    ):
         self.engine = engine
         self.source = source
         self.live = source is None
@@ -131,9 +139,11 @@ class StreamRunner:
         self._stem_tmp = np.zeros(J, np.float32)
         #: stem_power × this: a full-scale sine reads 1 (0 dBFS)
         self.stem_power_scale = power_scale(engine.stft_config)
-        self._route_list = [(engine.buses.index(b), c, o - 1) for b, outs in self.routes.items()
-                            for c, o in ([(0, outs[0]), (1, outs[0])] if len(outs) == 1 else
-                                         [(i % C, o) for i, o in enumerate(outs)])]
+        self._route_list = [
+            (engine.buses.index(b), c, o - 1)
+            for b, outs in self.routes.items()
+            for c, o in ([(0, outs[0]), (1, outs[0])] if len(outs) == 1 else [(i % C, o) for i, o in enumerate(outs)])
+        ]
         self._mono_outs = [outs[0] - 1 for outs in self.routes.values() if len(outs) == 1]
         self._in_map = [ch - 1 for ch in self.input_channels]
         if len(self._in_map) == 1:
@@ -164,13 +174,15 @@ class StreamRunner:
             if max(outs) > dev["outputs"]:
                 raise AudioDeviceError(
                     f"bus '{bus}' goes to output {'-'.join(map(str, outs))} but device {dev['index']} '{dev['name']}' "
-                    f"has {dev['outputs']} outputs: pick a device with more outputs (`livedemix devices`) or change the preset's outputs")
+                    f"has {dev['outputs']} outputs: pick a device with more outputs (`livedemix devices`) or change the preset's outputs"
+                )
         if self.live:
             din = self.input_device
             if max(self.input_channels) > din["inputs"]:
                 raise AudioDeviceError(
                     f"--in {','.join(map(str, self.input_channels))} asks for input {max(self.input_channels)} but device "
-                    f"{din['index']} '{din['name']}' has {din['inputs']} inputs: use channels 1..{din['inputs']}")
+                    f"{din['index']} '{din['name']}' has {din['inputs']} inputs: use channels 1..{din['inputs']}"
+                )
 
     def _pick_rate(self) -> int:
         """The model's rate if the device takes it, else the device's default rate."""
@@ -179,16 +191,22 @@ class StreamRunner:
         try:
             sd.check_output_settings(samplerate=self.model_rate, **kw)
             if self.live:
-                sd.check_input_settings(device=self.input_device["index"], channels=max(self.input_channels),
-                                        dtype="float32", samplerate=self.model_rate)
+                sd.check_input_settings(
+                    device=self.input_device["index"],
+                    channels=max(self.input_channels),
+                    dtype="float32",
+                    samplerate=self.model_rate,
+                )
             return self.model_rate
         except sd.PortAudioError:
             rate = int(self.output_device["default_samplerate"])
             try:
                 sd.check_output_settings(samplerate=rate, **kw)
             except sd.PortAudioError as e:
-                raise AudioDeviceError(f"device '{self.output_device['name']}' takes neither {self.model_rate} Hz nor "
-                                       f"{rate} Hz ({e}): pick another device") from None
+                raise AudioDeviceError(
+                    f"device '{self.output_device['name']}' takes neither {self.model_rate} Hz nor "
+                    f"{rate} Hz ({e}): pick another device"
+                ) from None
             return rate
 
     def _setup_resampling(self) -> None:
@@ -347,7 +365,7 @@ class StreamRunner:
 
     def _worker_loop(self) -> None:
         """Resampling mode: device rate → model rate → engine → device rate, kept one prefill ahead."""
-        C, B = self.C, self.B
+        C, _B = self.C, self.B
         mblk = np.zeros((C, self.max_block), np.float32)
         while self._running and not self._host_block:
             time.sleep(0.001)
@@ -423,21 +441,35 @@ class StreamRunner:
         if self.resampling:
             self._worker = threading.Thread(target=self._worker_loop, name="livedemix-dsp", daemon=True)
             self._worker.start()
-        common = dict(samplerate=self.samplerate, blocksize=self.blocksize, dtype="float32",
-                      latency="low" if self.live else "high", finished_callback=self.finished.set)
+        common = dict(
+            samplerate=self.samplerate,
+            blocksize=self.blocksize,
+            dtype="float32",
+            latency="low" if self.live else "high",
+            finished_callback=self.finished.set,
+        )
         try:
             if self.live:
-                self._stream = sd.Stream(device=(self.input_device["index"], self.output_device["index"]),
-                                         channels=(max(self.input_channels), self.out_channels),
-                                         callback=self._callback, **common)
+                self._stream = sd.Stream(
+                    device=(self.input_device["index"], self.output_device["index"]),
+                    channels=(max(self.input_channels), self.out_channels),
+                    callback=self._callback,
+                    **common,
+                )
             else:
-                self._stream = sd.OutputStream(device=self.output_device["index"], channels=self.out_channels,
-                                               callback=lambda o, f, t, s: self._callback(None, o, f, t, s), **common)
+                self._stream = sd.OutputStream(
+                    device=self.output_device["index"],
+                    channels=self.out_channels,
+                    callback=lambda o, f, t, s: self._callback(None, o, f, t, s),
+                    **common,
+                )
             self._stream.start()
         except sd.PortAudioError as e:
             self._running = False
-            raise AudioDeviceError(f"the audio stream on '{self.output_device['name']}' can't be started ({e}): "
-                                   f"check the device with `livedemix devices`") from None
+            raise AudioDeviceError(
+                f"the audio stream on '{self.output_device['name']}' can't be started ({e}): "
+                f"check the device with `livedemix devices`"
+            ) from None
         self._t_start = time.monotonic()
         self._last_cb, self._last_cb_t = -1, self._t_start
         if self.resampling:  # the latency is known once the worker has primed the output
@@ -468,7 +500,8 @@ class StreamRunner:
             raise AudioDeviceError(
                 f"the audio device '{self.output_device['name']}' stopped delivering audio "
                 f"({WATCHDOG_SECONDS:.0f} s without a callback; a JACK server that quit or an interface that was "
-                f"unplugged): check it with `livedemix devices` and start again")
+                f"unplugged): check it with `livedemix devices` and start again"
+            )
         return True
 
     def wait(self, poll: float = 0.05) -> str:
@@ -498,18 +531,27 @@ class StreamRunner:
         wall = max(1e-9, time.monotonic() - getattr(self, "_t_start", time.monotonic()))
         es = self.engine.stats
         return {
-            "device": self.output_device["name"], "input_device": self.input_device["name"] if self.input_device else None,
-            "samplerate": self.samplerate, "model_rate": self.model_rate,
-            "mode": "resampling" if self.resampling else "direct", "blocksize": self.blocksize,
-            "latency_samples": self.latency_samples, "latency_ms": round(self.latency_ms, 2),
-            "engine_latency_samples": self.engine.latency_samples, "prefill_samples": self.prefill,
+            "device": self.output_device["name"],
+            "input_device": self.input_device["name"] if self.input_device else None,
+            "samplerate": self.samplerate,
+            "model_rate": self.model_rate,
+            "mode": "resampling" if self.resampling else "direct",
+            "blocksize": self.blocksize,
+            "latency_samples": self.latency_samples,
+            "latency_ms": round(self.latency_ms, 2),
+            "engine_latency_samples": self.engine.latency_samples,
+            "prefill_samples": self.prefill,
             "device_latency_ms": [round(1000 * v, 2) for v in self.device_latency],
-            **st, "late_hops": es.late_hops, "separator_errors": es.separator_errors,
-            "bypass_frames": es.bypass_frames, "seconds": round(wall, 2),
+            **st,
+            "late_hops": es.late_hops,
+            "separator_errors": es.separator_errors,
+            "bypass_frames": es.bypass_frames,
+            "seconds": round(wall, 2),
             # cpu_share: CPU the audio path used; busy_share: wall time inside it, which also
             # counts the time its thread was preempted or the machine stalled.
             "cpu_share": round(self.stats.audio_cpu_seconds / wall, 4),
-            "busy_share": round(self.stats.audio_seconds / wall, 4), "stopped": self.stop_reason or "end",
+            "busy_share": round(self.stats.audio_seconds / wall, 4),
+            "stopped": self.stop_reason or "end",
         }
 
 
@@ -522,5 +564,3 @@ def _close_stream(stream, lost: bool) -> None:
         stream.close(ignore_errors=True)
     except Exception:  # noqa: BLE001 — the device may be gone
         pass
-
-

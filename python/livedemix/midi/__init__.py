@@ -7,6 +7,23 @@ from .errors import MidiError
 from .learn import describe_mapping, learn, mapping_for, parse_target, replace_mapping
 from .ports import close_port, list_ports, midi_api, open_input, open_output
 
-__all__ = ["MidiController", "MidiStats", "MidiError", "Message", "decode", "fader_db", "fader_position", "learn",
-           "list_ports", "mapping_for", "replace_mapping", "open_input", "open_output", "close_port", "parse_target",
-           "describe_mapping", "midi_api", "FADER_GM_DB"]
+__all__ = [
+    "MidiController",
+    "MidiStats",
+    "MidiError",
+    "Message",
+    "decode",
+    "fader_db",
+    "fader_position",
+    "learn",
+    "list_ports",
+    "mapping_for",
+    "replace_mapping",
+    "open_input",
+    "open_output",
+    "close_port",
+    "parse_target",
+    "describe_mapping",
+    "midi_api",
+    "FADER_GM_DB",
+]

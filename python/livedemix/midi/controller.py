@@ -23,12 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..presets import MidiMapping, MidiSettings, Preset, PresetError, load_preset
-
+from .decode import Message, decode, fader_db, fader_position
 from .errors import MidiError
 from .learn import mapping_for, replace_mapping
-from .decode import Message, decode, fader_db, fader_position
 from .ports import CLIENT_NAME, VIRTUAL_IN, VIRTUAL_OUT, close_port, open_input, open_output
-
 
 
 @dataclass
@@ -53,8 +51,17 @@ class MidiController:
     (None: a virtual port ``livedemix-feedback``; False: no feedback).
     """
 
-    def __init__(self, engine, controls, settings: MidiSettings, *, input: str | None = None,
-                 output: str | None | bool = None, api: int | None = None, source: Path | None = None):
+    def __init__(
+        self,
+        engine,
+        controls,
+        settings: MidiSettings,
+        *,
+        input: str | None = None,
+        output: str | None | bool = None,
+        api: int | None = None,
+        source: Path | None = None,
+    ):
         self.engine = engine
         self.source = source  # the preset file the mappings came from (MIDI learn saves there)
         self._learning = None  # (spec, on_done) while the UI waits for a control
@@ -76,10 +83,14 @@ class MidiController:
 
     def _check_mapping(self, m: MidiMapping) -> None:
         if m.action in ("gain", "mute", "solo", "master") and m.bus not in self.engine.buses:
-            raise MidiError(f"a MIDI mapping targets bus '{m.bus}' but the engine has {', '.join(self.engine.buses)}: "
-                            f"play with a preset that defines it, or change the mapping's bus")
+            raise MidiError(
+                f"a MIDI mapping targets bus '{m.bus}' but the engine has {', '.join(self.engine.buses)}: "
+                f"play with a preset that defines it, or change the mapping's bus"
+            )
         if m.stem is not None and m.stem not in self.engine.stems:
-            raise MidiError(f"a MIDI mapping targets stem '{m.stem}' but the model separates {', '.join(self.engine.stems)}")
+            raise MidiError(
+                f"a MIDI mapping targets stem '{m.stem}' but the model separates {', '.join(self.engine.stems)}"
+            )
 
     @staticmethod
     def _index(maps) -> dict[tuple[str, int, int], list[MidiMapping]]:
@@ -122,7 +133,9 @@ class MidiController:
                     try:
                         out[name] = load_preset(name)
                     except PresetError as e:
-                        raise MidiError(f"a MIDI mapping recalls preset '{name}', which can't be loaded ({e})") from None
+                        raise MidiError(
+                            f"a MIDI mapping recalls preset '{name}', which can't be loaded ({e})"
+                        ) from None
         return out
 
     # ---- ports ----
@@ -151,9 +164,12 @@ class MidiController:
     @property
     def port_names(self) -> tuple[str, str | None]:
         virtual = (None, "virtual")
-        return (f"{CLIENT_NAME}:{VIRTUAL_IN} (virtual)" if self.input_spec in virtual else self.input_spec,
-                None if self.output_spec is False else
-                (f"{CLIENT_NAME}-out:{VIRTUAL_OUT} (virtual)" if self.output_spec in virtual else self.output_spec))
+        return (
+            f"{CLIENT_NAME}:{VIRTUAL_IN} (virtual)" if self.input_spec in virtual else self.input_spec,
+            None
+            if self.output_spec is False
+            else (f"{CLIENT_NAME}-out:{VIRTUAL_OUT} (virtual)" if self.output_spec in virtual else self.output_spec),
+        )
 
     # ---- MIDI thread ----
     def _ignore(self, reason: str) -> None:
@@ -210,7 +226,11 @@ class MidiController:
                 value = msg.value
             target = (a, m.bus, m.stem)
             current = eng.state(m.bus)[m.stem]["gain_db"] if a == "gain" else eng.state(m.bus)["master_db"]
-            if self.settings.soft_takeover and msg.kind == "cc" and not self._takes_over(target, value, current, m.range_db):
+            if (
+                self.settings.soft_takeover
+                and msg.kind == "cc"
+                and not self._takes_over(target, value, current, m.range_db)
+            ):
                 self.stats.takeover_waits += 1
                 return
             db = fader_db(value, m.range_db)
@@ -282,5 +302,3 @@ class MidiController:
             except Exception:  # noqa: BLE001 — a port that vanished: keep the audio going
                 pass
             time.sleep(0.02)
-
-

@@ -5,19 +5,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
-
-
 FADER_GM_DB = 40.0  # the General MIDI volume law: 40·log10(value/127) dB
 
 
-
 _VOICE_LEN = {0x8: 3, 0x9: 3, 0xA: 3, 0xB: 3, 0xC: 2, 0xD: 2, 0xE: 3}
-_VOICE_KIND = {0x8: "note_off", 0x9: "note_on", 0xA: "poly_aftertouch", 0xB: "cc", 0xC: "program",
-               0xD: "aftertouch", 0xE: "pitchbend"}
-_SYSTEM = {0xF1: ("mtc_quarter_frame", 2), 0xF2: ("song_position", 3), 0xF3: ("song_select", 2),
-           0xF6: ("tune_request", 1), 0xF8: ("clock", 1), 0xFA: ("start", 1), 0xFB: ("continue", 1),
-           0xFC: ("stop", 1), 0xFE: ("active_sensing", 1), 0xFF: ("reset", 1)}
+_VOICE_KIND = {
+    0x8: "note_off",
+    0x9: "note_on",
+    0xA: "poly_aftertouch",
+    0xB: "cc",
+    0xC: "program",
+    0xD: "aftertouch",
+    0xE: "pitchbend",
+}
+_SYSTEM = {
+    0xF1: ("mtc_quarter_frame", 2),
+    0xF2: ("song_position", 3),
+    0xF3: ("song_select", 2),
+    0xF6: ("tune_request", 1),
+    0xF8: ("clock", 1),
+    0xFA: ("start", 1),
+    0xFB: ("continue", 1),
+    0xFC: ("stop", 1),
+    0xFE: ("active_sensing", 1),
+    0xFF: ("reset", 1),
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ def decode(data) -> Message | str:
 
 # ---- fader law ---------------------------------------------------------------------------------
 
+
 def fader_db(value: int, range_db: tuple[float, float]) -> float:
     """CC value → gain in dB: 0 is off (-inf); otherwise the General MIDI volume law
     40·log10(value/127) below the top of the range, so 127 is ``range_db[1]``, about 2/3 of
@@ -100,5 +113,3 @@ def fader_position(db: float, range_db: tuple[float, float]) -> float:
     if db == -math.inf or db < lo:
         return 0.0
     return min(127.0, 127.0 * 10 ** ((min(db, hi) - hi) / FADER_GM_DB))
-
-

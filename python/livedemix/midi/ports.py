@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-
-
 from .errors import MidiError
-
 
 CLIENT_NAME = "livedemix-midi"
 VIRTUAL_IN = "livedemix"
 VIRTUAL_OUT = "livedemix-feedback"
-
 
 
 def _rtmidi():
@@ -53,7 +49,11 @@ def _open(kind: str, api: int | None, client: str):
         with quiet_stderr():
             return cls(api, name=client)
     except rtmidi.RtMidiError as e:
-        hint = "start a JACK server" if api == rtmidi.API_UNIX_JACK else "load the ALSA sequencer (modprobe snd-seq) or start a JACK server"
+        hint = (
+            "start a JACK server"
+            if api == rtmidi.API_UNIX_JACK
+            else "load the ALSA sequencer (modprobe snd-seq) or start a JACK server"
+        )
         raise MidiError(f"MIDI is not available ({rtmidi.get_api_display_name(api)}: {e}): {hint}") from None
 
 
@@ -77,7 +77,9 @@ def _pick(ports: list[str], spec: str, kind: str) -> int:
     listing = ", ".join(f"'{p}'" for p in ports) or "none"
     if not matches:
         raise MidiError(f"no MIDI {kind} port matches '{spec}': the {kind} ports are {listing}")
-    raise MidiError(f"'{spec}' matches several MIDI {kind} ports ({', '.join(repr(ports[i]) for i in matches)}): give more of the name")
+    raise MidiError(
+        f"'{spec}' matches several MIDI {kind} ports ({', '.join(repr(ports[i]) for i in matches)}): give more of the name"
+    )
 
 
 def _open_port(kind: str, spec: str | None, api: int | None, client: str, virtual_name: str):
@@ -122,5 +124,3 @@ def close_port(port) -> None:
         port.close_port()
     finally:
         port.delete()
-
-
