@@ -61,7 +61,7 @@ def learn(
             f"(e.g. `livedemix presets show fader-controller > my.toml`) and pass its path"
         )
     preset = load_preset(path)
-    from . import STEMS
+    from .. import STEMS
 
     spec = parse_target(target, STEMS)
     if spec.get("bus", "main") not in preset.buses:
