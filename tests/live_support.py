@@ -308,17 +308,10 @@ def wait_until(pred, timeout: float = 30.0, what: str = "condition") -> None:
 
 
 def export_random_model(out_dir: Path, name: str = "live") -> Path:
-    """A small random-init WaveNet exported as a streaming ONNX model with its card."""
-    torch = pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
-    from factory.export import export_step_model
-    from factory.model import ModelConfig, WaveNetSeparator
+    """A small random-init WaveNet (committed in tests/data/models) copied into out_dir with its card."""
+    from tiny_model import copy_committed_model
 
-    torch.manual_seed(7)
-    net = WaveNetSeparator(ModelConfig(residual=16, skip=16, hidden=24, dilations=(1, 2, 4, 8, 1, 2), lookahead=0))
-    with torch.no_grad():  # masks far from 0.5, so every stem is clearly audible or not
-        net.head2.weight.mul_(8.0)
-    export_step_model(net.eval(), out_dir, name, stft=dict(n_fft=1024, hop=256, window="asymmetric"))
-    return out_dir / f"{name}.json"
+    return copy_committed_model("live", out_dir, name)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ from tiny_model import export_tiny_model  # noqa: E402
 
 from factory import calibrate, evaluate  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 DEMO = ROOT / "python" / "livedemix" / "data" / "demo"

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 from tiny_model import export_tiny_model  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"

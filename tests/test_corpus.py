@@ -24,6 +24,8 @@ from factory.corpus import render as R  # noqa: E402
 from factory.corpus import verify as Vf  # noqa: E402
 from factory.corpus.cli import main  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 HAVE_RENDERERS = shutil.which("fluidsynth") is not None and any(Path(p).exists() for p in R.SOUNDFONT_CANDIDATES)
 needs_renderers = pytest.mark.skipif(not HAVE_RENDERERS, reason="needs Debian fluidsynth + fluid-soundfont-gm")
 SONG_S = 10.0

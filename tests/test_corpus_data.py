@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 from factory.corpus import augment as G  # noqa: E402
 from factory.corpus import datasets as Dd  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 

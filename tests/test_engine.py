@@ -14,7 +14,6 @@ from livedemix.engine import Engine
 from livedemix.offline import separate
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
-pytest.importorskip("torch", reason="exporting a test model needs the train extra (torch)")
 from tiny_model import export_tiny_model  # noqa: E402
 
 

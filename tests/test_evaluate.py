@@ -20,6 +20,8 @@ from factory import evaluate  # noqa: E402
 from factory.export import export_step_model  # noqa: E402
 from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"

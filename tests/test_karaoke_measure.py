@@ -23,6 +23,8 @@ from tiny_model import export_tiny_model  # noqa: E402
 from factory import karaoke  # noqa: E402
 from factory.evaluate import CardRunner  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 SR = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 CFG = dsp.config("quality")

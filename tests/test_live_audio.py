@@ -22,7 +22,7 @@ from live_support import (  # noqa: F401
 )
 from livedemix.offline import separate
 
-pytestmark = pytest.mark.jack
+pytestmark = [pytest.mark.jack, pytest.mark.live]
 
 
 def db(x: float) -> float:

@@ -29,6 +29,8 @@ from livedemix.engine import RAMP_SECONDS, Engine
 from livedemix.midi import Message, MidiController, decode, fader_db, fader_position
 from livedemix.presets import load_preset
 
+pytestmark = pytest.mark.live
+
 TEST_PRESET = """schema = 1
 name = "midi-test"
 [buses.main]

@@ -9,6 +9,8 @@ import pytest
 from livedemix.phase import PhaseRecovery
 from phase_support import have_fluidsynth, instrument_clip, istft, oracle_inputs, sdr, stft
 
+pytestmark = pytest.mark.factory
+
 needs_fluidsynth = pytest.mark.skipif(
     not have_fluidsynth(), reason="needs fluidsynth and FluidR3_GM.sf2 (apt-get install fluidsynth fluid-soundfont-gm)"
 )

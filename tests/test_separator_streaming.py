@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch", reason="exporting a model needs the train e
 from factory.export import export_step_model  # noqa: E402
 from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 QUALITY = dict(n_fft=1024, hop=256, window="asymmetric")
 
 

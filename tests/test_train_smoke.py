@@ -13,6 +13,8 @@ torch = pytest.importorskip("torch", reason="training needs the train extra (tor
 from factory import export, train  # noqa: E402
 from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
+pytestmark = pytest.mark.factory
+
 SR = 44100
 
 

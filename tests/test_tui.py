@@ -17,6 +17,8 @@ from livedemix.apps.tui import KeyControls, parse_keys
 from livedemix.audio import ControlQueue
 from livedemix.engine import Engine
 
+pytestmark = pytest.mark.live
+
 
 def test_parse_keys():
     assert parse_keys("1!\x1b[A\x1b[B\x1b[C\x1b[Dq") == ["1", "!", "up", "down", "right", "left", "q"]
