@@ -215,13 +215,14 @@ def test_steady_state_allocates_no_arrays(model, side_model, demo_mix, which):
     e = Engine(model=model if which == "plain" else side_model, block_size=256, buses=["main", "cue"])
     x = demo_mix[:, : 2 * 44100]
     blocks = [np.ascontiguousarray(x[:, s : s + 256]) for s in range(0, x.shape[1] - 256, 256)]
+    out = np.empty((2, 2, 256), np.float32)  # the audio path passes `out`: no per-block array
     for b in blocks[:50]:  # warm up
-        e.process(b)
+        e.process(b, out=out)
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     for b in blocks[50:]:
-        e.process(b)
+        e.process(b, out=out)
     cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"{len(blocks) - 50} blocks: traced memory growth {cur - base} B, peak above start {peak - base} B")
@@ -253,3 +254,26 @@ def test_mask_power_comes_from_the_call_the_preset_or_the_card_per_mode(model, t
     preset = tmp_path / "soft.toml"
     preset.write_text(f'schema = 1\n[engine]\nmodel = "{mine}"\nphase = "wiener"\nmask_power = 0.75\n')
     assert Engine(preset=load_preset(preset)).phase.mask_power == 0.75
+
+
+def test_process_returns_a_new_array_unless_out_is_given(model):
+    """Kept blocks stay intact (each call returns its own array); with `out`, the engine writes
+    there and returns it; a wrong `out` or block is one EngineError sentence."""
+    from livedemix.errors import EngineError, LivedemixError
+
+    eng = Engine(model=model, block_size=256)
+    rng = np.random.default_rng(3)
+    blocks = [rng.standard_normal((2, 256)).astype(np.float32) * 0.1 for _ in range(40)]
+    kept = [eng.process(b) for b in blocks]
+    eng.reset()
+    out = np.empty((1, 2, 256), np.float32)
+    for b, k in zip(blocks, kept):
+        r = eng.process(b, out=out)
+        assert r is out and np.array_equal(out, k)
+    assert len({id(k) for k in kept}) == len(kept) and np.abs(kept[-1]).max() > 0
+    for bad in (np.empty((1, 2, 128), np.float32), np.empty((1, 2, 256), np.float64), [[0.0] * 256] * 2):
+        with pytest.raises(EngineError, match="out must be"):
+            eng.process(blocks[0], out=bad)
+    for bad in (None, [[0.0] * 256] * 2, np.float32(1.0), np.zeros((2, 256), np.complex64)):
+        with pytest.raises(LivedemixError, match="block must be a real float32 array"):
+            eng.process(bad)

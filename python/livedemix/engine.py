@@ -30,6 +30,7 @@ import numpy as np
 from . import dsp
 from .phase import PhaseRecovery, card_mask_power
 from .presets import BusSettings, Preset, PresetError, console_gains, load_preset
+from .errors import EngineError
 from .separator import Separator
 
 RAMP_SECONDS = 0.010
@@ -174,7 +175,6 @@ class Engine:
         self._stems = np.zeros((J + 1, C, F), np.complex64)
         self._mix = np.zeros((B, C, F), np.complex64)
         self._bus_frames = np.zeros((B, K, C, F), np.complex64)
-        self._out = np.zeros(B * C * self.max_block, np.float32)
         # Views made once: the steady path then creates no array objects at all.
         self._frame_views = [self._frames[i] for i in range(K)]
         self._bus_frame_views = [[self._bus_frames[b, i] for i in range(K)] for b in range(B)]
@@ -275,24 +275,46 @@ class Engine:
             self._mixer.set_gain(b, J, 1.0 if self._bypassing else 0.0)
 
     # ---- audio path -----------------------------------------------------------------------
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Process one block, float32 (channels, n) with n ≤ max_block; returns the buses'
-        output, (buses, channels, n), in an internal array that the next call overwrites."""
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Process one block, float32 (channels, n) with n ≤ max_block, and return the buses'
+        output, (buses, channels, n), delayed by ``latency_samples``.
+
+        Returns a new array, unless ``out`` is given: then the output is written there (a
+        C-contiguous float32 array of shape (buses, channels, n)), ``out`` is returned, and the
+        call allocates nothing (the audio path passes ``out``)."""
+        if not isinstance(block, np.ndarray) or block.ndim != 2 or block.dtype.kind not in "fiu":
+            raise EngineError(
+                f"block must be a real float32 array shaped ({self.channels}, n ≤ {self.max_block}); got "
+                + (f"{block.dtype} {block.shape}" if isinstance(block, np.ndarray) else type(block).__name__)
+                + ": pass numpy audio (channels, samples)"
+            )
         if block.dtype != np.float32 or not block.flags.c_contiguous:
             block = np.ascontiguousarray(block, dtype=np.float32)
         n = block.shape[-1]
-        if block.ndim != 2 or block.shape[0] != self.channels or n > self.max_block:
-            raise ValueError(
+        if block.shape[0] != self.channels or n > self.max_block:
+            raise EngineError(
                 f"block must be float32 shaped ({self.channels}, n ≤ {self.max_block}); "
                 f"got shape {block.shape}: split it or call prepare() with a larger max_block"
+            )
+        B, C = len(self.buses), self.channels
+        if out is None:
+            out = np.empty((B, C, n), np.float32)
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.dtype != np.float32
+            or out.shape != (B, C, n)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise EngineError(
+                f"out must be a writeable C-contiguous float32 array shaped ({B}, {C}, {n}): "
+                "allocate it once with numpy.empty and pass it to every call"
             )
         if self._dirty:
             self._apply_gains()
         k = self._analyzer.process_into(block, self._frames)
         for i in range(k):
             self._process_frame(self._frame_views[i], i)
-        B, C = len(self.buses), self.channels
-        out = self._out[: B * C * n].reshape(B, C, n)
         for b in range(B):
             if k:
                 self._synths[b].push(self._bus_pushes[b][k])

@@ -83,6 +83,7 @@ class StreamingSeparation:
         self._fed = 0  # input samples fed (at the input rate)
         self._emitted = 0  # output samples returned per output (at the input rate)
         self._buf = np.zeros((2, self.block_size), np.float32)
+        self._ybuf = np.zeros(len(self.outputs) * 2 * self.block_size, np.float32)
 
     def _make_engine(self, model, preset, phase, names):
         buses = [_stem_bus(s) for s in names] + ([MIX] if preset is not None else [])
@@ -119,7 +120,7 @@ class StreamingSeparation:
                 blk = self._buf[:, :m]
                 blk[0] = x[c0, s : s + m]
                 blk[1] = x[c0 if mono else c0 + 1, s : s + m]
-                y = eng.process(blk)
+                y = eng.process(blk, out=self._ybuf[: len(self.outputs) * 2 * m].reshape(len(self.outputs), 2, m))
                 for b, o in enumerate(self.outputs):
                     if mono:
                         out[o][c0, s : s + m] = 0.5 * (y[b, 0] + y[b, 1])

@@ -129,6 +129,7 @@ class StreamRunner:
             engine.prepare(self.model_rate, self.max_block)
         C, B = self.C, self.B
         self._in_flat = np.zeros(C * self.max_block, np.float32)
+        self._y_flat = np.zeros(self.B * C * self.max_block, np.float32)  # the engine writes each block here
         self._abs = np.zeros(C * self.max_block, np.float32)
         self._peak_tmp = np.zeros(C, np.float32)
         #: per bus and channel: peak level with a decay of ~20 dB/s (read by the UI)
@@ -270,7 +271,7 @@ class StreamRunner:
                 n = min(frames - pos, self.max_block)
                 blk = self._in_flat[: self.C * n].reshape(self.C, n)
                 self._fill_input(blk, indata, pos, n)
-                y = self.engine.process(blk)
+                y = self.engine.process(blk, out=self._y_flat[: self.B * self.C * n].reshape(self.B, self.C, n))
                 self._route(y, outdata, pos, n)
                 self._meter(y, n)
                 pos += n
@@ -408,7 +409,9 @@ class StreamRunner:
         out = np.zeros((B * C, n), np.float32)
         for s in range(0, n, self.max_block):
             m = min(self.max_block, n - s)
-            y = self.engine.process(np.ascontiguousarray(x[:, s : s + m]))
+            y = self.engine.process(
+                np.ascontiguousarray(x[:, s : s + m]), out=self._y_flat[: B * C * m].reshape(B, C, m)
+            )
             out[:, s : s + m] = y.reshape(B * C, m)
             self._meter_stems(int(m * self.samplerate / self.model_rate))
         yd = self._out_rs.resample_chunk(np.ascontiguousarray(out.T), last=last).T
