@@ -1,4 +1,4 @@
-"""What muting a stem takes out of the mix, measured exactly (issue 6's karaoke checks).
+"""What muting a stem takes out of the mix, measured exactly.
 
 In the Wiener mode the engine's bus is, bin by bin, ``G · X``: ``X`` the mixture's STFT frame and
 ``G = Σ_j g_j λ_j`` a real gain, ``λ_j = V_j^p / Σ_k V_k^p`` the weights of the model's stem

@@ -1,4 +1,4 @@
-"""Evaluation of livedemix's causal phase recovery (issue 3).
+"""Evaluation of livedemix's causal phase recovery.
 
 Two experiments, both on material rendered with fluidsynth (factory/phase_render.py):
 
@@ -305,7 +305,7 @@ def markdown_table(rows: list, cols: list, fmt: str = "{:.2f}") -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Evaluate livedemix phase recovery (issue 3).")
+    ap = argparse.ArgumentParser(description="Evaluate livedemix phase recovery.")
     ap.add_argument("experiment", choices=["retrieval", "separation", "sweep"])
     ap.add_argument("--songs", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=12.0)

@@ -1,4 +1,4 @@
-"""A plain NumPy implementation of the phase-recovery steps (issue 3), run on a whole file and
+"""A plain NumPy implementation of the phase-recovery steps , run on a whole file and
 compared with the streaming C++ core.
 
 The reference follows the algorithm as written, in float64, one frame / channel / stem at a
