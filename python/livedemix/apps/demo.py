@@ -17,7 +17,7 @@ from ..audio.files import AtomicOutputs, read_audio
 from ..metrics import rms_dbfs, sdr, si_sdr
 from ..offline import StreamingSeparation
 
-DEMO_DIR = Path(__file__).parent / "data" / "demo"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
 def demo_song() -> tuple[np.ndarray, dict[str, np.ndarray], int]:
