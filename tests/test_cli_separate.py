@@ -155,6 +155,11 @@ def test_bench_pipeline_reports_budget_shares(model):
     assert e["hop"] == 256 and e["stems"] == 4
     assert 0 < e["real_time_factor"] and e["per_hop_us"]["p50"] <= e["per_hop_us"]["p99.9"]
     assert e["separator_step_us"] > 0 and e["phase_us"] > 0
+    # CPU per hop in both lines, so the cold factor compares like with like
+    assert 0 < e["mean_cpu_us"] and e["paced"]["cold_factor"] == pytest.approx(
+        e["paced"]["mean_cpu_us"] / e["mean_cpu_us"]
+    )
+    assert set(e["machine"]) == {"load_1min", "cores", "busy"}
     # the paced run keeps real time: 2 s of hops take about 2 s, each hop's CPU is counted
     p = e["paced"]
     assert p["hops"] == int(2.0 * 44100 / 256) and p["mean_cpu_us"] > 0
@@ -162,4 +167,7 @@ def test_bench_pipeline_reports_budget_shares(model):
     assert e["mask_power"] == 2.0  # the tiny model's card has no calibrated power
     from livedemix.apps.bench_pipeline import format_pipeline
 
-    assert "mask power 2" in format_pipeline(json.loads(r.stdout)["pipeline"])
+    report = json.loads(r.stdout)["pipeline"]
+    assert "mask power 2" in format_pipeline(report) and "µs CPU per hop" in format_pipeline(report)
+    report["engine"]["machine"] = {"load_1min": 9.0, "cores": 2, "busy": True}
+    assert format_pipeline(report).startswith("warning: this machine is busy (load 9.0 on 2 cores)")

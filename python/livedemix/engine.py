@@ -28,12 +28,29 @@ from pathlib import Path
 import numpy as np
 
 from . import dsp
+from .errors import EngineError
 from .phase import PhaseRecovery, card_mask_power
 from .presets import BusSettings, Preset, PresetError, console_gains, load_preset
-from .errors import EngineError
 from .separator import Separator
 
 RAMP_SECONDS = 0.010
+MAX_BLOCK = 1 << 16  # samples per process() call; the live path uses ≤ 8192, offline 4096
+GAIN_DB_MIN, GAIN_DB_MAX = -120.0, 24.0  # a finite gain outside this is a mistake; -inf is "off"
+
+
+def check_gain_db(db, what: str = "gain") -> float:
+    """``db`` as a float if it is a usable gain in dB: -inf (silent) or -120..24; anything else
+    (NaN, +inf, 1e308, a string) is one EngineError sentence, raised here on the control
+    thread rather than later inside ``process()``."""
+    try:
+        value = float(db)
+    except (TypeError, ValueError):
+        raise EngineError(f"{what} {db!r} is not a number: give dB from {GAIN_DB_MIN} to {GAIN_DB_MAX}") from None
+    if isinstance(db, bool) or not (value == -math.inf or GAIN_DB_MIN <= value <= GAIN_DB_MAX):
+        raise EngineError(
+            f"{what} {db!r} dB is out of range: give dB from {GAIN_DB_MIN} to {GAIN_DB_MAX}, or -inf for silence"
+        )
+    return value
 
 
 def default_n_iter(hop: int) -> int:
@@ -115,6 +132,7 @@ class Engine:
             model if model is not None else (opts.model if opts else None),
             stft=self.stft_config,
             sample_rate=sample_rate,
+            shipped_only=model is None and opts is not None and opts.model is not None,  # a preset's: untrusted
         )
         self.stems: tuple[str, ...] = self.separator.stems
         if buses is None:
@@ -160,8 +178,15 @@ class Engine:
                 f"the engine runs at the model's {self.separator.card['sample_rate']} Hz, not "
                 f"{sample_rate} Hz: resample the audio (livedemix.separate does) or pick a model for that rate"
             )
-        if max_block < 1:
-            raise ValueError(f"max_block must be at least 1 sample; got {max_block}")
+        if (
+            isinstance(max_block, bool)
+            or not isinstance(max_block, (int, np.integer))
+            or not 1 <= max_block <= MAX_BLOCK
+        ):
+            raise EngineError(
+                f"the block size must be a whole number of samples from 1 to {MAX_BLOCK}; got {max_block!r}: "
+                "pass e.g. block_size=4096 (offline) or 256 (live)"
+            )
         cfg, C, J, B = self.stft_config, self.channels, len(self.stems), len(self.buses)
         F = cfg.bins
         self.max_block = int(max_block)
@@ -223,8 +248,8 @@ class Engine:
         return stem
 
     def set_gain(self, stem: str, db: float, bus: str = "main") -> None:
-        """Set a stem's gain on a bus in dB (-inf allowed: silent)."""
-        self._bus(bus).gain_db[self._check_stem(stem)] = float(db)
+        """Set a stem's gain on a bus in dB: -120..24, or -inf for silent."""
+        self._bus(bus).gain_db[self._check_stem(stem)] = check_gain_db(db, f"the gain of {stem}")
         self._dirty = True
 
     def mute(self, stem: str, on: bool = True, bus: str = "main") -> None:
@@ -236,7 +261,7 @@ class Engine:
         self._dirty = True
 
     def set_master(self, db: float, bus: str = "main") -> None:
-        self._bus(bus).master_db = float(db)
+        self._bus(bus).master_db = check_gain_db(db, f"the master gain of bus {bus}")
         self._dirty = True
 
     def state(self, bus: str = "main") -> dict:
@@ -347,14 +372,17 @@ class Engine:
             try:
                 V = self.separator.step_spectrum(X)
                 ok = math.isfinite(float(V.sum()))
-                if not ok:
+                if ok:
+                    if V.shape != self._held.shape:  # broadcasting would hide a wrong shape
+                        raise EngineError("the separator's output has the wrong shape")
+                    self._held[...] = V  # inside the try: a copy that fails is a failure too
+                    V = self._held
+                else:
                     st.nonfinite_outputs += 1
             except Exception:  # noqa: BLE001 — any failure of the model means: pass the mix through
                 st.separator_errors += 1
                 ok = False
-            if ok:
-                self._held[...] = V
-            else:
+            if not ok:
                 V = self._held
                 self._start_bypass()
             if self.deadline is not None and time.perf_counter() - t0 > self.deadline and ok:
