@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from livedemix.engine import Engine
+from livedemix.presets import PresetError
 from livedemix.offline import separate
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
@@ -252,8 +253,12 @@ def test_mask_power_comes_from_the_call_the_preset_or_the_card_per_mode(model, t
     assert Engine(model=model, phase="wiener").phase.mask_power == 2.0  # an uncalibrated card
     assert Engine(model=mine, phase="wiener", mask_power=3.0).phase.mask_power == 3.0
     preset = tmp_path / "soft.toml"
-    preset.write_text(f'schema = 1\n[engine]\nmodel = "{mine}"\nphase = "wiener"\nmask_power = 0.75\n')
-    assert Engine(preset=load_preset(preset)).phase.mask_power == 0.75
+    preset.write_text('schema = 1\n[engine]\nphase = "wiener"\nmask_power = 0.75\n')
+    assert Engine(model=mine, preset=load_preset(preset)).phase.mask_power == 0.75
+    # A preset names shipped models only (docs/SECURITY.md): a card path in it is refused.
+    preset.write_text(f'schema = 1\n[engine]\nmodel = "{mine}"\n')
+    with pytest.raises(PresetError, match="engine.model"):
+        load_preset(preset)
 
 
 def test_process_returns_a_new_array_unless_out_is_given(model):

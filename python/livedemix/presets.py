@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +53,27 @@ import tomllib
 
 from . import STEMS
 from .errors import LivedemixError
+from .phase import MODES as PHASE_MODES
+from .validate import (
+    MAX_DEPTH,
+    MAX_PRESET_BYTES,
+    MAX_TEXT,
+    confined,
+    depth_of,
+    identifier_problem,
+    is_identifier,
+    read_text_bounded,
+    short_repr,
+)
 
 SCHEMA_VERSION = 1
-PHASE_MODES = ("wiener", "pu-iter", "anisotropic")
 LATENCY_POINTS = ("quality", "low-latency")
 MIDI_KINDS = ("cc", "note", "program")
 MIDI_ACTIONS = ("gain", "mute", "solo", "master", "preset")
+MAX_BUSES = 16  # each bus is an ISTFT and a mixer row per hop: 16 stay well inside a block
+MAX_OUTPUTS = 64
+MAX_MAPPINGS = 512
+MAX_PRESET_LIST = 128
 
 
 def shipped_presets_dir() -> Path:
@@ -157,13 +173,14 @@ class _Checker:
     def fail(self, key: str, problem: str, fix: str):
         raise PresetError(f"{self.where}: '{key}' {problem}: {fix}")
 
-    def table(self, value, key: str, allowed: set[str]) -> dict:
+    def table(self, value, key: str, allowed: set[str] | None) -> dict:
+        """A table whose keys are all in ``allowed`` (None: any keys, checked by the caller)."""
         if not isinstance(value, dict):
             self.fail(key, f"must be a table, not {type(value).__name__}", f"write it as [{key}]")
         for k in value:
-            if k not in allowed:
+            if allowed is not None and k not in allowed:
                 self.fail(
-                    f"{key}.{k}" if key else k,
+                    f"{key}.{k[:60]}" if key else k[:60],
                     "is not a known key",
                     f"remove it or use one of {', '.join(sorted(allowed))}",
                 )
@@ -174,47 +191,61 @@ class _Checker:
         if isinstance(value, bool) or not ok_type:
             self.fail(
                 key,
-                f"must be {'an integer' if integer else 'a number'}, not {value!r}",
+                f"must be {'an integer' if integer else 'a number'}, not {short_repr(value)}",
                 f"give a value from {lo} to {hi}",
             )
         if not (lo <= value <= hi) or (isinstance(value, float) and not math.isfinite(value)):
-            self.fail(key, f"is {value}, out of range", f"give a value from {lo} to {hi}")
+            self.fail(key, f"is {short_repr(value)}, out of range", f"give a value from {lo} to {hi}")
         return value
 
     def boolean(self, value, key: str) -> bool:
         if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, not {value!r}", "write true or false (no quotes)")
+            self.fail(key, f"must be true or false, not {short_repr(value)}", "write true or false (no quotes)")
         return value
 
     def string(self, value, key: str, choices: tuple[str, ...] | None = None) -> str:
         if not isinstance(value, str):
-            self.fail(key, f"must be a string, not {value!r}", "put the value in quotes")
+            self.fail(key, f"must be a string, not {short_repr(value)}", "put the value in quotes")
+        if len(value) > MAX_TEXT:
+            self.fail(key, f"is {len(value)} characters long", f"keep it under {MAX_TEXT}")
         if choices and value not in choices:
-            self.fail(key, f"is {value!r}", f"use one of {', '.join(choices)}")
+            self.fail(key, f"is {short_repr(value)}", f"use one of {', '.join(choices)}")
+        return value
+
+    def name(self, value, key: str, what: str) -> str:
+        """An identifier (bus names, model names): no paths, no reserved names."""
+        problem = identifier_problem(value)
+        if problem:
+            self.fail(key, problem, f"name the {what} with letters, digits, '_' or '-' (e.g. 'cue')")
         return value
 
     def stem(self, value, key: str) -> str:
         if not isinstance(value, str) or value not in self.stems:
-            self.fail(key, f"names an unknown stem {value!r}", f"use one of {', '.join(self.stems)}")
+            self.fail(key, f"names an unknown stem {short_repr(value)}", f"use one of {', '.join(self.stems)}")
         return value
 
 
 def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ...] = STEMS) -> Preset:
     c = _Checker(path, stems)
     c.table(data, "", {"schema", "name", "description", "engine", "buses", "midi"})
+    if depth_of(data) > MAX_DEPTH:
+        c.fail("", f"nests tables or arrays more than {MAX_DEPTH} deep", "no preset needs that: check the file")
     if "schema" not in data:
         c.fail("schema", "is missing", f"add `schema = {SCHEMA_VERSION}` at the top")
-    if data["schema"] != SCHEMA_VERSION:
+    schema = data["schema"]
+    if type(schema) is not int or schema != SCHEMA_VERSION:  # not true, not 1.0
         c.fail(
-            "schema", f"is {data['schema']!r}, a version this livedemix doesn't read", f"use schema = {SCHEMA_VERSION}"
+            "schema",
+            f"is {short_repr(schema)}, a version this livedemix doesn't read",
+            f"use schema = {SCHEMA_VERSION} (an integer)",
         )
     name = c.string(data.get("name", Path(str(path)).stem), "name")
     preset = Preset(name=name, description=c.string(data.get("description", ""), "description"))
 
     e = c.table(data.get("engine", {}), "engine", {"model", "phase", "latency", "n_iter", "kappa", "mask_power"})
     opts = preset.engine
-    if "model" in e:
-        opts.model = c.string(e["model"], "engine.model")
+    if "model" in e:  # a shipped model's name only: a preset can't point at files (docs/SECURITY.md)
+        opts.model = c.name(e["model"], "engine.model", "model (a shipped model's name; pass other cards with --model)")
     if "phase" in e:
         opts.phase = c.string(e["phase"], "engine.phase", PHASE_MODES)
     opts.latency = c.string(e.get("latency", opts.latency), "engine.latency", LATENCY_POINTS)
@@ -224,17 +255,20 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     if "mask_power" in e:
         opts.mask_power = float(c.number(e["mask_power"], "engine.mask_power", 0.25, 8.0))
 
-    buses = c.table(data.get("buses", {}), "buses", set(data.get("buses", {}).keys()))
+    buses = c.table(data.get("buses", {}), "buses", None)
+    if len(buses) > MAX_BUSES:
+        c.fail("buses", f"defines {len(buses)} buses", f"use at most {MAX_BUSES}")
     for bus_name, b in buses.items():
+        c.name(bus_name, f"buses.{short_repr(bus_name)}", "bus")
         key = f"buses.{bus_name}"
         b = c.table(b, key, {"outputs", "gain_db", "stems"})
         settings = BusSettings()
         if "outputs" in b:
             outs = b["outputs"]
-            if not isinstance(outs, list) or not outs:
+            if not isinstance(outs, list) or not outs or len(outs) > MAX_OUTPUTS:
                 c.fail(
                     f"{key}.outputs",
-                    f"must be a list of output channel numbers, not {outs!r}",
+                    f"must be a list of 1 to {MAX_OUTPUTS} output channel numbers, not {short_repr(outs)}",
                     "write e.g. outputs = [1, 2]",
                 )
             settings.outputs = [c.number(o, f"{key}.outputs", 1, 64, integer=True) for o in outs]
@@ -265,6 +299,8 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     maps = m.get("map", [])
     if not isinstance(maps, list):
         c.fail("midi.map", "must be an array of tables", "write each mapping as [[midi.map]]")
+    if len(maps) > MAX_MAPPINGS:
+        c.fail("midi.map", f"has {len(maps)} mappings", f"use at most {MAX_MAPPINGS}")
     for i, mp in enumerate(maps):
         key = f"midi.map[{i}]"
         mp = c.table(mp, key, {"kind", "channel", "number", "action", "stem", "bus", "mode", "range_db", "presets"})
@@ -298,7 +334,9 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         if "range_db" in mp:
             r = mp["range_db"]
             if not (isinstance(r, list) and len(r) == 2):
-                c.fail(f"{key}.range_db", f"must be [low, high], not {r!r}", "write e.g. range_db = [-60.0, 6.0]")
+                c.fail(
+                    f"{key}.range_db", f"must be [low, high], not {short_repr(r)}", "write e.g. range_db = [-60.0, 6.0]"
+                )
             lo = float(c.number(r[0], f"{key}.range_db", -120.0, 24.0))
             hi = float(c.number(r[1], f"{key}.range_db", -120.0, 24.0))
             if lo >= hi:
@@ -306,12 +344,16 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
             mapping.range_db = (lo, hi)
         if mapping.action == "preset":
             names = mp.get("presets", [])
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+            if not isinstance(names, list) or not names or len(names) > MAX_PRESET_LIST:
                 c.fail(
                     f"{key}.presets",
-                    "must be a non-empty list of preset names",
+                    f"must be a list of 1 to {MAX_PRESET_LIST} preset names",
                     'write e.g. presets = ["karaoke", "drummer"]',
                 )
+            for n in names:
+                problem = preset_ref_problem(n)
+                if problem:
+                    c.fail(f"{key}.presets", problem, "name a shipped preset, or a .toml file in this preset's folder")
             mapping.presets = list(names)
         if mapping.kind == "program" and mapping.action != "preset":
             c.fail(
@@ -324,26 +366,89 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
 
 
 def load_preset(name_or_path: str | Path, stems: tuple[str, ...] = STEMS) -> Preset:
-    """A shipped preset by name, or a preset file by path."""
+    """A shipped preset by name, or a preset file by path (a path the user gave: the file is
+    still read bounded, regular files only). Presets named *inside* a preset are recalled with
+    :func:`recall_preset`, which also confines them to that preset's folder."""
     p = Path(name_or_path)
     if not p.suffix:
         candidate = shipped_presets_dir() / f"{p.name}.toml"
-        if candidate.exists() and not p.exists():
+        if is_identifier(p.name, frozenset()) and candidate.exists() and not p.exists():
             p = candidate
     if not p.exists():
         names = ", ".join(list_presets()) or "none"
         raise PresetError(
-            f"preset {str(name_or_path)!r} not found: give a .toml path or a shipped preset name ({names})"
+            f"preset {short_repr(str(name_or_path))} not found: give a .toml path or a shipped preset name ({names})"
         )
+    return _load_file(p, stems)
+
+
+def _load_file(p: Path, stems: tuple[str, ...]) -> Preset:
+    text = read_text_bounded(p, MAX_PRESET_BYTES, "preset", PresetError)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{p}: not valid TOML ({e}): fix the syntax at that line") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PresetError(f"{p}: can't be read ({e}): check the file") from None
+    except (RecursionError, MemoryError):
+        raise PresetError(
+            f"{p}: nests arrays or tables too deep to read: no preset needs that; check the file"
+        ) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise PresetError(f"{p}: holds a value that can't be read ({str(e)[:80]}): fix the value") from None
     preset = parse_preset(data, p, stems)
     preset.path = p
     return preset
+
+
+def preset_ref_problem(ref) -> str | None:
+    """Why ``ref`` can't name a preset from inside another preset (None when it can): a shipped
+    preset's name, or a relative ``.toml`` path with no ``..`` (resolved in that preset's folder)."""
+    if not isinstance(ref, str):
+        return f"lists {short_repr(ref)}, not a preset name"
+    if is_identifier(ref, frozenset()):
+        return None
+    rel = Path(ref)
+    if (
+        not ref
+        or len(ref) > 255
+        or "\x00" in ref
+        or "\\" in ref
+        or rel.is_absolute()
+        or ".." in rel.parts
+        or rel.suffix != ".toml"
+    ):
+        return (
+            f"lists {short_repr(ref)}: a preset is recalled by a shipped name or a .toml file under this "
+            "preset's own folder, never by an absolute path or through '..'"
+        )
+    return None
+
+
+def recall_preset(ref: str, base: Path | str | None, stems: tuple[str, ...] = STEMS) -> Preset:
+    """A preset named by another preset (a MIDI program-change list): a shipped preset's name
+    (or ``NAME.toml`` in ``base`` when no shipped preset has that name), or a relative .toml
+    path that, with symlinks resolved, stays inside ``base`` (the naming preset's folder). The
+    file is read bounded (a FIFO, /dev/zero or a huge file is refused, never read)."""
+    problem = preset_ref_problem(ref)
+    if problem:
+        raise PresetError(f"a preset list {problem}")
+    if is_identifier(ref, frozenset()):
+        shipped = shipped_presets_dir() / f"{ref}.toml"
+        if shipped.exists():
+            return _load_file(shipped, stems)
+        ref = f"{ref}.toml"
+    if base is None:
+        names = ", ".join(list_presets()) or "none"
+        raise PresetError(f"preset {ref!r} is not a shipped preset: use one of {names}, or load the list from a file")
+    base = Path(base)
+    if not confined(ref, base):
+        raise PresetError(
+            f"preset {ref!r} leads outside {base} (through a symlink): recall presets in the same folder only"
+        )
+    path = base / ref
+    if not path.exists():
+        names = ", ".join(list_presets()) or "none"
+        raise PresetError(f"preset {ref!r} is neither a shipped preset ({names}) nor a file in {base}: fix the name")
+    return _load_file(path, stems)
 
 
 def list_presets() -> list[str]:
@@ -402,16 +507,71 @@ def preset_to_dict(preset: Preset) -> dict:
     }
 
 
+def _merge_into(doc, new: dict) -> None:
+    """Update a tomlkit table in place to hold ``new``: keys whose value is unchanged keep their
+    formatting and comments, tables are merged key by key, keys no longer present go."""
+    for k in [k for k in doc if k not in new]:
+        del doc[k]
+    for k, v in new.items():
+        old = doc.get(k) if k in doc else None
+        if isinstance(v, dict) and isinstance(old, dict) and not _is_inline(old):
+            _merge_into(old, v)
+        elif old is None or _plain(old) != v:
+            doc[k] = v
+
+
+def _is_inline(item) -> bool:
+    import tomlkit.items
+
+    return isinstance(item, tomlkit.items.InlineTable)
+
+
+def _plain(item):
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def preset_text(preset: Preset, previous: str | None = None) -> str:
+    """The preset as TOML; with ``previous`` (the file's current text), the user's comments,
+    key order and layout are kept wherever the values didn't change."""
+    import tomlkit
+
+    data = preset_to_dict(preset)
+    if previous is not None:
+        try:
+            doc = tomlkit.parse(previous)
+        except Exception:  # noqa: BLE001 — an unreadable old file is simply replaced
+            doc = None
+        if doc is not None:
+            _merge_into(doc, data)
+            return tomlkit.dumps(doc)
+    return tomlkit.dumps(data)
+
+
 def save_preset(preset: Preset, path: Path) -> None:
     """Write atomically: a temporary file beside the target, fsync, rename. A crash leaves the
-    old file or the new one, never half of one."""
-    import tomli_w
-
+    old file or the new one, never half of one. The user's comments and layout survive
+    (format-preserving TOML), the file keeps its mode, and a symlink stays a symlink: the write
+    goes to the file it points to."""
     path = Path(path)
-    text = tomli_w.dumps(preset_to_dict(preset))
-    parse_preset(tomllib.loads(text), path)  # never write what we couldn't read back
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    previous, mode = None, None
+    if path.exists():
+        st = os.stat(path)
+        mode = stat.S_IMODE(st.st_mode)
+        try:
+            previous = read_text_bounded(path, MAX_PRESET_BYTES, "preset", PresetError)
+        except PresetError:
+            previous = None
+    text = preset_text(preset, previous)
+    parse_preset(tomllib.loads(text), path, tuple(next(iter(preset.buses.values())).stems))  # read back
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is None:  # a new file: the mode a plain open() would give it
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

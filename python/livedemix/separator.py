@@ -17,6 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LivedemixError
+from .validate import (
+    MAX_CARD_BYTES,
+    MAX_DEPTH,
+    check_identifier,
+    confined,
+    depth_of,
+    read_text_bounded,
+    safe_relative_name,
+    short_repr,
+)
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -26,11 +36,22 @@ class ModelError(LivedemixError):
     """A model that can't be used; the message says why and what to do."""
 
 
-def resolve_model(model: str | Path | None) -> Path:
+def resolve_model(model: str | Path | None, *, shipped_only: bool = False) -> Path:
     """Path of a model card from None (the shipped default), a shipped name, a card path or a
-    directory holding one card."""
+    directory holding one card. ``shipped_only``: the name came from untrusted data (a preset's
+    ``[engine] model``), so only a shipped model's name is accepted (docs/SECURITY.md)."""
     if model is None:
         model = DEFAULT_MODEL
+    if shipped_only:
+        check_identifier(model, "the preset's model", ModelError)
+        shipped = MODELS_DIR / f"{model}.json"
+        if not shipped.exists():
+            available = ", ".join(sorted(c.stem for c in MODELS_DIR.glob("*.json"))) or "none"
+            raise ModelError(
+                f"the preset's model {model!r} is not a shipped model ({available}): "
+                "a preset may only name shipped models; pass another model card with --model"
+            )
+        return shipped
     p = Path(model)
     if p.suffix == ".json" and p.exists():
         return p
@@ -52,13 +73,37 @@ def resolve_model(model: str | Path | None) -> Path:
     )
 
 
+MAX_STEMS = 16
+MAX_TENSOR_ELEMENTS = 1 << 24  # 64 MB of float32 per state tensor; the shipped model's are < 100 KB
+MAX_LOOKAHEAD = 64
+
+
 def load_card(card_path: Path) -> dict:
+    """The model card, read bounded (regular file, UTF-8, ≤ 1 MB) and with every field the
+    runtime uses type-checked (:func:`check_card`): one ModelError sentence for any problem."""
+    text = read_text_bounded(card_path, MAX_CARD_BYTES, "model card", ModelError)
     try:
-        card = json.loads(Path(card_path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        card = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:
         raise ModelError(
-            f"model card {card_path} can't be read ({e}): re-export the model with `python -m factory.export`"
+            f"model card {card_path} can't be read ({str(e)[:80]}): re-export the model with `python -m factory.export`"
         ) from None
+    return check_card(card, card_path)
+
+
+def check_card(card, card_path: Path | str) -> dict:
+    """Type- and range-check a parsed card; returns it. Unknown keys are left alone (newer
+    exporters add their own); the ones the runtime reads must be right."""
+    where = f"model card {card_path}"
+    fix = "re-export the model with `python -m factory.export`"
+
+    def bad(key: str, problem: str):
+        raise ModelError(f"{where}: '{key}' {problem}: {fix}")
+
+    if not isinstance(card, dict):
+        raise ModelError(f"{where} is a JSON {type(card).__name__}, not an object: {fix}")
+    if depth_of(card) > MAX_DEPTH:
+        raise ModelError(f"{where} nests more than {MAX_DEPTH} levels deep: {fix}")
     for key in (
         "onnx_file",
         "onnx_sha256",
@@ -71,10 +116,93 @@ def load_card(card_path: Path) -> dict:
         "lookahead_frames",
     ):
         if key not in card:
-            raise ModelError(
-                f"model card {card_path} has no '{key}': re-export the model with `python -m factory.export`"
+            raise ModelError(f"{where} has no '{key}': {fix}")
+
+    def integer(key, value, lo, hi):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            bad(key, f"is {short_repr(value)}, not an integer from {lo} to {hi}")
+        return value
+
+    safe_relative_name(card["onnx_file"], f"{where}: 'onnx_file'", ModelError)
+    sha = card["onnx_sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+        bad("onnx_sha256", f"is {short_repr(sha)}, not 64 lowercase hex digits")
+    integer("sample_rate", card["sample_rate"], 8000, 384000)
+    stft = card["stft"]
+    if not isinstance(stft, dict):
+        bad("stft", f"is {short_repr(stft)}, not an object with n_fft, hop and window")
+    for k in ("n_fft", "hop"):
+        integer(f"stft.{k}", stft.get(k), 16, 1 << 16)
+    if not isinstance(stft.get("window"), str):
+        bad("stft.window", f"is {short_repr(stft.get('window'))}, not a window name")
+    stems = card["stems"]
+    if not isinstance(stems, list) or not 1 <= len(stems) <= MAX_STEMS:
+        bad("stems", f"is {short_repr(stems)}, not a list of 1 to {MAX_STEMS} stem names")
+    for i, name in enumerate(stems):
+        check_identifier(name, f"{where}: stem {i + 1}", ModelError)
+    if len(set(stems)) != len(stems):
+        bad("stems", f"names a stem twice ({', '.join(stems)})")
+    integer("lookahead_frames", card["lookahead_frames"], 0, MAX_LOOKAHEAD)
+
+    def shapes(key):
+        table = card[key]
+        if not isinstance(table, dict):
+            bad(key, f"is {short_repr(table)}, not an object of tensor shapes")
+        for name, shape in table.items():
+            if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+                bad(f"{key}.{name[:40]}", f"is {short_repr(shape)}, not a tensor shape (a list of sizes)")
+            n = 1
+            for d in shape:
+                n *= integer(f"{key}.{name[:40]}", d, 1, MAX_TENSOR_ELEMENTS)
+            if n > MAX_TENSOR_ELEMENTS:
+                bad(f"{key}.{name[:40]}", f"has {n} elements (at most {MAX_TENSOR_ELEMENTS})")
+        return table
+
+    inputs, outputs = shapes("inputs"), shapes("outputs")
+    mag, out = inputs.get("mag"), outputs.get("stems")
+    if mag is None or len(mag) != 3 or mag[0] != 1:
+        bad("inputs.mag", f"is {short_repr(mag)}, not [1, planes, bins]")
+    if out is None or len(out) != 4 or out[0] != 1 or out[1] != len(stems) or out[3] != mag[2]:
+        bad("outputs.stems", f"is {short_repr(out)}, not [1, {len(stems)} stems, channels, {mag[2]} bins]")
+    if out[2] > mag[1]:
+        bad("outputs.stems", f"gives {out[2]} channels from {mag[1]} input planes")
+    pairs = card["state_pairs"]
+    if not isinstance(pairs, dict):
+        bad("state_pairs", f"is {short_repr(pairs)}, not an object state → state_out")
+    for name, out_name in pairs.items():
+        if name not in inputs or not isinstance(out_name, str) or out_name not in outputs:
+            bad(
+                f"state_pairs.{name[:40]}",
+                f"pairs {short_repr(name)} with {short_repr(out_name)}, not an input with an output",
             )
+        if inputs[name] != outputs[out_name]:
+            bad(f"state_pairs.{name[:40]}", f"pairs shapes {inputs[name]} and {outputs[out_name]}")
+    extra = card.get("extra_input_planes", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
+        bad("extra_input_planes", f"is {short_repr(extra)}, not a list of plane names")
+    seq = card.get("sequence")
+    if seq is not None:  # the offline sequence graph (livedemix.batched): its file is confined too
+        if not isinstance(seq, dict):
+            bad("sequence", f"is {short_repr(seq)}, not an object")
+        safe_relative_name(seq.get("onnx_file"), f"{where}: 'sequence.onnx_file'", ModelError)
+    phase = card.get("default_phase", "pu-iter")
+    if phase not in ("wiener", "pu-iter", "anisotropic"):
+        bad("default_phase", f"is {short_repr(phase)}, not wiener, pu-iter or anisotropic")
     return card
+
+
+def onnx_path_of(card_path: Path, card: dict, name: str | None = None) -> Path:
+    """A file the card names (default: its ``onnx_file``), which must lie in the card's own
+    folder with symlinks resolved (the sequence graph's file goes through here too)."""
+    card_path = Path(card_path)
+    name = card["onnx_file"] if name is None else name
+    safe_relative_name(name, f"model card {card_path.name}: the ONNX file", ModelError)
+    if not confined(name, card_path.parent):
+        raise ModelError(
+            f"model card {card_path.name} names the ONNX file {short_repr(name)}, which leads outside "
+            f"{card_path.parent}: keep the ONNX file next to its card"
+        )
+    return card_path.parent / name
 
 
 def sha256_of(path: Path) -> str:
@@ -86,46 +214,36 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-# The input planes a model may read after the channels' magnitudes (factory/model.py trains them):
-EXTRA_PLANES = {
-    "side": "the side signal's magnitude |X_L - X_R| / 2 (a spatial cue)",
-}
-
-
-def input_planes_of(X: np.ndarray, extra: tuple | list = ()) -> np.ndarray:
-    """The network's input planes (frames, channels + len(extra), bins) float32 from the
-    mixture's spectra X (frames, channels, bins) complex, as the separator computes them frame
-    by frame."""
-    X = np.asarray(X, np.complex64)
-    planes = [np.abs(X)]
-    for name in extra:
-        if name == "side":
-            planes.append(np.abs(X[:, :1] - X[:, 1:2]) * 0.5)
-        else:
-            raise ModelError(f"unknown input plane {name!r}")
-    return np.concatenate(planes, axis=1).astype(np.float32)
-
-
 class Separator:
     """Streaming stem-magnitude estimator.
 
     ``Separator(model=None, stft=None, sample_rate=None)``: ``model`` as for
     :func:`resolve_model`; ``stft`` (a :class:`livedemix.dsp.StftConfig`) and ``sample_rate``,
     when given, must match the card. ``step(mag)`` takes the network's input for one mixture
-    frame, float32 (input planes, bins): |X| of each channel, then the card's
-    ``extra_input_planes`` (see ``EXTRA_PLANES``); it returns the stems' magnitudes (stems,
+    frame, |X| of each channel, float32 (channels, bins); it returns the stems' magnitudes (stems,
     channels, bins) for the frame ``lookahead`` frames back, in an internal array that the next
     call overwrites. ``step_spectrum(X)`` does the same from the complex frame (channels, bins),
-    computing the input planes in place (no allocation), and ``inputs_of`` for whole spectra.
+    taking |X| in place (no allocation), and ``inputs_of`` for whole spectra.
     """
 
-    def __init__(self, model: str | Path | None = None, stft=None, sample_rate: int | None = None, warmup: int = 16):
+    #: Input planes after the channels' magnitudes: none (a card that asks for some is refused).
+    extra_planes: tuple = ()
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        stft=None,
+        sample_rate: int | None = None,
+        warmup: int = 16,
+        *,
+        shipped_only: bool = False,
+    ):
         import onnxruntime as ort
 
-        self.card_path = resolve_model(model)
+        self.card_path = resolve_model(model, shipped_only=shipped_only)
         card = self.card = load_card(self.card_path)
-        onnx_path = self.card_path.parent / card["onnx_file"]
-        if not onnx_path.exists():
+        onnx_path = onnx_path_of(self.card_path, card)
+        if not onnx_path.is_file():
             raise ModelError(
                 f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model"
             )
@@ -157,28 +275,41 @@ class Separator:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 — InvalidProtobuf, Fail, ... (onnxruntime's own types)
+            raise ModelError(
+                f"model file {onnx_path.name} is not an ONNX model onnxruntime can load "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}): re-export or reinstall the model"
+            ) from None
+        names_in = {i.name for i in self.session.get_inputs()}
+        names_out = {o.name for o in self.session.get_outputs()}
+        missing = sorted((set(card["state_pairs"]) | {"mag"}) - names_in) + sorted(
+            (set(card["state_pairs"].values()) | {"stems"}) - names_out
+        )
+        if missing:
+            raise ModelError(
+                f"model file {onnx_path.name} has no tensor(s) {', '.join(missing)} that card {self.card_path.name} "
+                "names: re-export the model with `python -m factory.export`"
+            )
 
         self.stems = tuple(card["stems"])
         self.lookahead = int(card["lookahead_frames"])
         self.channels = int(card["outputs"]["stems"][2])
         self.bins = int(card["inputs"]["mag"][2])
-        self.extra_planes = tuple(card.get("extra_input_planes", ()))
-        unknown = [p for p in self.extra_planes if p not in EXTRA_PLANES]
-        if unknown:
+        if card.get("extra_input_planes"):  # an experiment that never shipped (git tag experiments-before-cleanup)
             raise ModelError(
-                f"model card {self.card_path.name} asks for input planes {unknown} that this livedemix "
-                f"does not compute (it knows {sorted(EXTRA_PLANES)}): upgrade livedemix or use another model"
+                f"model card {self.card_path.name} asks for extra input planes (extra_input_planes), which "
+                "livedemix does not compute (its models read the channels' magnitudes only): use another model"
             )
         self.input_planes = int(card["inputs"]["mag"][1])
-        if self.input_planes != self.channels + len(self.extra_planes):
+        if self.input_planes != self.channels:
             raise ModelError(
                 f"model card {self.card_path.name} gives {self.input_planes} input planes for "
-                f"{self.channels} channels and {len(self.extra_planes)} extra plane(s): "
+                f"{self.channels} channels (the model reads each channel's magnitude): "
                 "re-export the model with `python -m factory.export`"
             )
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
-        self._diff = np.zeros(self.bins, np.complex64)  # X_L - X_R, for the side plane
         self._out = np.zeros(card["outputs"]["stems"], np.float32)
         pairs = card["state_pairs"]
         # Two arrays per state: step k reads set k%2 and writes set (k+1)%2.
@@ -214,8 +345,7 @@ class Separator:
         self._parity = 0
 
     def step(self, mag: np.ndarray) -> np.ndarray:
-        """One frame: the input planes (planes, bins) float32, |X| for a model without extra
-        planes → stem magnitudes (stems, channels, bins)."""
+        """One frame: |X| (channels, bins) float32 → stem magnitudes (stems, channels, bins)."""
         self._mag[0] = mag
         return self._run()
 
@@ -226,28 +356,21 @@ class Separator:
         return self._out[0]
 
     def step_spectrum(self, X: np.ndarray) -> np.ndarray:
-        """One frame from its spectrum X (channels, bins) complex64: the input planes are
-        computed into the bound input array (no allocation), then as ``step``."""
-        mag = self._mag[0]
-        C = self.channels
-        np.abs(X, out=mag[:C])
-        for k, name in enumerate(self.extra_planes):
-            plane = mag[C + k]
-            if name == "side":  # the only one so far (EXTRA_PLANES)
-                np.subtract(X[0], X[1], out=self._diff)
-                np.abs(self._diff, out=plane)
-                plane *= 0.5
+        """One frame from its spectrum X (channels, bins) complex64: |X| is taken into the bound
+        input array (no allocation), then as ``step``."""
+        np.abs(X, out=self._mag[0])
         return self._run()
 
-    def inputs_of(self, X: np.ndarray) -> np.ndarray:
-        """Offline: the network's input planes (frames, planes, bins) float32 from the mixture's
+    @staticmethod
+    def inputs_of(X: np.ndarray) -> np.ndarray:
+        """Offline: the network's input (frames, channels, bins) float32, |X|, from the mixture's
         spectra X (frames, channels, bins) complex (what ``step_spectrum`` computes per frame)."""
-        return input_planes_of(X, self.extra_planes)
+        return np.abs(np.asarray(X, np.complex64)).astype(np.float32)
 
     def run(self, mags: np.ndarray) -> np.ndarray:
-        """Offline convenience: input planes (frames, planes, bins), see ``inputs_of`` (for a
-        model without extra planes, |X|) → (frames, stems, channels, bins), frame by frame
-        through the same streaming step (frame t's estimate is in row t + lookahead)."""
+        """Offline convenience: |X| (frames, channels, bins), see ``inputs_of`` → (frames,
+        stems, channels, bins), frame by frame through the same streaming step (frame t's
+        estimate is in row t + lookahead)."""
         mags = np.asarray(mags, np.float32)
         out = np.empty((mags.shape[0], len(self.stems), self.channels, self.bins), np.float32)
         for t in range(mags.shape[0]):

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..presets import MidiMapping, MidiSettings, Preset, PresetError, load_preset
+from ..presets import MidiMapping, MidiSettings, Preset, PresetError, recall_preset
 from .decode import Message, decode, fader_db, fader_position
 from .errors import MidiError
 from .learn import mapping_for, replace_mapping
@@ -72,7 +72,7 @@ class MidiController:
         for m in settings.map:
             self._check_mapping(m)
         self._by_key = self._index(settings.map)
-        self._presets = self._load_presets(settings)
+        self._presets = self._load_presets(settings, base=Path(source).parent if source else None)
         # soft takeover state per target: (picked up, last fader position, value we last set)
         self._takeover: dict[tuple, list] = {}
         self._preset_cursor: dict[int, int] = {}
@@ -124,14 +124,16 @@ class MidiController:
         return True
 
     @staticmethod
-    def _load_presets(settings: MidiSettings) -> dict[str, Preset]:
-        """Presets a mapping can recall, read now (the audio path never touches a file)."""
+    def _load_presets(settings: MidiSettings, base: Path | None = None) -> dict[str, Preset]:
+        """Presets a mapping can recall, read now (the audio path never touches a file): shipped
+        names, or .toml files under ``base`` (the mapping preset's folder), bounded reads of
+        regular files only (:func:`~livedemix.presets.recall_preset`)."""
         out = {}
         for m in settings.map:
             for name in m.presets:
                 if name not in out:
                     try:
-                        out[name] = load_preset(name)
+                        out[name] = recall_preset(name, base)
                     except PresetError as e:
                         raise MidiError(
                             f"a MIDI mapping recalls preset '{name}', which can't be loaded ({e})"

@@ -6,13 +6,13 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..presets import MidiMapping, load_preset, save_preset
+from ..presets import MidiMapping, load_preset, recall_preset, save_preset
 from .decode import Message, decode
 from .errors import MidiError
 from .ports import CLIENT_NAME, VIRTUAL_IN, close_port, open_input
 
 
-def parse_target(text: str, stems) -> dict:
+def parse_target(text: str, stems, base: Path | None = None) -> dict:
     """'gain:vocals', 'gain:vocals@cue', 'mute:drums', 'solo:bass', 'master', 'master@cue',
     'preset:karaoke,drummer' → the mapping's action, stem, bus and presets."""
     t = text.strip()
@@ -36,7 +36,7 @@ def parse_target(text: str, stems) -> dict:
         if not names:
             raise MidiError(f"--target {text!r} lists no presets: write e.g. preset:karaoke,drummer")
         for n in names:
-            load_preset(n)
+            recall_preset(n, base)  # as the controller will: shipped names or files beside the preset
         return {"action": "preset", "presets": names}
     raise MidiError(f"--target {text!r} is not a target: use {ok}")
 
@@ -63,7 +63,7 @@ def learn(
     preset = load_preset(path)
     from .. import STEMS
 
-    spec = parse_target(target, STEMS)
+    spec = parse_target(target, STEMS, base=path.parent)
     if spec.get("bus", "main") not in preset.buses:
         raise MidiError(
             f"--target {target!r} names bus '{spec['bus']}', which {path} does not define: "
