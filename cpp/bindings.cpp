@@ -20,6 +20,7 @@ namespace py = pybind11;
 using namespace livedemix;
 
 void bind_phase_recovery(py::module_& m);
+void bind_plugins(py::module_& m);
 
 namespace {
 
@@ -331,4 +332,5 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("size", &RealFft::size);
 
   bind_phase_recovery(m);
+  bind_plugins(m);
 }
