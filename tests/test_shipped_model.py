@@ -19,7 +19,7 @@ from livedemix.separator import Separator
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "python" / "livedemix" / "data" / "demo"
 CARD = Path(livedemix.__file__).parent / "models" / "default.json"
-CHECKPOINT = ROOT / "engine" / "checkpoints" / "default.pt"
+CHECKPOINT = ROOT / "factory" / "checkpoints" / "default.pt"
 STEMS = ("vocals", "drums", "bass", "other")
 
 
@@ -43,6 +43,7 @@ def test_the_default_model_ships_with_a_complete_card():
     assert t.get("wall_minutes", t["cpu_minutes"]) <= 120
 
 
+@pytest.mark.factory
 def test_shipped_model_streams_like_its_pytorch_network(demo):
     torch = pytest.importorskip("torch", reason="the PyTorch side needs the train extra")
     from factory.model import ModelConfig, WaveNetSeparator
@@ -104,6 +105,7 @@ def karaoke(demo):
     return change, sir_vocals, mismatch
 
 
+@pytest.mark.factory
 def test_karaoke_measure_adds_up_to_the_engines_output(karaoke):
     """What the two checks below stand on: the stems' parts are the engine's output, split."""
     _, _, mismatch = karaoke
@@ -114,6 +116,7 @@ def test_karaoke_measure_adds_up_to_the_engines_output(karaoke):
 # model: with the true stems' magnitudes (the ideal ratio mask, `python -m factory.karaoke --demo`)
 # the vocals drop by 12.6 / 15.6 / 16.5 dB against an SIR of 16.2 / 18.2 / 19.0 dB at p = 1 / 2 / 4,
 # and 'other' changes by -1.74 / -1.33 / -1.14 dB (its pad shares the voice's bins).
+@pytest.mark.factory
 @pytest.mark.xfail(
     strict=True,
     reason="beyond mask-based reconstruction on this song: muting takes the vocals "
@@ -125,6 +128,7 @@ def test_karaoke_removes_the_vocals_by_at_least_their_sir(karaoke):
     assert -change[0] >= sir_vocals
 
 
+@pytest.mark.factory
 @pytest.mark.xfail(
     strict=True,
     reason="beyond mask-based reconstruction on this song: muting the vocals changes "
