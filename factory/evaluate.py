@@ -73,8 +73,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from livedemix import dsp, metrics  # noqa: E402
-from livedemix.engine import default_n_iter  # noqa: E402
-from livedemix.phase import DEFAULT_MASK_POWER, MODES, PhaseRecovery, card_mask_power  # noqa: E402
+from livedemix.phase import DEFAULT_MASK_POWER, MODES, PhaseRecovery, card_mask_power, default_n_iter  # noqa: E402
 from livedemix.separator import ModelError, Separator, load_card, resolve_model  # noqa: E402
 
 from .export import atomic_write_bytes  # noqa: E402
@@ -1016,7 +1015,7 @@ def _main(argv=None) -> int:
         "silence_threshold": f"sum(s^2) < {SILENCE:g} * samples * channels",
         "mixture": "sum of the stems",
         "phase": "livedemix.phase.PhaseRecovery with the engine's settings: n_iter = "
-        "livedemix.engine.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
+        "livedemix.phase.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
         "(factory.calibrate), 2 (Wiener) for the peer checkpoints",
     }
     previous = None

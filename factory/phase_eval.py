@@ -309,7 +309,12 @@ def main(argv=None) -> int:
     ap.add_argument("experiment", choices=["retrieval", "separation", "sweep"])
     ap.add_argument("--songs", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=12.0)
-    ap.add_argument("--n-iter", type=int, default=None, help="pu-iter iterations (default: the product default)")
+    ap.add_argument(
+        "--n-iter",
+        type=int,
+        default=None,
+        help="pu-iter iterations (default: livedemix.phase.default_n_iter of each STFT's hop)",
+    )
     ap.add_argument("--kappa", type=float, default=None)
     ap.add_argument("--json", type=str, default=None, help="also write the rows as JSON here")
     ap.add_argument(
@@ -319,9 +324,11 @@ def main(argv=None) -> int:
         help="evaluate the song in this folder (vocals/drums/bass/other .flac/.wav) instead of rendering; repeatable",
     )
     a = ap.parse_args(argv)
-    from livedemix.phase import DEFAULT_KAPPA, DEFAULT_N_ITER
+    from livedemix.phase import DEFAULT_KAPPA
 
-    n_iter = a.n_iter or DEFAULT_N_ITER
+    # PU-Iter: the given count, else the product default for each STFT's hop (PhaseRecovery's default)
+    pu_label = f"n_iter={a.n_iter}" if a.n_iter else "default n_iter"
+    pu_kw = {"n_iter": a.n_iter} if a.n_iter else {}
     kappa = DEFAULT_KAPPA if a.kappa is None else a.kappa
     rows = []
     if a.experiment == "retrieval":
@@ -347,7 +354,7 @@ def main(argv=None) -> int:
         methods = [
             ("mixture", "mixture", {}),
             ("wiener", "wiener", {}),
-            (f"pu-iter (n_iter={n_iter})", "pu-iter", {"n_iter": n_iter}),
+            (f"pu-iter ({pu_label})", "pu-iter", pu_kw),
             (f"anisotropic (kappa={kappa:g})", "anisotropic", {"kappa": kappa}),
             ("pu (no consistency)", "pu", {}),
         ]
@@ -368,7 +375,7 @@ def main(argv=None) -> int:
             wl,
             [
                 ("wiener", "wiener", {}),
-                (f"pu-iter n_iter={n_iter}", "pu-iter", {"n_iter": n_iter}),
+                (f"pu-iter {pu_label}", "pu-iter", pu_kw),
                 (f"anisotropic kappa={kappa:g}", "anisotropic", {"kappa": kappa}),
             ],
         )

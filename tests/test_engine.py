@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from livedemix.engine import Engine
-from livedemix.presets import PresetError
 from livedemix.offline import separate
+from livedemix.presets import PresetError
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
 from tiny_model import export_tiny_model  # noqa: E402
@@ -205,15 +205,30 @@ def test_bad_blocks_and_controls_get_one_sentence(model):
     assert np.all(np.isfinite(y)) and e.stats.nonfinite_input_blocks == 1
 
 
-@pytest.fixture(scope="module")
-def side_model(tmp_path_factory) -> Path:
-    return export_tiny_model(tmp_path_factory.mktemp("model"), "tiny-side", side=True)
+def test_a_card_asking_for_extra_input_planes_is_refused_in_one_sentence(tmp_path):
+    """The side input plane never shipped (git tag experiments-before-cleanup): the runtime
+    computes no planes beyond the channels' magnitudes, so a card that asks for one is refused."""
+    import json
+
+    from livedemix.separator import ModelError, Separator
+    from tiny_model import copy_committed_model
+
+    path = copy_committed_model("tiny", tmp_path, "planes")
+    card = json.loads(path.read_text())
+    card["extra_input_planes"] = ["side"]
+    path.write_text(json.dumps(card))
+    sentence = (
+        "model card planes.json asks for extra input planes (extra_input_planes), which livedemix does not "
+        "compute (its models read the channels' magnitudes only): use another model"
+    )
+    for load in (lambda: Separator(path), lambda: Engine(model=path)):
+        with pytest.raises(ModelError) as e:
+            load()
+        assert str(e.value) == sentence
 
 
-@pytest.mark.parametrize("which", ["plain", "side"])
-def test_steady_state_allocates_no_arrays(model, side_model, demo_mix, which):
-    """Also with a model that reads the extra input planes (computed in place)."""
-    e = Engine(model=model if which == "plain" else side_model, block_size=256, buses=["main", "cue"])
+def test_steady_state_allocates_no_arrays(model, demo_mix):
+    e = Engine(model=model, block_size=256, buses=["main", "cue"])
     x = demo_mix[:, : 2 * 44100]
     blocks = [np.ascontiguousarray(x[:, s : s + 256]) for s in range(0, x.shape[1] - 256, 256)]
     out = np.empty((2, 2, 256), np.float32)  # the audio path passes `out`: no per-block array

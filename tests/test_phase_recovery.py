@@ -366,16 +366,14 @@ def test_undocumented_mode_aliases_are_refused_in_one_sentence(alias):
     took are refused by the wrapper, the native core, presets and the CLI alike."""
     from livedemix.presets import PresetError, parse_preset
 
-    sentence = rf"unknown phase recovery mode '{alias}'[:;] use one of 'wiener', 'pu-iter', 'anisotropic'"
+    sentence = f"unknown phase recovery mode '{alias}'; use one of 'wiener', 'pu-iter', 'anisotropic'"
     for make in (
         lambda: PhaseRecovery(4, 2, 1024, 256, mode=alias),
         lambda: _core.PhaseRecovery(4, 2, 1024, 256, alias),
     ):
         with pytest.raises(ValueError) as e:
             make()
-        msg = str(e.value)
-        assert "\n" not in msg and msg.count(". ") == 0, msg
-        assert re.fullmatch(sentence.replace("'wiener', 'pu-iter', 'anisotropic'", "'?wiener'?, '?pu-iter'?, '?anisotropic'?"), msg), msg
+        assert str(e.value) == sentence
     pr = PhaseRecovery(4, 2, 1024, 256, mode="wiener")
     with pytest.raises(ValueError, match="unknown phase recovery mode"):
         pr.mode = alias

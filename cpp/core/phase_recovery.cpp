@@ -294,8 +294,8 @@ void pu_iter_scalar(const PuIterArgs& a, int f0) {
 
 PhaseMode parse_phase_mode(const std::string& name) {
   if (name == "wiener") return PhaseMode::Wiener;
-  if (name == "pu-iter" || name == "pu_iter" || name == "puiter") return PhaseMode::PUIter;
-  if (name == "anisotropic" || name == "aw") return PhaseMode::Anisotropic;
+  if (name == "pu-iter") return PhaseMode::PUIter;
+  if (name == "anisotropic") return PhaseMode::Anisotropic;
   throw std::invalid_argument("unknown phase recovery mode '" + name +
                               "'; use one of 'wiener', 'pu-iter', 'anisotropic'");
 }

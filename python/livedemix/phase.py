@@ -43,13 +43,21 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["PhaseRecovery", "MODES", "DEFAULT_N_ITER", "DEFAULT_KAPPA", "DEFAULT_MASK_POWER", "card_mask_power"]
+__all__ = ["PhaseRecovery", "MODES", "default_n_iter", "DEFAULT_KAPPA", "DEFAULT_MASK_POWER", "card_mask_power"]
 
+#: The reconstruction modes, by the only names they go by (presets, the CLI, model cards, the
+#: factory and the native core all take these and nothing else).
 MODES = ("wiener", "pu-iter", "anisotropic")
-#: PU-Iter iterations per frame. 16 is the smallest count that reaches +1.5 dB SDR and +4 dB
-#: SIR over Wiener (oracle magnitudes, BSS Eval v4) on both shipped STFTs, at about 50 µs per
-#: frame for 4 stereo stems (docs/EVALUATION.md). More iterations keep helping (32: +0.6 dB).
-DEFAULT_N_ITER = 16
+
+
+def default_n_iter(hop: int) -> int:
+    """PU-Iter mixture-consistency iterations per frame for an STFT hop: 32 at hop >= 256 (+2.3 dB
+    SDR over Wiener with oracle magnitudes, about 85 µs per frame for 4 stereo stems), 16 at
+    shorter hops, where consecutive frames overlap more (docs/EVALUATION.md). The one default:
+    the engine, the factory and :class:`PhaseRecovery` all use it."""
+    return 32 if hop >= 256 else 16
+
+
 #: Von Mises concentration of the anisotropic mode (the best of 0.5/1/2/4 in the same test).
 DEFAULT_KAPPA = 2.0
 #: Exponent of the weights by which every mode shares the mixture among the stems (2: Wiener).
@@ -73,6 +81,12 @@ def card_mask_power(card: dict, mode: str) -> float:
     return float(value)
 
 
+def _check_mode(mode) -> None:
+    if mode not in MODES:
+        # the same sentence as the native core's
+        raise ValueError(f"unknown phase recovery mode {mode!r}; use one of " + ", ".join(f"'{m}'" for m in MODES))
+
+
 def _as(a, dtype, name: str, kind: str) -> np.ndarray:
     arr = np.asarray(a)
     if kind == "complex" and not np.iscomplexobj(arr):
@@ -93,8 +107,9 @@ class PhaseRecovery:
         Analysis frame length and hop of the STFT the frames come from (the phase advance
         uses ``hop``; for the asymmetric low-latency STFT pass its analysis ``n_fft``).
     mode : {"wiener", "pu-iter", "anisotropic"}
-    n_iter : int
-        Mixture-consistency iterations per frame for ``"pu-iter"`` (>= 1).
+    n_iter : int, optional
+        Mixture-consistency iterations per frame for ``"pu-iter"`` (>= 1); default
+        :func:`default_n_iter` of ``hop``.
     kappa : float
         Von Mises concentration for ``"anisotropic"`` (>= 0).
     mask_power : float
@@ -124,7 +139,7 @@ class PhaseRecovery:
         n_fft: int,
         hop: int,
         mode: str = "pu-iter",
-        n_iter: int = DEFAULT_N_ITER,
+        n_iter: int | None = None,
         kappa: float = DEFAULT_KAPPA,
         peak_db: float = -40.0,
         onset_floor: float = 0.2,
@@ -132,13 +147,14 @@ class PhaseRecovery:
         onset_smoothing: float = 0.1,
         mask_power: float = DEFAULT_MASK_POWER,
     ):
+        _check_mode(mode)
         self._impl = _core.PhaseRecovery(
             int(n_stems),
             int(channels),
             int(n_fft),
             int(hop),
             str(mode),
-            int(n_iter),
+            int(default_n_iter(int(hop)) if n_iter is None else n_iter),
             float(kappa),
             float(peak_db),
             float(onset_floor),
@@ -155,6 +171,7 @@ class PhaseRecovery:
 
     @mode.setter
     def mode(self, value: str) -> None:
+        _check_mode(value)
         self._impl.mode = str(value)
 
     @property

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-
-PHASE_CHOICES = ["wiener", "pu-iter", "anisotropic"]
+from ..phase import MODES as PHASE_CHOICES
 
 
 def cmd_info(args) -> int:
