@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LivedemixError
+from .phase import MODES
 from .validate import (
     MAX_CARD_BYTES,
     MAX_DEPTH,
@@ -186,8 +187,8 @@ def check_card(card, card_path: Path | str) -> dict:
             bad("sequence", f"is {short_repr(seq)}, not an object")
         safe_relative_name(seq.get("onnx_file"), f"{where}: 'sequence.onnx_file'", ModelError)
     phase = card.get("default_phase", "pu-iter")
-    if phase not in ("wiener", "pu-iter", "anisotropic"):
-        bad("default_phase", f"is {short_repr(phase)}, not wiener, pu-iter or anisotropic")
+    if phase not in MODES:
+        bad("default_phase", f"is {short_repr(phase)}, not one of {', '.join(MODES)}")
     return card
 
 
