@@ -1,6 +1,12 @@
-"""Export a trained separator to the streaming ONNX step model plus its model card.
+"""Export a trained separator to the streaming ONNX step model, the sequence graph and the model card.
 
     python -m factory.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
+    python -m factory.export --checkpoint factory/checkpoints/default.pt --add-sequence python/livedemix/models/default.json
+
+The sequence graph (`<name>.seq.onnx`, the card's `sequence` entry with its own sha256) is the
+same weights over many frames per call, with the step's states in and out (`SequenceStep`): the
+offline path feeds it long chunks and carries the causal context over. `--add-sequence` adds it
+to a model exported before it existed, leaving the step graph byte for byte as it was.
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
 (for a model with extra input planes, (1, C + E, F): the card's `extra_input_planes` after them)
@@ -21,10 +27,137 @@ from pathlib import Path
 
 import torch
 from livedemix.separator import sha256_of
+from torch.nn import functional as F
 
 from .model import ModelConfig, StreamingStep, WaveNetSeparator
 
 CARD_SCHEMA = 1
+# Frames per call the runtime feeds the sequence graph by default (offline): long enough that the
+# per-call overhead vanishes, short enough that a call's activations stay in cache-sized MBs.
+SEQUENCE_CHUNK_FRAMES = 64
+
+
+class SequenceStep(torch.nn.Module):
+    """Many frames of `WaveNetSeparator` per call with the streaming step's explicit state.
+
+    Inputs: mag (T, C_in, F) (T consecutive frames, any T ≥ 1) and the same states as
+    `StreamingStep` (conv_state (1, Σ d, R); mag_state or feat_state); outputs stems
+    (T, J, C, F) (row t: what the step would return for the t-th frame) and the states after the
+    last frame, in the step's layout. So a song can be fed in chunks with the causal context
+    carried over, and a chunk's states can be handed to the step graph and back.
+
+    It takes its weights from a `StreamingStep` (the same fused matrices), so the two graphs
+    are the same function up to the summation order of the matrix products.
+    """
+
+    def __init__(self, step: StreamingStep):
+        super().__init__()
+        self.step = step
+        self.cfg = step.cfg
+
+    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
+        st, cfg = self.step, self.cfg
+        r = cfg.residual
+        T = mag.shape[0]
+        feat = torch.log1p(mag).reshape(T, -1) * st.in_scale + st.in_bias  # (T, C_in·F)
+        x = F.linear(feat, st.inp_w, st.inp_b)  # (T, R)
+        skip = 0
+        new_segments = []
+        for i, (off, d) in enumerate(st.offsets):
+            # The layer's inputs with its d cached ones in front: row t is x(t - d).
+            xe = torch.cat([conv_state[0, off : off + d], x], dim=0)  # (d + T, R)
+            a = F.linear(torch.cat([xe[:-d], x], dim=1), getattr(st, f"gate_w{i}"), getattr(st, f"gate_b{i}"))
+            t, g = a.split(r, dim=1)
+            z = torch.tanh(t) * torch.sigmoid(g)
+            res, sk = F.linear(z, getattr(st, f"out_w{i}"), getattr(st, f"out_b{i}")).split([r, cfg.skip], dim=1)
+            new_segments.append(xe[-d:])
+            x = x + res
+            skip = skip + sk
+        conv_state_out = torch.cat(new_segments, dim=0).unsqueeze(0)
+        h = F.relu(F.linear(F.relu(skip), st.head1_w, st.head1_b))  # (T, H)
+        logits = F.linear(h, st.head2_w, st.head2_b)  # (T, J·C·F)
+        if cfg.local:
+            feat_t = feat.reshape(T, cfg.in_channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)  # (1, C_in, F, T)
+            window = torch.cat([extra_state, feat_t], dim=3)
+            lg = logits.reshape(T, cfg.stems * cfg.channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)
+            lg = st.refiner(window, lg, h.t().unsqueeze(0), pad_time=False)  # (1, J·C, F, T)
+            logits = lg[0].permute(2, 0, 1)
+        masks = torch.sigmoid(logits).reshape(T, cfg.stems, cfg.channels, cfg.bins)
+        chan = mag[:, : cfg.channels]
+        if cfg.lookahead:
+            L = cfg.lookahead
+            ext = torch.cat([extra_state, mag.permute(1, 2, 0).unsqueeze(0)], dim=3)  # (1, C_in, F, L + T)
+            target = ext[0, : cfg.channels, :, :-L].permute(2, 0, 1)  # frame t - L for output t
+            return masks * target.unsqueeze(1), conv_state_out, ext[..., -L:]
+        if cfg.local:
+            return masks * chan.unsqueeze(1), conv_state_out, window[..., -(cfg.local_frames - 1) :]
+        return masks * chan.unsqueeze(1), conv_state_out
+
+
+def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> dict:
+    """Write `<name>.seq.onnx` (the sequence graph, see `SequenceStep`) into out_dir atomically;
+    returns the card's `sequence` entry (file, sha256, inputs, outputs, state pairs)."""
+    cfg = net.cfg
+    step = StreamingStep(net.eval()).eval()
+    seq = SequenceStep(step).eval()
+    states = step.initial_state()
+    state_names = step.state_names()
+    T = 5  # any example length: the frame axis is dynamic
+    mag = torch.rand(T, cfg.in_channels, cfg.bins)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.seq.onnx"
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_onnx = Path(tmp) / "model.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                seq,
+                (mag, *states),
+                str(tmp_onnx),
+                input_names=["mag", *state_names],
+                output_names=["stems", *[f"{s}_out" for s in state_names]],
+                dynamic_axes={"mag": {0: "frames"}, "stems": {0: "frames"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        atomic_write_bytes(path, tmp_onnx.read_bytes())
+    return {
+        "onnx_file": path.name,
+        "onnx_sha256": sha256_of(path),
+        "inputs": {
+            "mag": ["frames", cfg.in_channels, cfg.bins],
+            **{s: list(t.shape) for s, t in zip(state_names, states)},
+        },
+        "outputs": {
+            "stems": ["frames", cfg.stems, cfg.channels, cfg.bins],
+            **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)},
+        },
+        "state_pairs": {s: f"{s}_out" for s in state_names},
+        "chunk_frames": SEQUENCE_CHUNK_FRAMES,
+        "about": "the step's weights over many frames per call (offline); states as the step's",
+    }
+
+
+def add_sequence_model(net: WaveNetSeparator, card_path: Path) -> Path:
+    """Export the sequence graph beside an existing model and name it in the card's `sequence`
+    entry, leaving the step ONNX file and every other card field as they are. Refuses when the
+    network is not the one the card's step graph was exported from (re-exported to a temporary
+    folder, its sha256 must equal the card's)."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = export_step_model(
+            net, Path(tmp), "probe", stft=card["stft"], stem_names=tuple(card["stems"]), sequence=False
+        )
+        digest = json.loads(probe.read_text())["onnx_sha256"]
+    if digest != card["onnx_sha256"]:
+        raise SystemExit(
+            f"{card_path}: the checkpoint's step graph (sha256 {digest[:12]}…) is not the card's "
+            f"({card['onnx_sha256'][:12]}…): give the checkpoint this model was exported from"
+        )
+    card["sequence"] = export_sequence_model(net, card_path.parent, card_path.stem)
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    return card_path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -57,8 +190,10 @@ def export_step_model(
     training: dict | None = None,
     scores: dict | None = None,
     default_phase: str = "pu-iter",
+    sequence: bool = True,
 ) -> Path:
-    """Write `<name>.onnx` and `<name>.json` into out_dir (atomically); returns the card's path."""
+    """Write `<name>.onnx` and `<name>.json` into out_dir (atomically), and with `sequence` the
+    offline sequence graph `<name>.seq.onnx` that the card names; returns the card's path."""
     cfg = net.cfg
     if len(stem_names) != cfg.stems:
         raise ValueError(f"{len(stem_names)} stem names for a model with {cfg.stems} stems")
@@ -129,6 +264,8 @@ def export_step_model(
     trained_power = (training or {}).get("mask_power", 2.0)
     if trained_power != 2.0:
         card["mask_power"] = {mode: float(trained_power) for mode in ("wiener", "pu-iter", "anisotropic")}
+    if sequence:
+        card["sequence"] = export_sequence_model(net, out_dir, name)
     card_path = out_dir / f"{name}.json"
     atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return card_path
@@ -147,8 +284,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("python/livedemix/models"))
     p.add_argument("--name", default="default")
     p.add_argument("--scores", type=Path, help="JSON file of evaluation scores to put in the card")
+    p.add_argument(
+        "--add-sequence",
+        type=Path,
+        metavar="CARD",
+        help="only add the sequence graph to this existing card (its step ONNX and other fields stay as they are)",
+    )
     args = p.parse_args(argv)
     net, ckpt = load_checkpoint(args.checkpoint)
+    if args.add_sequence:
+        card = add_sequence_model(net, args.add_sequence)
+        print(f"wrote {card.with_suffix('.seq.onnx')} and its entry in {card}")
+        return 0
     scores = json.loads(args.scores.read_text()) if args.scores else ckpt.get("scores", {})
     card = export_step_model(
         net,

@@ -22,6 +22,9 @@ def copy_committed_model(which: str, out_dir: Path, name: str | None = None) -> 
     shutil.copyfile(COMMITTED / f"{which}.onnx", out_dir / f"{name}.onnx")
     card = json.loads((COMMITTED / f"{which}.json").read_text())
     card["name"], card["onnx_file"] = name, f"{name}.onnx"
+    if "sequence" in card:  # the offline sequence graph travels with it
+        shutil.copyfile(COMMITTED / f"{which}.seq.onnx", out_dir / f"{name}.seq.onnx")
+        card["sequence"]["onnx_file"] = f"{name}.seq.onnx"
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2))
     return out_dir / f"{name}.json"
 

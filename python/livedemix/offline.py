@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batched import SequenceSeparator, has_sequence
 from .engine import Engine
 from .presets import Preset, load_preset
 from .separator import load_card, resolve_model
@@ -47,6 +48,9 @@ class StreamingSeparation:
         stems: list[str] | None = None,
         phase: str | None = None,
         block_size: int = 4096,
+        exact: bool = False,
+        chunk_frames: int | None = None,
+        engine_cache: dict | None = None,
     ):
         if channels < 1:
             raise ValueError(f"audio needs at least one channel; got {channels}")
@@ -62,7 +66,14 @@ class StreamingSeparation:
         if stems is None:
             model_ref = model if model is not None else (preset.engine.model if preset else None)
             stems = list(load_card(resolve_model(model_ref))["stems"])
-        self._engines = [self._make_engine(model, preset, phase, stems) for _ in self._pairs]
+        # Batched (the sequence graph, many frames per call) unless asked for the exact streaming
+        # render or the model predates sequence graphs.
+        self._want_batched = not exact
+        self._chunk_frames = chunk_frames
+        self._engines = [
+            self._cached_engine(engine_cache, k, model, preset, phase, stems) for k in range(len(self._pairs))
+        ]
+        self.batched = isinstance(self._engines[0].separator, SequenceSeparator)
         first = self._engines[0]
         self.stems = list(stems)
         self.outputs = self.stems + ([MIX] if preset is not None else [])
@@ -85,6 +96,21 @@ class StreamingSeparation:
         self._buf = np.zeros((2, self.block_size), np.float32)
         self._ybuf = np.zeros(len(self.outputs) * 2 * self.block_size, np.float32)
 
+    def _cached_engine(self, cache, k, model, preset, phase, names):
+        """An engine for channel pair k; with a cache (a library worker's), one built for an
+        earlier song with the same settings is reset and reused: the model loads once."""
+        if cache is None:
+            return self._make_engine(model, preset, phase, names)
+        key = (k, str(model), id(preset), phase, tuple(names), self.block_size, self._want_batched, self._chunk_frames)
+        eng = cache.get(key)
+        if eng is None:
+            eng = cache[key] = self._make_engine(model, preset, phase, names)
+        else:
+            if isinstance(eng.separator, SequenceSeparator):
+                eng.separator.restart()
+            eng.reset()
+        return eng
+
     def _make_engine(self, model, preset, phase, names):
         buses = [_stem_bus(s) for s in names] + ([MIX] if preset is not None else [])
         eng = Engine(model=model, preset=preset, buses=buses, phase=phase, block_size=self.block_size)
@@ -95,6 +121,8 @@ class StreamingSeparation:
         if preset is not None:
             eng._controls[MIX].load(preset.buses["main"])
             eng._dirty = True
+        if self._want_batched and has_sequence(eng.separator.card):
+            SequenceSeparator(eng, self._chunk_frames)  # becomes eng.separator
         eng.reset()  # apply the gains without a ramp
         return eng
 
@@ -105,6 +133,7 @@ class StreamingSeparation:
             input_channels=self.channels,
             outputs=self.outputs,
             resampled=self._in_rs is not None,
+            render="batched" if self.batched else "streaming",
         )
         return d
 
@@ -115,6 +144,10 @@ class StreamingSeparation:
         out = {o: np.empty((self.channels, n), np.float32) for o in self.outputs}
         for (c0, c1), eng in zip(self._pairs, self._engines):
             mono = c1 - c0 == 1
+            if self.batched:  # the sequence graph sees the whole chunk's frames first
+                pair = x[[c0, c0 if mono else c0 + 1]]
+                for s in range(0, n, self.block_size):
+                    eng.separator.queue_block(pair[:, s : s + self.block_size])
             for s in range(0, n, self.block_size):
                 m = min(self.block_size, n - s)
                 blk = self._buf[:, :m]
@@ -177,12 +210,23 @@ class StreamingSeparation:
 
 
 def separate(
-    audio: np.ndarray, sample_rate: int, *, model=None, preset=None, stems=None, phase=None, block_size: int = 4096
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    model=None,
+    preset=None,
+    stems=None,
+    phase=None,
+    block_size: int = 4096,
+    exact: bool = False,
+    chunk_frames: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Separate a whole signal. ``audio``: float (channels, samples), or (samples,) for mono.
 
     Returns {stem: array shaped like ``audio``} (plus ``"mix"`` with a preset), aligned with
-    the input and of the same length.
+    the input and of the same length. By default the model's sequence graph computes the
+    stems' magnitudes many frames per call (equal to the live engine's to float rounding);
+    ``exact=True`` renders frame by frame with the streaming step, bit for bit the live output.
     """
     a = np.asarray(audio, np.float32)
     mono_1d = a.ndim == 1
@@ -197,7 +241,15 @@ def separate(
             f"audio has {a.shape[0]} channels: pass it as (channels, samples), e.g. audio.T for soundfile's layout"
         )
     sep = StreamingSeparation(
-        sample_rate, a.shape[0], model=model, preset=preset, stems=stems, phase=phase, block_size=block_size
+        sample_rate,
+        a.shape[0],
+        model=model,
+        preset=preset,
+        stems=stems,
+        phase=phase,
+        block_size=block_size,
+        exact=exact,
+        chunk_frames=chunk_frames,
     )
     parts = {o: [] for o in sep.outputs}
     step = max(block_size, 65536)

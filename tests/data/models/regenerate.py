@@ -33,8 +33,9 @@ def main() -> None:
     from factory.export import export_step_model
 
     for name, (seed, dilations) in MODELS.items():
+        # The step graph, the offline sequence graph (<name>.seq.onnx) and the card naming both.
         export_step_model(_net(seed, dilations), HERE, name, stft=STFT)
-        print(f"wrote {HERE / name}.onnx and its card")
+        print(f"wrote {HERE / name}.onnx, {HERE / name}.seq.onnx and the card")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+"""Batched offline separation: the sequence graph (many frames per onnxruntime call) gives the
+streaming engine's stems to float rounding, its file is checked against the card, and
+``exact=True`` keeps the bit-exact streaming render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from livedemix import separate
+from livedemix.batched import SequenceRunner, SequenceSeparator
+from livedemix.offline import StreamingSeparation
+from livedemix.separator import ModelError, Separator, sha256_of
+from tiny_model import copy_committed_model
+
+DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
+MODELS = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "models"
+
+
+def db(err: np.ndarray, ref: np.ndarray) -> float:
+    return float(20 * np.log10(np.linalg.norm(err) / np.linalg.norm(ref) + 1e-30))
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[np.ndarray, int]:
+    x, sr = sf.read(DEMO / "mixture.flac", dtype="float32", frames=4 * 44100, start=2 * 44100)
+    return np.ascontiguousarray(x.T), sr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return copy_committed_model("tiny", tmp_path_factory.mktemp("model"))
+
+
+@pytest.mark.parametrize("which", ["tiny", "live"])
+def test_sequence_graph_in_chunks_equals_the_step_graph(which, tmp_path):
+    card = copy_committed_model(which, tmp_path)
+    sep = Separator(card)
+    rng = np.random.default_rng(1)
+    T = 150
+    mags = (rng.random((T, sep.input_planes, sep.bins), np.float32) ** 3 * 4).astype(np.float32)
+    ref = sep.run(mags)  # one frame per call through the streaming step
+    runner = SequenceRunner(sep, chunk_frames=64)
+    parts, s = [], 0
+    for n in (1, 7, 64, 3, 75):  # chunks shorter and longer than the dilations, carried over
+        parts.append(runner.run(mags[s : s + n]))
+        s += n
+    got = np.concatenate(parts)
+    assert got.shape == ref.shape
+    err = db(got - ref, ref)
+    print(f"{which}: sequence graph vs step graph {err:.1f} dB")
+    assert err < -110
+    assert db(runner.run_all(mags) - ref, ref) < -110  # from a zero state again
+
+
+@pytest.mark.parametrize("model", ["tiny", "default"])
+def test_batched_separation_equals_streaming_within_minus_100_db(model, demo, tiny):
+    x, sr = demo
+    ref_model = tiny if model == "tiny" else None
+    # wiener: the mode whose output is a smooth function of the magnitudes (see the next test)
+    exact = separate(x, sr, model=ref_model, phase="wiener", exact=True)
+    fast = separate(x, sr, model=ref_model, phase="wiener")
+    for stem in exact:
+        assert fast[stem].shape == exact[stem].shape
+        err = db(fast[stem] - exact[stem], exact[stem])
+        print(f"{model} {stem}: batched vs streaming {err:.1f} dB")
+        assert err < -100, (stem, err)
+
+
+def test_the_shipped_default_renders_batched_within_minus_100_db(demo):
+    """The default call (the shipped model, its default phase mode, no flags)."""
+    x, sr = demo
+    sep = StreamingSeparation(sr, 2)
+    assert sep.batched and sep.describe()["render"] == "batched"
+    exact = separate(x, sr, exact=True)
+    fast = separate(x, sr)
+    worst = max(db(fast[s] - exact[s], exact[s]) for s in exact)
+    print(f"default model, default mode: worst stem {worst:.1f} dB")
+    assert worst < -100
+
+
+def test_exact_keeps_the_streaming_render_bit_for_bit(demo, tiny):
+    x, sr = demo
+    x = x[:, : sr * 2]
+    sep = StreamingSeparation(sr, 2, model=tiny, exact=True)
+    assert not sep.batched and sep.describe()["render"] == "streaming"
+    a = separate(x, sr, model=tiny, exact=True)
+    b = separate(x, sr, model=tiny, exact=True, block_size=1000)  # offline == live for any block
+    for s in a:
+        assert np.array_equal(a[s], b[s])
+
+
+def test_batched_path_runs_through_the_engine_with_a_preset_and_mono_and_resampling(demo, tiny):
+    x, sr = demo
+    x = x[:, : sr * 2]
+    for audio, rate in ((x, sr), (x[0], sr), (x, 48000)):
+        ex = separate(audio, rate, model=tiny, preset="karaoke", phase="wiener", exact=True)
+        fa = separate(audio, rate, model=tiny, preset="karaoke", phase="wiener")
+        assert set(fa) == set(ex) and "mix" in fa
+        for o in ex:
+            assert fa[o].shape == audio.shape
+            assert db(fa[o] - ex[o], ex[o]) < -100, o
+
+
+def test_many_frames_per_call(demo, tiny):
+    x, sr = demo
+    sep = StreamingSeparation(sr, 2, model=tiny, chunk_frames=64)
+    sep.feed(x)
+    sep.finish()
+    eng = sep._engines[0]
+    assert isinstance(eng.separator, SequenceSeparator)
+    frames = eng.stats.frames
+    assert sep._engines[0].separator.calls <= frames / 64 + 2 * 14  # one call per 64 frames (+ chunk tails)
+    assert frames > 600
+
+
+class FailingOnce:
+    """Wraps an engine's separator: raises on the n-th frame (a model failure the engine answers
+    with its pass-through and a reset); everything else goes through."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.count = inner, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def step_spectrum(self, X):
+        self.count += 1
+        if self.count == self.n:
+            raise RuntimeError("boom")
+        return self.inner.step_spectrum(X)
+
+
+def test_an_engine_reset_mid_song_restarts_the_state_where_the_streaming_step_would(demo, tiny):
+    x, sr = demo
+    outs = {}
+    for exact in (True, False):
+        sep = StreamingSeparation(sr, 2, model=tiny, phase="wiener", exact=exact)
+        eng = sep._engines[0]
+        eng.separator = FailingOnce(eng.separator, 100)
+        parts = [sep.feed(x), sep.finish()]
+        assert eng.stats.separator_errors == 1 and eng.stats.bypass_frames > 0
+        outs[exact] = {o: np.concatenate([p[o] for p in parts], axis=1) for o in parts[0]}
+    for o in outs[True]:
+        assert db(outs[False][o] - outs[True][o], outs[True][o]) < -100, o
+
+
+def test_a_changed_sequence_graph_is_refused(tiny, tmp_path):
+    card = copy_committed_model("tiny", tmp_path)
+    seq = tmp_path / "tiny.seq.onnx"
+    data = bytearray(seq.read_bytes())
+    data[-10] ^= 0xFF
+    seq.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sequence graph tiny.seq.onnx does not match its card"):
+        separate(np.zeros((2, 4096), np.float32), 44100, model=card)
+    # --exact needs only the step graph
+    assert separate(np.zeros((2, 4096), np.float32), 44100, model=card, exact=True)["vocals"].shape == (2, 4096)
+
+
+@pytest.mark.parametrize("name", ["../tiny.seq.onnx", "/etc/passwd", "", None, 7])
+def test_a_sequence_graph_outside_the_card_folder_is_refused(tiny, tmp_path, name):
+    card = copy_committed_model("tiny", tmp_path / "m")
+    c = json.loads(card.read_text())
+    c["sequence"]["onnx_file"] = name
+    card.write_text(json.dumps(c))
+    with pytest.raises(ModelError, match="sequence"):  # the card check (validate) or batched.py
+        separate(np.zeros((2, 4096), np.float32), 44100, model=card)
+
+
+def test_a_model_without_a_sequence_graph_renders_streaming(demo, tmp_path):
+    card = copy_committed_model("tiny", tmp_path)
+    c = json.loads(card.read_text())
+    del c["sequence"]
+    card.write_text(json.dumps(c))
+    x, sr = demo
+    x = x[:, :sr]
+    assert not StreamingSeparation(sr, 2, model=card).batched
+    a, b = separate(x, sr, model=card), separate(x, sr, model=card, exact=True)
+    assert all(np.array_equal(a[s], b[s]) for s in a)
+
+
+def test_shipped_model_names_its_sequence_graph_with_the_right_hash():
+    card = json.loads((MODELS / "default.json").read_text())
+    seq = card["sequence"]
+    assert seq["onnx_file"] == "default.seq.onnx"
+    assert sha256_of(MODELS / seq["onnx_file"]) == seq["onnx_sha256"]
+    assert seq["state_pairs"] == card["state_pairs"]
+    # the streaming step graph is the one that shipped before the sequence graph existed
+    assert sha256_of(MODELS / "default.onnx") == "5697fda92145fbeae37733cefb018ef299db23be6381a74cc0c023993b3f331b"
