@@ -162,6 +162,10 @@ class Engine:
         self.sample_rate = sample_rate
         self.stats = EngineStats()
         self._dirty = True
+        # Effect inserts (LV2, livedemix.plugins): per stem and per bus, from the preset.
+        self._stem_insert_specs = dict(preset.stem_inserts) if preset else {}
+        self._bus_insert_specs = {b: preset.buses[b].inserts for b in self.buses if preset and b in preset.buses}
+        self._inserts = None
         self.prepare(sample_rate, block_size)
 
     # ---- set-up --------------------------------------------------------------------------
@@ -201,7 +205,29 @@ class Engine:
         self._mix_views = [self._mix[b] for b in range(B)]
         self._stem_slots = self._stems[:J]
         self._retry_frames = max(1, int(self.retry_seconds * sample_rate / cfg.hop))
+        self._build_inserts()
         self.reset()
+
+    def _build_inserts(self) -> None:
+        """The insert paths (None without inserts: the STFT-domain mixer is then the whole path)."""
+        self._inserts = None
+        if any(self._stem_insert_specs.values()) or any(self._bus_insert_specs.values()):
+            from .plugins.routing import InsertRouting
+
+            self._inserts = InsertRouting(
+                self.stems,
+                self.buses,
+                self._stem_insert_specs,
+                self._bus_insert_specs,
+                self.stft_config,
+                self.channels,
+                self.sample_rate,
+                self.max_block,
+                self._analyzer.max_frames_per_block,
+                self.ramp_frames * self.stft_config.hop,
+                live=self.deadline is not None,
+            )
+        self._dirty = True
 
     def reset(self) -> None:
         """Clear every state: STFT buffers, separator, phase, pending output, counters; the
@@ -217,13 +243,19 @@ class Engine:
         self._bypass_left = 0  # frames left before the separator is tried again
         self._bypassing = False
         self.stats = EngineStats()
+        if self._inserts is not None:
+            self._inserts.reset()
         self._apply_gains()
         self._mixer.snap_to_targets()
+        if self._inserts is not None:
+            self._inserts.snap()
 
     @property
     def latency_samples(self) -> int:
-        """Input-to-output delay of every bus, exact: the STFT round trip plus the model's lookahead."""
-        return self.stft_config.latency_samples + self.separator.lookahead * self.stft_config.hop
+        """Input-to-output delay of every bus, exact: the STFT round trip plus the model's
+        lookahead, plus the longest stem insert chain's and the longest bus insert chain's."""
+        extra = self._inserts.latency if self._inserts is not None else 0
+        return self.stft_config.latency_samples + self.separator.lookahead * self.stft_config.hop + extra
 
     @property
     def latency_ms(self) -> float:
@@ -292,6 +324,8 @@ class Engine:
             for j in range(J):
                 self._mixer.set_gain(b, j, 0.0 if self._bypassing else gains[j])
             self._mixer.set_gain(b, J, 1.0 if self._bypassing else 0.0)
+            if self._inserts is not None:
+                self._inserts.apply_gains(b, gains, self._bypassing, self._mixer)
 
     # ---- audio path -----------------------------------------------------------------------
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -338,6 +372,8 @@ class Engine:
             if k:
                 self._synths[b].push(self._bus_pushes[b][k])
             self._synths[b].pull_into(out[b])
+        if self._inserts is not None:
+            self._inserts.render(k, out)
         self.stats.nonfinite_input_blocks = self._analyzer.nonfinite_blocks
         return out
 
@@ -384,6 +420,8 @@ class Engine:
                 self._start_bypass()
         self.phase.process(Xd, V, out=self._stem_slots)
         self._stems[J] = Xd
+        if self._inserts is not None:
+            self._inserts.capture(self._stems, i)
         self._mixer.process_into(self._stems, self._mix)
         for b in range(len(self.buses)):
             self._bus_frame_views[b][i][...] = self._mix_views[b]
@@ -392,6 +430,56 @@ class Engine:
         self._bypass_left = self._retry_frames
         self._bypassing = True
         self._apply_gains()
+
+    # ---- effect inserts (docs/PLUGINS.md) --------------------------------------------------
+    def set_stem_inserts(self, stem: str, specs: list) -> None:
+        """Replace a stem's insert chain ([plugins.InsertSpec]; [] removes it). Rebuilds the
+        insert paths and resets the engine: call it between songs, not while audio runs."""
+        self._stem_insert_specs[self._check_stem(stem)] = list(specs)
+        self._build_inserts()
+        self.reset()
+
+    def set_bus_inserts(self, bus: str, specs: list) -> None:
+        """Replace a bus's insert chain (after its mix); as :meth:`set_stem_inserts`."""
+        self._bus(bus)
+        self._bus_insert_specs[bus] = list(specs)
+        self._build_inserts()
+        self.reset()
+
+    def insert_chain(self, *, stem: str | None = None, bus: str = "main"):
+        """The :class:`~livedemix.plugins.Chain` of a stem (``stem=``) or else of a bus, or None."""
+        if self._inserts is None:
+            return None
+        if stem is not None:
+            return self._inserts.chain(stem=self._check_stem(stem))
+        self._bus(bus)
+        return self._inserts.chain(bus=bus)
+
+    def _chain_or_fail(self, stem, bus):
+        chain = self.insert_chain(stem=stem, bus=bus)
+        if chain is None:
+            where = f"stem {stem}" if stem is not None else f"bus {bus}"
+            raise EngineError(f"the {where} has no inserts: add them in the preset ([[stems.NAME.inserts]])")
+        return chain
+
+    def set_insert_param(self, insert: int, param: str, value: float, *, stem: str | None = None, bus: str = "main"):
+        """Any thread: set parameter ``param`` of insert ``insert`` (1-based) of a stem's chain
+        (``stem=``) or a bus's; clamped to the port's range, applied at the next block."""
+        chain = self._chain_or_fail(stem, bus)
+        if not 1 <= int(insert) <= len(chain):
+            raise EngineError(f"no insert {insert}: that chain has {len(chain)} (numbered from 1)")
+        chain.set_param(int(insert) - 1, param, value)
+
+    def set_insert_bypass(self, insert: int, on: bool = True, *, stem: str | None = None, bus: str = "main"):
+        """Any thread: bypass (or re-enable) insert ``insert`` (1-based); crossfades over one block."""
+        chain = self._chain_or_fail(stem, bus)
+        if not 1 <= int(insert) <= len(chain):
+            raise EngineError(f"no insert {insert}: that chain has {len(chain)} (numbered from 1)")
+        chain.set_bypass(int(insert) - 1, on)
+
+    def insert_stats(self) -> dict:
+        """Per chain and slot: blocks run, NaN/Inf and too-slow events, faulted/bypassed state."""
+        return self._inserts.stats() if self._inserts is not None else {"stems": {}, "buses": {}}
 
     # ---- meters (audio thread) -----------------------------------------------------------
     def stem_power_into(self, out: np.ndarray) -> None:
@@ -422,6 +510,7 @@ class Engine:
             "latency_ms": round(self.latency_ms, 2),
             "ramp_ms": round(1000 * self.ramp_frames * self.stft_config.hop / self.sample_rate, 2),
             "model_parameters": card.get("parameters"),
+            "inserts": self._inserts.describe() if self._inserts is not None else None,
         }
 
 

@@ -121,6 +121,8 @@ class StreamingSeparation:
         if preset is not None:
             eng._controls[MIX].load(preset.buses["main"])
             eng._dirty = True
+            if preset.buses["main"].inserts:  # the main bus's inserts render on the mix output
+                eng.set_bus_inserts(MIX, preset.buses["main"].inserts)
         if self._want_batched and has_sequence(eng.separator.card):
             SequenceSeparator(eng, self._chunk_frames)  # becomes eng.separator
         eng.reset()  # apply the gains without a ramp

@@ -35,6 +35,14 @@ Schema version 1 (every key optional unless marked):
     mode = "toggle"                             # toggle | momentary (mute/solo)
     range_db = [-60.0, 6.0]                     # gain/master fader range
     presets = ["karaoke", "drummer"]            # program number → preset (action "preset")
+    insert = 1                                  # action "param"/"bypass": the insert (1-based) of
+    param = "gain"                              #   the stem's chain (stem = ...) or else the bus's;
+    range = [-20.0, 0.0]                        #   param's symbol; CC range (default: the port's)
+    [[stems.vocals.inserts]]                    # effect inserts on a stem, in order (docs/PLUGINS.md)
+    plugin = "http://lv2plug.in/plugins/eg-amp" # an installed LV2 plugin's URI   (required)
+    params = { gain = -6.0 }                    # control ports by symbol, within their ranges
+    bypass = false                              # start bypassed
+    [[buses.main.inserts]]                      # the same after a bus's mix
 
 Errors name the file, the key and the fix in one sentence (`PresetError`). Saving (MIDI learn)
 is atomic: a temporary file in the same folder, fsync, rename.
@@ -69,7 +77,7 @@ from .validate import (
 SCHEMA_VERSION = 1
 LATENCY_POINTS = ("quality", "low-latency")
 MIDI_KINDS = ("cc", "note", "program")
-MIDI_ACTIONS = ("gain", "mute", "solo", "master", "preset")
+MIDI_ACTIONS = ("gain", "mute", "solo", "master", "preset", "param", "bypass")
 MAX_BUSES = 16  # each bus is an ISTFT and a mixer row per hop: 16 stay well inside a block
 MAX_OUTPUTS = 64
 MAX_MAPPINGS = 512
@@ -110,6 +118,7 @@ class BusSettings:
     outputs: list[int] = field(default_factory=lambda: [1, 2])
     gain_db: float = 0.0
     stems: dict[str, StemSettings] = field(default_factory=lambda: {s: StemSettings() for s in STEMS})
+    inserts: list = field(default_factory=list)  # [plugins.InsertSpec] after the bus's mix
 
 
 @dataclass
@@ -133,6 +142,9 @@ class MidiMapping:
     mode: str = "toggle"
     range_db: tuple[float, float] = (-60.0, 6.0)
     presets: list[str] = field(default_factory=list)
+    insert: int = 1  # "param"/"bypass": 1-based position in the stem's (stem set) or bus's chain
+    param: str | None = None  # "param": the plugin port's symbol
+    range: tuple[float, float] | None = None  # "param": CC 0..127 maps onto this (default: the port's range)
 
 
 @dataclass
@@ -151,6 +163,7 @@ class Preset:
     buses: dict[str, BusSettings] = field(default_factory=lambda: {"main": BusSettings()})
     midi: MidiSettings = field(default_factory=MidiSettings)
     path: Path | None = None
+    stem_inserts: dict[str, list] = field(default_factory=dict)  # stem → [plugins.InsertSpec]
 
     def stem_gains(self, bus: str) -> dict[str, float]:
         """Linear gain of each stem on `bus` with console semantics (see :func:`console_gains`)."""
@@ -227,7 +240,7 @@ class _Checker:
 
 def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ...] = STEMS) -> Preset:
     c = _Checker(path, stems)
-    c.table(data, "", {"schema", "name", "description", "engine", "buses", "midi"})
+    c.table(data, "", {"schema", "name", "description", "engine", "buses", "midi", "stems"})
     if depth_of(data) > MAX_DEPTH:
         c.fail("", f"nests tables or arrays more than {MAX_DEPTH} deep", "no preset needs that: check the file")
     if "schema" not in data:
@@ -261,7 +274,7 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     for bus_name, b in buses.items():
         c.name(bus_name, f"buses.{short_repr(bus_name)}", "bus")
         key = f"buses.{bus_name}"
-        b = c.table(b, key, {"outputs", "gain_db", "stems"})
+        b = c.table(b, key, {"outputs", "gain_db", "stems", "inserts"})
         settings = BusSettings()
         if "outputs" in b:
             outs = b["outputs"]
@@ -285,9 +298,17 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
                 mute=c.boolean(s.get("mute", False), f"{skey}.mute"),
                 solo=c.boolean(s.get("solo", False), f"{skey}.solo"),
             )
+        if "inserts" in b:
+            settings.inserts = _parse_inserts(c, b["inserts"], f"{key}.inserts")
         preset.buses[bus_name] = settings
     if "main" not in preset.buses:
         preset.buses["main"] = BusSettings()
+    if "stems" in data:
+        for stem_name, st in c.table(data["stems"], "stems", None).items():
+            c.stem(stem_name, f"stems.{short_repr(stem_name)}")
+            st = c.table(st, f"stems.{stem_name}", {"inserts"})
+            if "inserts" in st:
+                preset.stem_inserts[stem_name] = _parse_inserts(c, st["inserts"], f"stems.{stem_name}.inserts")
 
     m = c.table(data.get("midi", {}), "midi", {"input", "output", "soft_takeover", "map"})
     midi = preset.midi
@@ -303,7 +324,12 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         c.fail("midi.map", f"has {len(maps)} mappings", f"use at most {MAX_MAPPINGS}")
     for i, mp in enumerate(maps):
         key = f"midi.map[{i}]"
-        mp = c.table(mp, key, {"kind", "channel", "number", "action", "stem", "bus", "mode", "range_db", "presets"})
+        mp = c.table(
+            mp,
+            key,
+            {"kind", "channel", "number", "action", "stem", "bus", "mode", "range_db", "presets"}
+            | {"insert", "param", "range"},
+        )
         for req in ("kind", "action"):
             if req not in mp:
                 c.fail(
@@ -317,7 +343,9 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
         )
         mapping.channel = c.number(mp.get("channel", 0), f"{key}.channel", 0, 16, integer=True)
         mapping.number = c.number(mp.get("number", 0), f"{key}.number", 0, 127, integer=True)
-        if mapping.action in ("gain", "mute", "solo"):
+        if mapping.action in ("param", "bypass"):
+            _parse_insert_target(c, mp, key, mapping, preset)
+        elif mapping.action in ("gain", "mute", "solo"):
             if "stem" not in mp:
                 c.fail(
                     f"{key}.stem", "is missing", f"say which stem the {mapping.action} applies to ({', '.join(stems)})"
@@ -363,6 +391,77 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
             )
         midi.map.append(mapping)
     return preset
+
+
+# ---- effect inserts (issue 23; docs/PLUGINS.md) -------------------------------------------
+
+
+def _parse_inserts(c: _Checker, value, key: str) -> list:
+    """``[[...inserts]]``: an array of {plugin, params, bypass} tables, each checked against the
+    installed plugin (installed, hostable, known parameters within their ranges)."""
+    from .plugins import MAX_INSERTS, InsertSpec, check_insert
+
+    if not isinstance(value, list):
+        c.fail(key, f"must be an array of tables, not {short_repr(value)}", f"write each insert as [[{key}]]")
+    if len(value) > MAX_INSERTS:
+        c.fail(key, f"has {len(value)} inserts", f"use at most {MAX_INSERTS} per chain")
+    out = []
+    for i, ins in enumerate(value):
+        ikey = f"{key}[{i}]"
+        ins = c.table(ins, ikey, {"plugin", "params", "bypass"})
+        if "plugin" not in ins:
+            c.fail(f"{ikey}.plugin", "is missing", 'add plugin = "<LV2 URI>" (see `livedemix plugins list`)')
+        uri = c.string(ins["plugin"], f"{ikey}.plugin")
+        params = c.table(ins.get("params", {}), f"{ikey}.params", None)
+        values = {}
+        for sym, v in params.items():
+            if not isinstance(sym, str) or len(sym) > 64:
+                c.fail(f"{ikey}.params", f"has a bad parameter name {short_repr(sym)}", "use the ports' symbols")
+            if isinstance(v, bool):
+                v = 1.0 if v else 0.0
+            values[sym] = float(c.number(v, f"{ikey}.params.{sym}", -1e9, 1e9))
+        spec = InsertSpec(uri, values, c.boolean(ins.get("bypass", False), f"{ikey}.bypass"))
+        problem = check_insert(spec)
+        if problem:
+            where, _, fix = problem.partition(": ")
+            c.fail(ikey, where, fix or "remove the insert")
+        out.append(spec)
+    return out
+
+
+def _parse_insert_target(c: _Checker, mp: dict, key: str, mapping: MidiMapping, preset: Preset) -> None:
+    """A MIDI mapping to an insert: ``stem`` (its chain) or ``bus``; ``insert`` (1-based);
+    for "param", the parameter's symbol and an optional ``range``."""
+    from .plugins import control_inputs, plugin_info
+
+    if "stem" in mp:
+        mapping.stem = c.stem(mp["stem"], f"{key}.stem")
+        chain, where = preset.stem_inserts.get(mapping.stem, []), f"stems.{mapping.stem}.inserts"
+    else:
+        bus = c.string(mp.get("bus", "main"), f"{key}.bus")
+        chain = preset.buses[bus].inserts if bus in preset.buses else []
+        where = f"buses.{bus}.inserts"
+    mapping.insert = c.number(mp.get("insert", 1), f"{key}.insert", 1, max(1, len(chain)), integer=True)
+    if not chain:
+        c.fail(f"{key}.insert", f"targets {where}, which has no inserts", f"add [[{where}]] or target another chain")
+    spec = chain[mapping.insert - 1]
+    if mapping.action == "param":
+        if "param" not in mp:
+            c.fail(f"{key}.param", "is missing", f"name the parameter of {spec.plugin} to control")
+        params = control_inputs(plugin_info(spec.plugin))
+        mapping.param = c.string(mp["param"], f"{key}.param")
+        if mapping.param not in params:
+            c.fail(f"{key}.param", f"is not a parameter of {spec.plugin}", f"use one of {', '.join(params)}")
+        lo, hi = params[mapping.param]["minimum"], params[mapping.param]["maximum"]
+        if "range" in mp:
+            r = mp["range"]
+            if not (isinstance(r, list) and len(r) == 2):
+                c.fail(
+                    f"{key}.range", f"must be [low, high], not {short_repr(r)}", f"write e.g. range = [{lo:g}, {hi:g}]"
+                )
+            a = float(c.number(r[0], f"{key}.range", lo, hi))
+            b = float(c.number(r[1], f"{key}.range", lo, hi))
+            mapping.range = (a, b)
 
 
 def load_preset(name_or_path: str | Path, stems: tuple[str, ...] = STEMS) -> Preset:
@@ -474,6 +573,8 @@ def preset_to_dict(preset: Preset) -> dict:
             "gain_db": b.gain_db,
             "stems": {s: {"gain_db": v.gain_db, "mute": v.mute, "solo": v.solo} for s, v in b.stems.items()},
         }
+        if b.inserts:
+            buses[name]["inserts"] = [i.to_dict() for i in b.inserts]
     midi: dict = {"soft_takeover": preset.midi.soft_takeover}
     if preset.midi.input:
         midi["input"] = preset.midi.input
@@ -494,10 +595,16 @@ def preset_to_dict(preset: Preset) -> dict:
             d["stem"] = mp.stem
         if mp.presets:
             d["presets"] = list(mp.presets)
+        if mp.action in ("param", "bypass"):
+            d["insert"] = mp.insert
+            if mp.param:
+                d["param"] = mp.param
+            if mp.range is not None:
+                d["range"] = list(mp.range)
         maps.append(d)
     if maps:
         midi["map"] = maps
-    return {
+    out = {
         "schema": SCHEMA_VERSION,
         "name": preset.name,
         "description": preset.description,
@@ -505,6 +612,9 @@ def preset_to_dict(preset: Preset) -> dict:
         "buses": buses,
         "midi": midi,
     }
+    if any(preset.stem_inserts.values()):
+        out["stems"] = {s: {"inserts": [i.to_dict() for i in ins]} for s, ins in preset.stem_inserts.items() if ins}
+    return out
 
 
 def _merge_into(doc, new: dict) -> None:
