@@ -190,3 +190,24 @@ def test_shipped_model_names_its_sequence_graph_with_the_right_hash():
     assert seq["state_pairs"] == card["state_pairs"]
     # the streaming step graph is the one that shipped before the sequence graph existed
     assert sha256_of(MODELS / "default.onnx") == "5697fda92145fbeae37733cefb018ef299db23be6381a74cc0c023993b3f331b"
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_reused_engine_renders_the_next_song_as_a_fresh_one(demo, tiny, exact):
+    """A library worker keeps its engines between songs (the model loads once): each song must
+    come out as if the engine were new (the classic streaming bug: a state not reset)."""
+    x, sr = demo
+    a, b = x[:, : sr * 2], x[:, sr * 2 :]
+    cache: dict = {}
+
+    def render(audio, cache):
+        sep = StreamingSeparation(sr, 2, model=tiny, preset="karaoke", exact=exact, engine_cache=cache)
+        parts = [sep.feed(audio), sep.finish()]
+        return sep, {o: np.concatenate([p[o] for p in parts], axis=1) for o in parts[0]}
+
+    first, _ = render(a, cache)
+    second, out = render(b, cache)
+    assert second._engines[0] is first._engines[0]  # reused
+    _, fresh = render(b, None)
+    for o in fresh:
+        assert np.array_equal(out[o], fresh[o]), o

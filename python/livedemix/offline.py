@@ -101,9 +101,21 @@ class StreamingSeparation:
         earlier song with the same settings is reset and reused: the model loads once."""
         if cache is None:
             return self._make_engine(model, preset, phase, names)
-        key = (k, str(model), id(preset), phase, tuple(names), self.block_size, self._want_batched, self._chunk_frames)
+        which_preset = None if preset is None else (str(getattr(preset, "path", "") or "") or id(preset))
+        key = (
+            k,
+            str(model),
+            which_preset,
+            phase,
+            tuple(names),
+            self.block_size,
+            self._want_batched,
+            self._chunk_frames,
+        )
         eng = cache.get(key)
         if eng is None:
+            if len(cache) >= 16:  # settings changed along the way: don't hoard engines
+                cache.clear()
             eng = cache[key] = self._make_engine(model, preset, phase, names)
         else:
             if isinstance(eng.separator, SequenceSeparator):
