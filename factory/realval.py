@@ -5,13 +5,14 @@ the exact sum of its two targets. Only ``valid``-split songs (factory.realmusic)
     python -m factory.realval build --out DIR        # deterministic; needs the teacher's cache
     python -m factory.realval eval --data DIR        # the shipped model and the teacher, one table
 
-What "confident" means (per teacher STFT frame, hop 1024 = 23 ms; factory.teacher):
-- ``decisive`` = energy-weighted mean over the bins below 11 kHz of |2 m − 1|, m the teacher's
-  vocal soft mask: 1 when every bin belongs wholly to one stem, 0 when every bin is split in
-  half. A clip is kept when at least ``MIN_CONFIDENT`` of its frames have decisive ≥
-  ``DECISIVE``, and vocals are present (vocal energy within 30 dB of the song's loud vocal
-  frames) in at least ``MIN_PRESENT`` of them;
-- the up to ``CLIPS_PER_SONG`` best such windows of ``CLIP_S`` seconds per song, not overlapping.
+What "confident" means (per teacher STFT frame, 4096/1024 at 44.1 kHz, bins below 11 kHz,
+computed from the cached stems: V, A their power spectra, m = V / (V + A) the teacher's vocal
+share per bin): a frame's *purity* is the fraction of its vocal energy that lies in bins where
+m ≥ ``SURE_MASK`` (0.7). Bleed of the band into the teacher's vocals sits in bins the teacher
+splits, so it lowers purity. A frame is confident when its purity is ≥ ``PURITY`` or its vocals
+are absent (more than 30 dB below the song's loud vocal frames); a ``CLIP_S`` window is kept when
+≥ ``MIN_CONFIDENT`` of its frames are confident and vocals are present in ≥ ``MIN_PRESENT`` of
+them; the up to ``CLIPS_PER_SONG`` best such windows per song, not overlapping.
 
 The instrumental of each clip is drawn deterministically (seeded by the clip's name) from the
 valid instrumentals: the songs' own instrumental files, Debian game music, Frets on Fire bands
@@ -41,9 +42,10 @@ from factory import teacher as tch
 SR = 44100
 CLIP_S = 10.0
 HOP_CLIP_S = 2.5
-DECISIVE = 0.6
-MIN_CONFIDENT = 0.8
-MIN_PRESENT = 0.5
+SURE_MASK = 0.7
+PURITY = 0.8
+MIN_CONFIDENT = 0.85
+MIN_PRESENT = 0.6
 CLIPS_PER_SONG = 4
 MAX_INSTR_SHARE = 0.08
 INSTR_TRIES = 64
@@ -58,19 +60,33 @@ def _rng(name: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big"))
 
 
+def vocal_confidence(vocals: np.ndarray, accompaniment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per teacher frame: (confident, present) booleans from the teacher's two stems (module
+    docstring)."""
+    import torch
+
+    w = torch.hann_window(tch.N_FFT)
+
+    def power(x):
+        X = torch.stft(torch.from_numpy(np.ascontiguousarray(x)), tch.N_FFT, tch.HOP, window=w, return_complex=True)
+        return (X[:, : tch.BINS].abs() ** 2).sum(0).T.numpy().astype(np.float64)  # (T, F)
+
+    V, A = power(vocals), power(accompaniment)
+    m = V / (V + A + 1e-20)
+    ev = V.sum(1)
+    purity = (V * (m >= SURE_MASK)).sum(1) / (ev + 1e-20)
+    present = ev > 1e-3 * (np.percentile(ev, 95) if len(ev) else 0.0)
+    return (purity >= PURITY) | ~present, present
+
+
 def confident_windows(
-    conf: dict, n_frames_clip: int, hop_frames: int, k: int = CLIPS_PER_SONG
+    confident: np.ndarray, present: np.ndarray, n_frames_clip: int, hop_frames: int, k: int = CLIPS_PER_SONG
 ) -> list[tuple[int, float]]:
     """The up to ``k`` best non-overlapping windows (start frame, confident fraction) where the
     teacher is confident and vocals are present (module docstring)."""
-    share, decisive, energy = conf["share"], conf["decisive"], conf["energy"]
-    ev = share * energy
-    loud = np.percentile(ev, 95) if len(ev) else 0.0
-    present = ev > 1e-3 * loud
-    ok = decisive >= DECISIVE
     cands = []
-    for s in range(0, len(ev) - n_frames_clip + 1, hop_frames):
-        c = float(ok[s : s + n_frames_clip].mean())
+    for s in range(0, len(confident) - n_frames_clip + 1, hop_frames):
+        c = float(confident[s : s + n_frames_clip].mean())
         p = float(present[s : s + n_frames_clip].mean())
         if c >= MIN_CONFIDENT and p >= MIN_PRESENT:
             cands.append((c * p, s, c))
@@ -137,8 +153,9 @@ def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progr
     out.mkdir(parents=True, exist_ok=True)
     clips = []
     for s in vocal_songs:
-        stems, conf, _ = cache.get(s.files["mixture"][0])
-        for start_f, conf_frac in confident_windows(conf, n_clip, hop):
+        stems, _, _ = cache.get(s.files["mixture"][0])
+        confident, present = vocal_confidence(stems["vocals"], stems["accompaniment"])
+        for start_f, conf_frac in confident_windows(confident, present, n_clip, hop):
             a = start_f * tch.HOP
             voc = stems["vocals"][:, a : a + n]
             acc_orig = stems["accompaniment"][:, a : a + n]
@@ -177,7 +194,8 @@ def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progr
         "version": VERSION,
         "clip_s": CLIP_S,
         "thresholds": {
-            "decisive": DECISIVE,
+            "sure_mask": SURE_MASK,
+            "purity": PURITY,
             "min_confident": MIN_CONFIDENT,
             "min_present": MIN_PRESENT,
             "max_instr_share": MAX_INSTR_SHARE,
