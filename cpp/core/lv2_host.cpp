@@ -430,7 +430,9 @@ void InsertSlot::process(float* io, std::ptrdiff_t stride, int n, double budget_
       slow_run_ = 0;
     }
   }
-  const float goal = wet_ok ? target : 0.0f;
+  // A slot that just turned slow fades out within this block (its output of this block is
+  // good): the next block does not run it again.
+  const float goal = wet_ok && !faulted() ? target : 0.0f;
   for (int c = 0; c < channels_; ++c) {
     float* y = io + c * stride;
     const float* d = dry_.data() + c * M;
