@@ -57,7 +57,7 @@ def test_separate_writes_stems_and_preset_mix(model, song, tmp_path):
     out = tmp_path / "out"
     r = run("separate", song, "-o", out, "--model", model, "--preset", "karaoke", "--json")
     assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)[0]
+    res = json.loads(r.stdout)["results"][0]
     names = sorted(p.name for p in (out / "song").iterdir())
     assert names == ["bass.wav", "drums.wav", "mix.wav", "other.wav", "vocals.wav"]
     x, sr = sf.read(song, dtype="float32")

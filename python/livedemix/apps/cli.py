@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .. import __version__
 from ..phase import MODES as PHASE_CHOICES
@@ -107,10 +106,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_separate(args) -> int:
-    from . import separate_files
+    from . import library
 
     stems = [s.strip() for s in args.stems.split(",")] if args.stems else None
-    results = separate_files.run(
+    summary = library.run_job(
         args.inputs,
         args.out,
         model=args.model,
@@ -119,17 +118,20 @@ def cmd_separate(args) -> int:
         phase=args.phase,
         fmt=args.format,
         force=args.force,
-        quiet=args.json,
+        exact=args.exact,
+        recursive=args.recursive,
+        jobs=args.jobs,
+        use_ray=args.ray is not None,
+        ray_address=args.ray or None,
+        retries=args.retries,
+        progress=not args.json,
     )
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(summary, indent=2))
     else:
-        for r in results:
-            print(
-                f"{r['input']}: {len(r['outputs'])} files in {Path(r['outputs'][0]).parent}/ "
-                f"({r['seconds']:.1f} s of audio in {r['wall_seconds']:.1f} s, real-time factor {r['real_time_factor']:.3f})"
-            )
-    return 0
+        print(library.format_summary(summary))
+        library.print_peak_notes(summary)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_eval(args) -> int:
@@ -308,9 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print machine-readable JSON")
     demo.set_defaults(func=cmd_demo)
 
-    sep = sub.add_parser("separate", help="separate audio files into stems (OUTDIR/<name>/<stem>.wav)")
-    sep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (WAV, FLAC, OGG, MP3)")
-    sep.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    sep = sub.add_parser(
+        "separate",
+        help="separate audio files or whole folders into stems (OUTDIR/<name>/<stem>.wav), resumable (docs/LIBRARY.md)",
+    )
+    sep.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files (WAV, FLAC, OGG, MP3, ...) or folders of them"
+    )
+    sep.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder (the input tree is mirrored)")
+    sep.add_argument("-r", "--recursive", action="store_true", help="also walk the subfolders of folder inputs")
+    sep.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes on this machine (default 1)")
+    sep.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster (pip install 'livedemix[cluster]'): no ADDRESS starts a local one",
+    )
+    sep.add_argument(
+        "--retries", type=int, default=2, metavar="N", help="retries of a song whose worker died (default 2)"
+    )
+    sep.add_argument(
+        "--exact",
+        action="store_true",
+        help="render frame by frame with the streaming step, bit for bit the live output (slower)",
+    )
     sep.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
     sep.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")
     sep.add_argument("--stems", default=None, help="comma-separated subset, e.g. vocals,drums (default: all)")

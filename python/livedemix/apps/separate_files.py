@@ -51,11 +51,23 @@ def separate_file(
     fmt="wav",
     block_size=4096,
     quiet=False,
+    exact=False,
+    engine_cache=None,
 ) -> dict:
+    """One song into its folder (atomically). ``exact``: the bit-exact streaming render instead
+    of the batched one; ``engine_cache``: a library worker's dict, so the model loads once."""
     t0 = time.perf_counter()
     with open_input(path) as f:
         sep = StreamingSeparation(
-            f.samplerate, f.channels, model=model, preset=preset, stems=stems, phase=phase, block_size=block_size
+            f.samplerate,
+            f.channels,
+            model=model,
+            preset=preset,
+            stems=stems,
+            phase=phase,
+            block_size=block_size,
+            exact=exact,
+            engine_cache=engine_cache,
         )
         total = f.frames
         with AtomicOutputs(folder, sep.outputs, fmt, f.samplerate, f.channels) as out:
