@@ -502,11 +502,9 @@ class PeerRunner(_MagnitudeRunner):
     def magnitudes(self, X):
         import torch
 
-        from .train import network_input
-
         spec = torch.from_numpy(np.ascontiguousarray(X.transpose(1, 2, 0)))[None]  # (1, C, F, T) complex
         with torch.inference_mode():
-            V = self.net(network_input(self.net, spec))[0]  # (J, C, F, T)
+            V = self.net(spec.abs())[0]  # (J, C, F, T)
         return np.ascontiguousarray(V.permute(3, 0, 1, 2).numpy(), dtype=np.float32)
 
     def info(self) -> dict:
@@ -529,62 +527,6 @@ class PeerRunner(_MagnitudeRunner):
             },
             "valid_scores": self.scores.get("valid_sdr", self.scores.get("valid_stft_sdr")),
         }
-
-
-class ReusedPeer:
-    """A peer whose scores an earlier report already holds for the same checkpoint, songs and
-    settings (``--reuse``), or a model of that report carried over as it was (``--carry``): its
-    per-song scores are copied, not recomputed (under this run's name for it, which may differ
-    from the earlier one). A peer's checkpoint does not change between evaluations, and BSS Eval
-    is most of an evaluation's time."""
-
-    kind = "peer"
-
-    def __init__(self, name: str, modes: list[str], info: dict, previous: dict, old_name: str):
-        self.name, self.modes = name, list(modes)
-        self.methods = [f"{name}/{m}" for m in self.modes]
-        self._info = dict(info, reused_from=previous["date"])
-        self.songs = {song["name"]: song for song in previous["songs"]}
-        self.old = {f"{name}/{m}": f"{old_name}/{m}" for m in self.modes}  # this run's method → earlier
-        # the earlier run's cost of these methods, which is what they would cost now
-        self.timing = {m: previous["timing"]["per_method_per_song_second"][o] for m, o in self.old.items()}
-
-    def run(self, ctx) -> Result:
-        return Result({}, {})
-
-    def scores(self, song_name: str, start_s: float) -> dict:
-        old = self.songs.get(song_name)
-        if old is None or abs(old["start_s"] - start_s) > 1e-6:
-            raise SystemExit(
-                f"--reuse: the earlier report has no excerpt of {song_name} from {start_s:g} s; "
-                "evaluate without --reuse"
-            )
-        return {m: old["scores"][o] for m, o in self.old.items()}
-
-    def info(self) -> dict:
-        return self._info
-
-
-REUSE_CONFIG_KEYS = ("data", "split", "songs", "seconds", "offset_seconds", "bss")
-
-
-def reusable(runner: PeerRunner, previous: dict, config: dict) -> str | None:
-    """The name under which ``previous`` (an earlier report) scored this peer's checkpoint in
-    every mode it asks for, on the same excerpts with the same measures; None if it did not.
-    Reports from before the sha256 was recorded identify a checkpoint by its path, training
-    record and validation scores."""
-    if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
-        return None
-    new = runner.info()
-    for name, old in previous["models"].items():
-        if old.get("kind") != "torch checkpoint" or any(f"{name}/{m}" not in previous["summary"] for m in runner.modes):
-            continue
-        if "sha256" in old:
-            if old["sha256"] == new["sha256"]:
-                return name
-        elif all(_json_safe(new[k]) == old.get(k) for k in ("path", "training", "valid_scores")):
-            return name
-    return None
 
 
 def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rate: int = 44100) -> float:
@@ -797,16 +739,9 @@ def markdown_section(report: dict) -> str:
                 + " (relative L2).",
             ]
     t = report["timing"]
-    reused = [n for n, info in report["models"].items() if info.get("reused_from")]
     L += [
         "",
         f"**Time.** {t['wall_s'] / 60:.1f} min wall ({t['cpu_s'] / 60:.1f} min CPU, one thread) on {report['host']}"
-        + (
-            f"; the scores and times of {', '.join(reused)} are copied from the report of "
-            f"{report['models'][reused[0]]['reused_from']} (the same excerpts and measures: `--reuse`, `--carry`)"
-            if reused
-            else ""
-        )
         + ". CPU seconds per song-second (estimate: the separator's run, shared by its modes, plus this mode's "
         "reconstruction):",
         "",
@@ -954,22 +889,6 @@ def _main(argv=None) -> int:
         default=3.0,
         help="compare the evaluation path with the product's on this much of the first song (0: skip)",
     )
-    p.add_argument(
-        "--reuse",
-        type=Path,
-        default=None,
-        metavar="REPORT.json",
-        help="copy the scores of --peer checkpoints that this earlier report already holds for the "
-        "same excerpts and settings instead of evaluating them again (e.g. docs/separator_eval.json)",
-    )
-    p.add_argument(
-        "--carry",
-        action="append",
-        default=[],
-        metavar="OLD[=NEW]",
-        help="copy the --reuse report's scores of its model OLD (every mode it has) into this one, "
-        "as NEW, without its checkpoint or card (same excerpts and measures required)",
-    )
     p.add_argument("--out", type=Path, default=Path("docs/separator_eval.json"))
     p.add_argument("--markdown", type=Path, default=None, help="write the summary between the markers in this file")
     p.add_argument(
@@ -1018,48 +937,12 @@ def _main(argv=None) -> int:
         "livedemix.phase.default_n_iter(hop), kappa = 2, mask power: the card's per mode "
         "(factory.calibrate), 2 (Wiener) for the peer checkpoints",
     }
-    previous = None
-    if args.reuse is not None:
-        try:
-            previous = json.loads(args.reuse.read_text())
-        except (OSError, ValueError) as e:
-            raise SystemExit(
-                f"--reuse {args.reuse}: cannot read it as a report ({e}); give a JSON file this "
-                "command wrote with --out"
-            ) from None
     for spec in args.peer:
         name, path = _named(spec, "--peer")
         r = PeerRunner(name, path, _modes(args.peer_modes))
-        old_name = reusable(r, previous, config) if previous is not None else None
-        if old_name is not None:
-            r = ReusedPeer(r.name, r.modes, r.info(), previous, old_name)
-            print(
-                f"{name}: scores of {old_name} copied from {args.reuse} ({previous['date']}), "
-                "same checkpoint and excerpts"
-            )
         runners.append(r)
         models[name] = r
-    for spec in args.carry:
-        old_name, _, name = spec.partition("=")
-        name = name or old_name
-        if previous is None:
-            raise SystemExit(f"--carry {spec} copies from an earlier report: add --reuse REPORT.json")
-        if any(previous["config"].get(k) != config[k] for k in REUSE_CONFIG_KEYS):
-            raise SystemExit(
-                f"--carry {spec}: {args.reuse} scored other excerpts or measures "
-                f"({', '.join(REUSE_CONFIG_KEYS)} differ); evaluate that model again instead"
-            )
-        if old_name not in previous["models"]:
-            raise SystemExit(
-                f"--carry {spec}: {args.reuse} has no model {old_name!r}; it has {', '.join(previous['models'])}"
-            )
-        if name in models:
-            raise SystemExit(f"--carry {spec}: this run already has a model {name!r}; carry it as OLD=NEW")
-        modes = [m.split("/", 1)[1] for m in previous["methods"] if m.startswith(old_name + "/")]
-        r = ReusedPeer(name, modes, previous["models"][old_name], previous, old_name)
-        runners.append(r)
-        models[name] = r
-    if len(models) != len(args.model) + len(args.peer) + len(args.carry):
+    if len(models) != len(args.model) + len(args.peer):
         raise SystemExit("two --model/--peer share a name: give each its own NAME=")
     default_phase_model = None
     if args.set_default_phase is not None:
@@ -1131,10 +1014,6 @@ def _main(argv=None) -> int:
             bss = BssEvalV4(stems[active], window=sr, hop=sr)
             bss_setup_s += _cpu() - t0
         scores, secs = score_song(stems, estimates, active, bss, names)
-        for r in runners:
-            if isinstance(r, ReusedPeer):
-                scores.update(r.scores(d.name, start / sr))
-                secs.update({m: {"plain": 0.0, "bss": 0.0} for m in r.methods})
         del bss
         if i == 0 and args.bss and args.bss_check and active:
             bss_check = museval_check(stems, estimates, active, scores, names, secs, sr)
@@ -1198,8 +1077,7 @@ def _main(argv=None) -> int:
                     "bss": bss_s[m] / song_seconds,
                 }
                 for m in methods
-            }
-            | {m: x for r in runners if isinstance(r, ReusedPeer) for m, x in r.timing.items()},
+            },
             "bss_setup_per_song_second": bss_setup_s / song_seconds,
         },
         "songs": songs,

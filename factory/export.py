@@ -9,7 +9,6 @@ offline path feeds it long chunks and carries the causal context over. `--add-se
 to a model exported before it existed, leaving the step graph byte for byte as it was.
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
-(for a model with extra input planes, (1, C + E, F): the card's `extra_input_planes` after them)
 and the state tensors (`conv_state`, and `mag_state` with lookahead); outputs `stems`
 (1, J, C, F) and the next states (`conv_state_out`, `mag_state_out`). The card (JSON) says
 everything the runtime checks before it runs the model: sample rate, STFT, stems, feature,
@@ -40,7 +39,7 @@ SEQUENCE_CHUNK_FRAMES = 64
 class SequenceStep(torch.nn.Module):
     """Many frames of `WaveNetSeparator` per call with the streaming step's explicit state.
 
-    Inputs: mag (T, C_in, F) (T consecutive frames, any T ≥ 1) and the same states as
+    Inputs: mag (T, C, F) (T consecutive frames, any T ≥ 1) and the same states as
     `StreamingStep` (conv_state (1, Σ d, R); mag_state or feat_state); outputs stems
     (T, J, C, F) (row t: what the step would return for the t-th frame) and the states after the
     last frame, in the step's layout. So a song can be fed in chunks with the causal context
@@ -59,7 +58,7 @@ class SequenceStep(torch.nn.Module):
         st, cfg = self.step, self.cfg
         r = cfg.residual
         T = mag.shape[0]
-        feat = torch.log1p(mag).reshape(T, -1) * st.in_scale + st.in_bias  # (T, C_in·F)
+        feat = torch.log1p(mag).reshape(T, -1) * st.in_scale + st.in_bias  # (T, C·F)
         x = F.linear(feat, st.inp_w, st.inp_b)  # (T, R)
         skip = 0
         new_segments = []
@@ -77,21 +76,20 @@ class SequenceStep(torch.nn.Module):
         h = F.relu(F.linear(F.relu(skip), st.head1_w, st.head1_b))  # (T, H)
         logits = F.linear(h, st.head2_w, st.head2_b)  # (T, J·C·F)
         if cfg.local:
-            feat_t = feat.reshape(T, cfg.in_channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)  # (1, C_in, F, T)
+            feat_t = feat.reshape(T, cfg.channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)  # (1, C, F, T)
             window = torch.cat([extra_state, feat_t], dim=3)
             lg = logits.reshape(T, cfg.stems * cfg.channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)
-            lg = st.refiner(window, lg, h.t().unsqueeze(0), pad_time=False)  # (1, J·C, F, T)
+            lg = st.refiner(window, lg, pad_time=False)  # (1, J·C, F, T)
             logits = lg[0].permute(2, 0, 1)
         masks = torch.sigmoid(logits).reshape(T, cfg.stems, cfg.channels, cfg.bins)
-        chan = mag[:, : cfg.channels]
         if cfg.lookahead:
             L = cfg.lookahead
-            ext = torch.cat([extra_state, mag.permute(1, 2, 0).unsqueeze(0)], dim=3)  # (1, C_in, F, L + T)
-            target = ext[0, : cfg.channels, :, :-L].permute(2, 0, 1)  # frame t - L for output t
+            ext = torch.cat([extra_state, mag.permute(1, 2, 0).unsqueeze(0)], dim=3)  # (1, C, F, L + T)
+            target = ext[0, :, :, :-L].permute(2, 0, 1)  # frame t - L for output t
             return masks * target.unsqueeze(1), conv_state_out, ext[..., -L:]
         if cfg.local:
-            return masks * chan.unsqueeze(1), conv_state_out, window[..., -(cfg.local_frames - 1) :]
-        return masks * chan.unsqueeze(1), conv_state_out
+            return masks * mag.unsqueeze(1), conv_state_out, window[..., -(cfg.local_frames - 1) :]
+        return masks * mag.unsqueeze(1), conv_state_out
 
 
 def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> dict:
@@ -103,7 +101,7 @@ def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> di
     states = step.initial_state()
     state_names = step.state_names()
     T = 5  # any example length: the frame axis is dynamic
-    mag = torch.rand(T, cfg.in_channels, cfg.bins)
+    mag = torch.rand(T, cfg.channels, cfg.bins)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.seq.onnx"
@@ -125,7 +123,7 @@ def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> di
         "onnx_file": path.name,
         "onnx_sha256": sha256_of(path),
         "inputs": {
-            "mag": ["frames", cfg.in_channels, cfg.bins],
+            "mag": ["frames", cfg.channels, cfg.bins],
             **{s: list(t.shape) for s, t in zip(state_names, states)},
         },
         "outputs": {
@@ -203,7 +201,7 @@ def export_step_model(
     step = StreamingStep(net).eval()
     states = step.initial_state()
     state_names = step.state_names()
-    mag = torch.zeros(1, cfg.in_channels, cfg.bins)
+    mag = torch.zeros(1, cfg.channels, cfg.bins)
     onnx_path = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_onnx = Path(tmp) / "model.onnx"
@@ -229,27 +227,21 @@ def export_step_model(
         "channels": cfg.channels,
         "bins": cfg.bins,
         "feature": "log1p(|X|) of both channels"
-        + (" and of the side signal |X_L - X_R| / 2" if cfg.side else "")
         + f", learned per-bin affine, learned projection to {cfg.residual} channels",
         "output": "stem magnitudes = sigmoid mask * |X| (non-negative)"
         + (
             "; mask logits refined per bin from patches of the features ("
             + ", ".join(f"{b} bins x {f} frames" for b, f in cfg.local_patches)
-            + f"; {cfg.local} channels each, {cfg.local_depth} hidden layer(s)"
-            + (", the head's hidden vector" if cfg.local_context else "")
-            + (", a bias per bin" if cfg.local_bin_bias else "")
-            + ")"
+            + f"; {cfg.local} channels each, 1 hidden layer(s))"
             if cfg.local
             else ""
         ),
-        "inputs": {"mag": [1, cfg.in_channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
+        "inputs": {"mag": [1, cfg.channels, cfg.bins], **{s: list(t.shape) for s, t in zip(state_names, states)}},
         "outputs": {
             "stems": [1, cfg.stems, cfg.channels, cfg.bins],
             **{f"{s}_out": list(t.shape) for s, t in zip(state_names, states)},
         },
         "state_pairs": {s: f"{s}_out" for s in state_names},
-        # The planes of `mag`: the channels' |X|, then these (see livedemix.separator).
-        **({"extra_input_planes": cfg.extra_planes} if cfg.extra_planes else {}),
         "lookahead_frames": cfg.lookahead,
         "receptive_field_frames": cfg.receptive_field,
         "architecture": {"type": "wavenet-frames", **cfg.to_dict()},

@@ -15,10 +15,7 @@ Local refiner (optional, `local` > 0 channels): the head's mask logits come out 
 peak or onset belongs to whom. The refiner adds it back per bin: a small convolution over the
 mixture's features in a patch of bins × frames (5 × 3 by default; causal in time), stacked with
 the head's logits at that bin, and a per-bin MLP (weights shared by all bins) that corrects the
-logits. Optionally the MLP also sees the head's hidden vector (`local_context`: what this frame
-is, the same for every bin) and a learned bias per bin (`local_bin_bias`: where in the spectrum
-it is), and has more hidden layers (`local_depth`). Its last layer starts at zero, so training
-starts from the plain model.
+logits. Its last layer starts at zero, so training starts from the plain model.
 
 Lookahead L: the output for frame t is computed from frames up to t + L, so the stream emits
 frame t's estimate L frames late. The default model uses L = 0.
@@ -39,6 +36,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# Options of experiments that never shipped, with the value that means "off" (what the shipped
+# checkpoint and card record): the refiner's frame context, per-bin bias and extra depth, and the
+# side signal as a third input plane.
+REMOVED_OPTIONS = {"local_context": False, "local_bin_bias": False, "local_depth": 1, "side": False}
+
 
 @dataclass
 class ModelConfig:
@@ -56,19 +58,6 @@ class ModelConfig:
     # bin, many frames) horizontal structure (sustained partials), as in harmonic/percussive
     # separation by median filtering (FitzGerald 2010).
     local_patches: tuple = ((5, 3),)
-    local_context: bool = False  # the refiner also sees the head's hidden vector (this frame's summary)
-    local_bin_bias: bool = False  # the refiner knows which bin it is at (a learned bias per bin)
-    local_depth: int = 1  # hidden layers of the refiner's per-bin MLP
-    # A spatial cue: the network also sees |X_L - X_R| / 2, the side signal's magnitude. With
-    # |X_L| and |X_R| it fixes each bin's inter-channel phase difference, so it tells a centred
-    # mono source (vocals, bass: side ~ 0) from wide ones in the same bin, which the channels'
-    # magnitudes alone cannot. The masks still apply to |X_L| and |X_R|.
-    side: bool = False
-
-    @property
-    def extra_planes(self) -> list[str]:
-        """The input planes after the channels' magnitudes, in order (the card's names)."""
-        return ["side"] if self.side else []
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,6 +68,14 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
+        # Options of experiments that never shipped (the git tag experiments-before-cleanup has
+        # them): older checkpoints and cards record them switched off, which is this model.
+        for key, off in REMOVED_OPTIONS.items():
+            if key in d and d.pop(key) != off:
+                raise ValueError(
+                    f"this model uses {key}, an experiment that was removed (git tag experiments-before-cleanup "
+                    "has it): build it from that tag"
+                )
         d["dilations"] = tuple(d["dilations"])
         if "local_patches" in d:
             d["local_patches"] = tuple(tuple(p) for p in d["local_patches"])
@@ -89,11 +86,6 @@ class ModelConfig:
             raise ValueError("the local refiner is written for lookahead 0")
         if any(b % 2 == 0 for b, _ in self.local_patches):
             raise ValueError("the local refiner's patches need an odd number of bins (centred on the bin)")
-
-    @property
-    def in_channels(self) -> int:
-        """Magnitude planes the network reads: the channels, then `extra_planes`."""
-        return self.channels + len(self.extra_planes)
 
     @property
     def local_frames(self) -> int:
@@ -129,13 +121,8 @@ class LocalRefiner(nn.Module):
         n = cfg.stems * cfg.channels
         self.shapes = cfg.local_patches
         self.frames = cfg.local_frames
-        self.patches = nn.ModuleList(nn.Conv2d(cfg.in_channels, cfg.local, kernel_size=s) for s in self.shapes)
+        self.patches = nn.ModuleList(nn.Conv2d(cfg.channels, cfg.local, kernel_size=s) for s in self.shapes)
         self.mix = nn.Conv2d(n + len(self.shapes) * cfg.local, cfg.local, 1)
-        # The head's hidden vector summarises the whole frame; projected, it shifts every bin's
-        # MLP the same way (what the frame is), and the bin bias says where in the spectrum it is.
-        self.context = nn.Conv1d(cfg.hidden, cfg.local, 1) if cfg.local_context else None
-        self.bin_bias = nn.Parameter(torch.zeros(cfg.local, cfg.bins, 1)) if cfg.local_bin_bias else None
-        self.deep = nn.ModuleList(nn.Conv2d(cfg.local, cfg.local, 1) for _ in range(cfg.local_depth - 1))
         self.out = nn.Conv2d(cfg.local, n, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -152,13 +139,11 @@ class LocalRefiner(nn.Module):
         self,
         feat: torch.Tensor,
         logits: torch.Tensor,
-        hidden: torch.Tensor,
         pad_time: bool = True,
         stride: int = 1,
         offset: int = 0,
     ) -> torch.Tensor:
-        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T'), hidden (B, H, T') →
-        corrected logits. With pad_time=False, feat holds the patch's frames before each output
+        """feat (B, C, F, T) normalised features, logits (B, J·C, F, T') → corrected logits. With pad_time=False, feat holds the patch's frames before each output
         frame too (T + `frames` - 1 of them): the streaming step's window. With stride s > 1
         (training only), the outputs are for frames offset, offset + s, … (T' of them)."""
         ps = []
@@ -172,14 +157,7 @@ class LocalRefiner(nn.Module):
                 ps.append(F.relu(F.conv2d(x, conv.weight, conv.bias, stride=(1, stride))))
                 continue
             ps.append(F.relu(conv(x)))
-        a = self.mix(torch.cat([logits] + ps, dim=1))
-        if self.context is not None:
-            a = a + self.context(hidden).unsqueeze(2)
-        if self.bin_bias is not None:
-            a = a + self.bin_bias
-        z = F.relu(a)
-        for layer in self.deep:
-            z = F.relu(layer(z))
+        z = F.relu(self.mix(torch.cat([logits] + ps, dim=1)))
         return logits + self.out(z)
 
 
@@ -187,7 +165,7 @@ class WaveNetSeparator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        n_in = cfg.in_channels * cfg.bins
+        n_in = cfg.channels * cfg.bins
         self.in_scale = nn.Parameter(torch.ones(n_in))
         self.in_bias = nn.Parameter(torch.zeros(n_in))
         self.inp = nn.Conv1d(n_in, cfg.residual, 1)
@@ -196,48 +174,14 @@ class WaveNetSeparator(nn.Module):
         self.head2 = nn.Conv1d(cfg.hidden, cfg.stems * cfg.channels * cfg.bins, 1)
         self.refiner = LocalRefiner(cfg) if cfg.local else None
 
-    def input_magnitudes(self, X: torch.Tensor) -> torch.Tensor:
-        """The network's input (B, C_in, F, T) from the mixture's spectra X (B, C, F, T) complex:
-        |X|, then the `extra_planes` (the side signal's magnitude |X_L - X_R| / 2; see ModelConfig)."""
-        planes = [X.abs()]
-        if self.cfg.side:
-            planes.append(((X[:, :1] - X[:, 1:2]) * 0.5).abs())
-        return planes[0] if len(planes) == 1 else torch.cat(planes, dim=1)
-
-    def widen_input(self, state_dict: dict) -> dict:
-        """A state dict of the same model with fewer input planes (a prefix of this one's), made
-        to fit this one: the new planes' input weights start at zero (so the network starts as
-        the one it came from) and their input affine at unit scale (`init_input_stats` can then
-        set it)."""
-        sd = dict(state_dict)
-        own = self.state_dict()
-        for name, w in state_dict.items():
-            want = own[name].shape
-            if w.shape == want:
-                continue
-            if name in ("in_scale", "in_bias"):
-                sd[name] = torch.cat([w, own[name][w.shape[0] :]])
-            elif name == "inp.weight" or (name.startswith("refiner.patches.") and name.endswith(".weight")):
-                dim = 1
-                pad = torch.zeros(*want[:dim], want[dim] - w.shape[dim], *want[dim + 1 :], dtype=w.dtype)
-                sd[name] = torch.cat([w, pad], dim=dim)
-            else:
-                raise ValueError(f"{name}: {tuple(w.shape)} does not widen to {tuple(want)}")
-        return sd
-
-    def init_input_stats(self, mag: torch.Tensor, planes: slice = slice(None)) -> None:
-        """Set the input affine so log1p features start near zero mean, unit variance (for the
-        given input planes only, e.g. a side plane added to a trained network)."""
+    def init_input_stats(self, mag: torch.Tensor) -> None:
+        """Set the input affine so log1p features start near zero mean, unit variance."""
         feat = torch.log1p(mag).reshape(mag.shape[0], -1, mag.shape[-1])  # (B, C*F, T), as features() orders it
         mean = feat.mean(dim=(0, 2))
         std = feat.std(dim=(0, 2)).clamp_min(1e-2)
-        f = self.cfg.bins
-        rows = slice(
-            None if planes.start is None else planes.start * f, None if planes.stop is None else planes.stop * f
-        )
         with torch.no_grad():
-            self.in_scale[rows] = (1.0 / std)[rows]
-            self.in_bias[rows] = (-mean / std)[rows]
+            self.in_scale.copy_(1.0 / std)
+            self.in_bias.copy_(-mean / std)
 
     def features(self, mag: torch.Tensor) -> torch.Tensor:
         b, c, f, t = mag.shape
@@ -264,9 +208,8 @@ class WaveNetSeparator(nn.Module):
         b, _, t = logits.shape
         if self.refiner is not None:
             logits = self.refiner(
-                feat.reshape(b, cfg.in_channels, cfg.bins, mag.shape[-1]),
+                feat.reshape(b, cfg.channels, cfg.bins, mag.shape[-1]),
                 logits.reshape(b, cfg.stems * cfg.channels, cfg.bins, t),
-                h,
                 stride=stride,
                 offset=offset,
             )
@@ -277,16 +220,15 @@ class WaveNetSeparator(nn.Module):
         and the first L are zero when lookahead L > 0: they'd need the future). With stride
         s > 1 (lookahead 0 only), those of frames offset, offset + s, … (see ``masks``)."""
         L = self.cfg.lookahead
-        chan = mag[:, : self.cfg.channels]  # the extra planes, if any, are input only
         if stride > 1:
             if L:
                 raise ValueError("a frame stride needs lookahead 0")
-            return self.masks(mag, stride, offset) * chan[..., offset::stride].unsqueeze(1)
+            return self.masks(mag, stride, offset) * mag[..., offset::stride].unsqueeze(1)
         m = self.masks(mag)
         if L == 0:
-            return m * chan.unsqueeze(1)
-        out = torch.zeros_like(chan).unsqueeze(1).expand(-1, self.cfg.stems, -1, -1, -1).clone()
-        out[..., : mag.shape[-1] - L] = m[..., L:] * chan[..., : mag.shape[-1] - L].unsqueeze(1)
+            return m * mag.unsqueeze(1)
+        out = torch.zeros_like(mag).unsqueeze(1).expand(-1, self.cfg.stems, -1, -1, -1).clone()
+        out[..., : mag.shape[-1] - L] = m[..., L:] * mag[..., : mag.shape[-1] - L].unsqueeze(1)
         return out
 
     def parameter_count(self) -> int:
@@ -296,27 +238,20 @@ class WaveNetSeparator(nn.Module):
         """Multiply-accumulates of one streaming step (the matrix products; element-wise ops
         add < 1%)."""
         cfg = self.cfg
-        n_in = cfg.in_channels * cfg.bins
-        n_out = cfg.channels * cfg.bins
+        n_in = n_out = cfg.channels * cfg.bins
         per_layer = 2 * cfg.residual * 2 * cfg.residual + cfg.residual * cfg.residual + cfg.residual * cfg.skip
         head = cfg.skip * cfg.hidden + cfg.hidden * cfg.stems * n_out
         n = cfg.stems * cfg.channels
-        patches = sum(cfg.in_channels * pb * pf for pb, pf in cfg.local_patches)
-        local = (
-            cfg.bins
-            * cfg.local
-            * (patches + n + len(cfg.local_patches) * cfg.local + cfg.local * (cfg.local_depth - 1))
-            + cfg.bins * cfg.local * n
-        )
-        local += cfg.hidden * cfg.local if cfg.local_context else 0
+        patches = sum(cfg.channels * pb * pf for pb, pf in cfg.local_patches)
+        local = cfg.bins * cfg.local * (patches + n + len(cfg.local_patches) * cfg.local) + cfg.bins * cfg.local * n
         return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + local
 
 
 class StreamingStep(nn.Module):
     """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
 
-    Inputs: mag (1, C_in, F) (the channels' magnitudes, then the `extra_planes`); conv_state (1, Σ d, R): layer i's last d_i inputs, oldest first, in
-    rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C_in, F, L).
+    Inputs: mag (1, C, F) (the channels' magnitudes); conv_state (1, Σ d, R): layer i's last d_i
+    inputs, oldest first, in rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C, F, L).
     Outputs: stems (1, J, C, F) for frame t - L; the new states.
 
     Built from a trained network (it copies the weights, fused for a short ONNX graph: one
@@ -373,9 +308,9 @@ class StreamingStep(nn.Module):
         cfg = self.cfg
         states = [torch.zeros(1, self.state_len, cfg.residual)]
         if cfg.lookahead:
-            states.append(torch.zeros(1, cfg.in_channels, cfg.bins, cfg.lookahead))
+            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.lookahead))
         if cfg.local:
-            states.append(torch.zeros(1, cfg.in_channels, cfg.bins, cfg.local_frames - 1))
+            states.append(torch.zeros(1, cfg.channels, cfg.bins, cfg.local_frames - 1))
         return states
 
     def state_names(self) -> list[str]:
@@ -384,7 +319,7 @@ class StreamingStep(nn.Module):
         )
 
     def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
-        """extra_state: mag_state (1, C_in, F, L) with lookahead L, feat_state (1, C_in, F, 2) (the last
+        """extra_state: mag_state (1, C, F, L) with lookahead L, feat_state (1, C, F, 2) (the last
         patch frames - 1 features) with the local refiner; the two don't go together."""
         cfg = self.cfg
         r = cfg.residual
@@ -406,17 +341,14 @@ class StreamingStep(nn.Module):
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
         if cfg.local:
-            window = torch.cat(
-                [extra_state, feat.reshape(1, cfg.in_channels, cfg.bins, 1)], dim=3
-            )  # (1, C_in, F, frames)
+            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, frames)
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
-            logits = self.refiner(window, lg, h.unsqueeze(-1), pad_time=False)
+            logits = self.refiner(window, lg, pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
-        chan = mag[:, : cfg.channels] if cfg.extra_planes else mag  # the extra planes are input only
         if cfg.lookahead:
-            target = extra_state[:, : cfg.channels, :, 0]  # the frame L steps back
+            target = extra_state[..., 0]  # the frame L steps back
             mag_state_out = torch.cat([extra_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
             return masks * target.unsqueeze(1), conv_state_out, mag_state_out
         if cfg.local:
-            return masks * chan.unsqueeze(1), conv_state_out, window[..., 1:]
-        return masks * chan.unsqueeze(1), conv_state_out
+            return masks * mag.unsqueeze(1), conv_state_out, window[..., 1:]
+        return masks * mag.unsqueeze(1), conv_state_out

@@ -12,9 +12,8 @@ seeded with (seed, s), so a resumed run sees the same data as an uninterrupted o
 
 Loss: L1 between predicted and true stem magnitudes, plus L1 between the complex Wiener
 estimate built from the predicted magnitudes and the true stem spectra (this is what the
-Wiener reconstruction turns into audio, so it tracks SDR better than magnitudes alone).
-`--loss sdr` instead maximises the SDR of that Wiener estimate per excerpt and stem (in the
-STFT domain; `sdr-wave` in the waveform, the evaluation's own measure). `--init-from
+Wiener reconstruction turns into audio, so it tracks SDR better than magnitudes alone;
+`--complex-weight` weighs the second term, `--mask-power` sets the masks' power). `--init-from
 CHECKPOINT` starts a second stage from a trained model's weights (new optimizer and
 schedule); its checkpoints report both stages and the totals. `--frame-stride S` trains the
 per-bin part of the network and the loss on every S-th frame of each excerpt (a random offset
@@ -87,15 +86,9 @@ class TorchStft:
         return {"n_fft": self.cfg.n_fft, "hop": self.cfg.hop, "window": self.cfg.window}
 
 
-def network_input(net, X: torch.Tensor) -> torch.Tensor:
-    """What ``net`` reads from the mixture's spectra X (B, C, F, T): |X|, plus a WaveNet's
-    extra input planes (the side signal; see ModelConfig)."""
-    return net.input_magnitudes(X) if hasattr(net, "input_magnitudes") else X.abs()
-
-
-def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: int, inputs=torch.abs):
-    """For a step with ``--frame-stride``: the network's input (``inputs`` of the mixture's
-    spectra, by default their magnitudes) at every whole stride's frame, and the stems' and the mixture's spectra at the chosen frames
+def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: int):
+    """For a step with ``--frame-stride``: the network's input (the mixture's magnitudes) at
+    every whole stride's frame, and the stems' and the mixture's spectra at the chosen frames
     offset, offset + stride, … (what the loss compares). stems (B, J, C, n).
 
     Only what is used is transformed: the mixture at every frame, the stems at the chosen
@@ -107,7 +100,7 @@ def strided_spectra(stft: TorchStft, stems: torch.Tensor, stride: int, offset: i
     Xs = X[..., offset::stride]
     S = stft.frames(stems[:, :-1], offset, stride, Xs.shape[-1])
     S = torch.cat([S, (Xs - S.sum(1)).unsqueeze(1)], dim=1)
-    return inputs(X), S, Xs
+    return X.abs(), S, Xs
 
 
 def wiener_mask(V: torch.Tensor, eps: float = 1e-8, mask_power: float = 2.0) -> torch.Tensor:
@@ -140,51 +133,8 @@ def loss_fn(V, S, X, complex_weight: float, mask_power: float = 2.0) -> torch.Te
     return loss
 
 
-def _minus_sdr(energy: torch.Tensor, err: torch.Tensor, mix_energy: torch.Tensor) -> torch.Tensor:
-    """−SDR/10 averaged over (excerpt, stem): energy and err (B, J), mix_energy (B,). ε (1e-4
-    of the mixture's energy) keeps a stem that is silent in the excerpt finite: its best score
-    is then 0 dB, reached by estimating silence."""
-    eps = 1e-4 * mix_energy.unsqueeze(1) + 1e-8
-    return -torch.log10((energy + eps) / (err + eps)).mean()
-
-
-def sdr_loss_fn(V, S, X, complex_weight: float = 0.0, mask_power: float = 2.0) -> torch.Tensor:
-    """−SDR/10 of the Wiener estimate, per excerpt and stem in the STFT domain, averaged.
-
-    The evaluation scores 10·log10(Σs²/Σ(s−ŝ)²) per stem and song and averages the dBs, so a
-    stem that is separated badly counts as much as a loud one done well; an L1 loss on
-    spectra instead weighs every bin by its level. In the STFT domain this is not the
-    waveform's SDR (the asymmetric window pair is not a tight frame; see ``validate``).
-    ``complex_weight`` is unused (the same signature as ``loss_fn``)."""
-    d = wiener_error(V, S, X, mask_power)
-    return _minus_sdr(
-        torch.view_as_real(S).square().sum(dim=(2, 3, 4, 5)),
-        (d * d).sum(dim=(2, 3, 4, 5)),
-        torch.view_as_real(X).square().sum(dim=(1, 2, 3, 4)),
-    )
-
-
-def waveform_sdr_loss(stft: TorchStft):
-    """−SDR/10 per excerpt and stem like ``sdr_loss_fn``, but of the waveforms after the
-    runtime's synthesis (``stft.inverse``): the evaluation's measure itself."""
-
-    def fn(V, S, X, complex_weight: float = 0.0, mask_power: float = 2.0) -> torch.Tensor:
-        n = S.shape[-1] * stft.hop
-        est = stft.inverse(wiener_mask(V, mask_power=mask_power) * X.unsqueeze(1), n)  # (B, J, C, n)
-        ref = stft.inverse(S, n)
-        return _minus_sdr(
-            ref.square().sum(dim=(2, 3)), (est - ref).square().sum(dim=(2, 3)), ref.sum(1).square().sum(dim=(1, 2))
-        )
-
-    return fn
-
-
-# name → (the loss for a given TorchStft, its description for the checkpoint)
-LOSSES = {
-    "l1": (lambda stft: loss_fn, "L1(|S|) + {w} * L1(Wiener(V) - S)"),
-    "sdr": (lambda stft: sdr_loss_fn, "-SDR(Wiener(V), S) / 10 dB per excerpt and stem (STFT domain)"),
-    "sdr-wave": (waveform_sdr_loss, "-SDR(ISTFT(Wiener(V)), ISTFT(S)) / 10 dB per excerpt and stem"),
-}
+# What the checkpoint and the card say the loss was (the shipped model's; docs/MODEL.md).
+LOSS = "L1(|S|) + {w} * L1(Wiener(V) - S)"
 
 
 def compiled(fn, what: str):
@@ -220,9 +170,7 @@ def validate(net, stft, songs, seconds: float, mask_power: float = 2.0) -> dict:
     """SDR (dB) of the Wiener estimate per stem in the waveform (the evaluation's measure),
     averaged over songs. Both the estimate and the reference go through the same synthesis, so
     the first and last frames' edges count the same for both. (In the STFT domain the score
-    differs: with the asymmetric window pair the STFT is not a tight frame. A second stage on
-    the SDR loss gained 0.28 dB there on the valid songs, 0.18 dB in their waveforms, and
-    0.07 dB in the test split's.)"""
+    differs: with the asymmetric window pair the STFT is not a tight frame.)"""
     net.eval()
     n = int(seconds * SAMPLE_RATE)
     per_stem = {s: [] for s in STEMS}
@@ -230,7 +178,7 @@ def validate(net, stft, songs, seconds: float, mask_power: float = 2.0) -> dict:
         stems = torch.from_numpy(song.stems[:, :, :n].astype(np.float32) / 32768.0)
         S = stft(stems)  # (J, C, F, T)
         X = S.sum(0)
-        V = net(network_input(net, X.unsqueeze(0)))[0]
+        V = net(X.unsqueeze(0).abs())[0]
         est = stft.inverse(wiener(V.unsqueeze(0), X.unsqueeze(0), mask_power)[0], stems.shape[-1])
         ref = stft.inverse(S, stems.shape[-1])
         for j, name in enumerate(STEMS):
@@ -292,13 +240,6 @@ def main(argv=None) -> int:
     )
     p.add_argument("--complex-weight", type=float, default=1.0)
     p.add_argument(
-        "--loss",
-        choices=sorted(LOSSES),
-        default="l1",
-        help="l1: L1 on magnitudes + w * L1 on the Wiener estimate; sdr: -SDR of the Wiener estimate "
-        "(STFT domain); sdr-wave: the same in the waveform, after the runtime's synthesis",
-    )
-    p.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -311,7 +252,7 @@ def main(argv=None) -> int:
         default=1,
         help="train the per-bin part (the head's last layer, the refiner) and the loss on every "
         "S-th frame of each excerpt, from a random offset (the body runs on all frames); "
-        "a step then costs about 1/S of its per-bin work (l1 and sdr losses)",
+        "a step then costs about 1/S of its per-bin work",
     )
     p.add_argument(
         "--precision",
@@ -341,15 +282,6 @@ def main(argv=None) -> int:
         "--local-patches",
         default="5x3",
         help="the refiner's patches, BINSxFRAMES[,BINSxFRAMES...] (bins odd), e.g. 5x3,17x1,1x9",
-    )
-    p.add_argument("--local-context", action="store_true", help="the refiner also sees the head's hidden vector")
-    p.add_argument("--local-bin-bias", action="store_true", help="the refiner learns a bias per bin")
-    p.add_argument("--local-depth", type=int, default=1, help="hidden layers of the refiner's per-bin MLP")
-    p.add_argument(
-        "--side",
-        action="store_true",
-        help="the WaveNet also reads the side signal's magnitude |X_L - X_R| / 2 (a spatial cue); "
-        "with --init-from a model without it, its weights start at zero",
     )
     p.add_argument(
         "--arch",
@@ -393,11 +325,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
     args = p.parse_args(argv)
-    if args.frame_stride > 1 and (args.loss == "sdr-wave" or args.arch != "wavenet" or args.lookahead):
-        p.error(
-            "--frame-stride needs the WaveNet with lookahead 0 and a loss per frame (l1 or sdr): "
-            "sdr-wave synthesises whole excerpts"
-        )
+    if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
+        p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
     if not 0.25 <= args.mask_power <= 8:
         p.error(f"--mask-power {args.mask_power:g} is out of range: give a value from 0.25 to 8 (2 is Wiener)")
 
@@ -424,10 +353,6 @@ def main(argv=None) -> int:
             lookahead=args.lookahead,
             local=args.local,
             local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
-            local_context=args.local_context,
-            local_bin_bias=args.local_bin_bias,
-            local_depth=args.local_depth,
-            side=args.side,
         )
         net = WaveNetSeparator(mcfg)
         model_config = mcfg.to_dict()
@@ -464,19 +389,9 @@ def main(argv=None) -> int:
         print(f"resuming from step {step} (best valid SDR {best:.2f} dB)")
     elif first_stage is not None:
         try:
-            weights = first_stage["state_dict"]
-            old = ModelConfig.from_dict(first_stage["model_config"]) if args.arch == "wavenet" else None
-            widen = old is not None and old.extra_planes != mcfg.extra_planes
-            if widen and old.extra_planes != mcfg.extra_planes[: len(old.extra_planes)]:
-                raise ValueError(f"its extra input planes {old.extra_planes} are not the first of {mcfg.extra_planes}")
-            old_planes = old.in_channels if old is not None else None
-            net.load_state_dict(net.widen_input(weights) if widen else weights)
-            if widen:  # the new planes' input affine from training statistics; their weights start at 0
-                rng = np.random.default_rng([args.seed, 10**9])
-                net.init_input_stats(
-                    network_input(net, stft(torch.from_numpy(sampler.batch(rng, 16)).sum(1))),
-                    planes=slice(old_planes, None),
-                )
+            if args.arch == "wavenet":
+                ModelConfig.from_dict(first_stage["model_config"])  # refuses a removed experiment's options
+            net.load_state_dict(first_stage["state_dict"])
         except (RuntimeError, ValueError) as e:
             raise SystemExit(
                 f"--init-from {args.init_from}: its weights do not fit this model ({str(e).splitlines()[0]}); "
@@ -489,7 +404,7 @@ def main(argv=None) -> int:
     else:
         rng = np.random.default_rng([args.seed, 10**9])
         init = torch.from_numpy(sampler.batch(rng, 16)).sum(1)
-        net.init_input_stats(network_input(net, stft(init)))
+        net.init_input_stats(stft(init).abs())
     # A second stage reports its first stage's training too, and the totals.
     previous = first_stage["training"] if first_stage is not None else None
 
@@ -506,7 +421,7 @@ def main(argv=None) -> int:
             "cpu_minutes": round(elapsed / 60, 1),
             "wall_minutes": round(wall / 60, 1),
             "threads": args.threads,
-            "loss": LOSSES[args.loss][1].format(w=args.complex_weight),
+            "loss": LOSS.format(w=args.complex_weight),
             "frame_stride": args.frame_stride,
             "precision": args.precision,
             "mask_power": args.mask_power,
@@ -538,7 +453,7 @@ def main(argv=None) -> int:
             "training": stage,
         }
 
-    loss_of = functools.partial(LOSSES[args.loss][0](stft), mask_power=args.mask_power)
+    loss_of = functools.partial(loss_fn, mask_power=args.mask_power)
     forward = net if args.precision == "fp32" else autocast_forward(net, torch.bfloat16)
     train_net, train_loss = (
         (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
@@ -559,12 +474,12 @@ def main(argv=None) -> int:
         stride = args.frame_stride
         if stride > 1:
             offset = int(rng.integers(stride))
-            mag, S, X = strided_spectra(stft, stems, stride, offset, functools.partial(network_input, net))
+            mag, S, X = strided_spectra(stft, stems, stride, offset)
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
             S = stft(stems)  # (B, J, C, F, T)
             X = S.sum(1)
-            V = train_net(network_input(net, X))
+            V = train_net(X.abs())
         loss = train_loss(V, S, X, args.complex_weight)
         opt.zero_grad()
         loss.backward()

@@ -4,6 +4,7 @@ deterministically, and exports to a model the runtime accepts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ import soundfile as sf
 
 torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
 from factory import export, train  # noqa: E402
-from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
+from factory.model import REMOVED_OPTIONS, ModelConfig, WaveNetSeparator  # noqa: E402
 
 pytestmark = pytest.mark.factory
 
 SR = 44100
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synth_song(rng, seconds=3.0):
@@ -106,8 +108,8 @@ def test_second_stage_starts_from_the_first_and_reports_both(stems_folder, tmp_p
                 "--out",
                 str(second),
                 *ARGS2,
-                "--loss",
-                "sdr",
+                "--complex-weight",
+                "0.5",
                 "--init-from",
                 str(first / "last.pt"),
                 "--stop-at-step",
@@ -127,8 +129,8 @@ def test_second_stage_starts_from_the_first_and_reports_both(stems_folder, tmp_p
                 "--out",
                 str(second),
                 *ARGS2,
-                "--loss",
-                "sdr",
+                "--complex-weight",
+                "0.5",
                 "--init-from",
                 str(first / "last.pt"),
             ]
@@ -139,7 +141,7 @@ def test_second_stage_starts_from_the_first_and_reports_both(stems_folder, tmp_p
     tr = ck["training"]
     assert ck["step"] == 2 and tr["steps"] == 6
     assert [st["steps"] for st in tr["stages"]] == [4, 2]
-    assert tr["stages"][1]["loss"].startswith("-SDR")
+    assert tr["stages"][1]["loss"] == "L1(|S|) + 0.5 * L1(Wiener(V) - S)"
     assert tr["cpu_minutes"] == round(sum(st["cpu_minutes"] for st in tr["stages"]), 1)
     w1 = torch.load(first / "last.pt", weights_only=False)["state_dict"]
     assert any(not torch.equal(w1[k], ck["state_dict"][k]) for k in w1)  # it trained on
@@ -167,85 +169,6 @@ def test_torch_istft_inverts_the_torch_stft_like_the_core():
     # the same synthesis as the runtime's ISTFT (which adds the round trip's delay)
     core = dsp.istft(dsp.stft(x[0].numpy(), dsp.config("quality")), dsp.config("quality"), x.shape[-1])
     np.testing.assert_allclose(core[:, :exact], y[0, :, :exact].numpy(), atol=1e-5)
-
-
-def test_sdr_loss_is_minus_the_stft_sdr_of_the_wiener_estimate():
-    g = torch.Generator().manual_seed(2)
-    S = torch.view_as_complex(torch.randn(2, 4, 2, 33, 7, 2, generator=g))
-    S[1, 3] = 0  # a stem silent in this excerpt: finite, 0 dB at best
-    X = S.sum(1)
-    V = torch.rand(2, 4, 2, 33, 7, generator=g)
-    est = train.wiener(V, X)
-    eps = 1e-4 * (X.abs() ** 2).sum(dim=(1, 2, 3)) + 1e-8
-    sdr = [
-        10 * torch.log10(((S[b, j].abs() ** 2).sum() + eps[b]) / (((est[b, j] - S[b, j]).abs() ** 2).sum() + eps[b]))
-        for b in range(2)
-        for j in range(4)
-    ]
-    loss = train.sdr_loss_fn(V, S, X)
-    torch.testing.assert_close(loss, -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
-    assert torch.isfinite(loss)
-    # the true magnitudes score better than random ones
-    assert train.sdr_loss_fn(S.abs(), S, X) < loss
-
-
-def test_waveform_sdr_loss_scores_the_synthesised_estimate():
-    from livedemix import dsp
-
-    stft = train.TorchStft(**dsp.SHIPPED_CONFIGS["quality"])
-    g = torch.Generator().manual_seed(4)
-    stems = torch.randn(2, 4, 2, 8192, generator=g) * torch.tensor([1.0, 0.5, 0.2, 0.1]).reshape(1, 4, 1, 1)
-    S = stft(stems)
-    X = S.sum(1)
-    V = torch.rand(S.shape, generator=g)
-    loss = train.waveform_sdr_loss(stft)
-    n = S.shape[-1] * stft.hop
-    ref, est = stft.inverse(S, n), stft.inverse(train.wiener(V, X), n)
-    eps = 1e-4 * ref.sum(1).square().sum(dim=(1, 2)) + 1e-8
-    sdr = [
-        10 * torch.log10((ref[b, j].square().sum() + eps[b]) / ((est[b, j] - ref[b, j]).square().sum() + eps[b]))
-        for b in range(2)
-        for j in range(4)
-    ]
-    torch.testing.assert_close(loss(V, S, X), -torch.stack(sdr).mean() / 10, rtol=1e-5, atol=1e-6)
-    assert loss(S.abs(), S, X) < loss(V, S, X)
-
-
-def test_side_input_second_stage_widens_the_first_and_exports(stems_folder, tmp_path):
-    """`--side --init-from` a model without the side input: the stage starts from the same
-    outputs (the side plane's weights at zero), trains them, and exports a card that says so."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    assert train.main(["--data", str(stems_folder), "--out", str(first), *ARGS, "--local", "4"]) == 0
-    assert (
-        train.main(
-            [
-                "--data",
-                str(stems_folder),
-                "--out",
-                str(second),
-                *ARGS,
-                "--local",
-                "4",
-                "--side",
-                "--frame-stride",
-                "2",
-                "--init-from",
-                str(first / "last.pt"),
-            ]
-        )
-        == 0
-    )
-    ck = torch.load(second / "last.pt", weights_only=False)
-    assert ck["model_config"]["side"] is True and ck["training"]["steps"] == 8
-    w = ck["state_dict"]["inp.weight"]
-    assert w.shape[1] == 3 * 513 and w[:, 2 * 513 :].abs().max() > 0  # the side plane's weights trained
-    assert export.main(["--checkpoint", str(second / "last.pt"), "--out", str(tmp_path / "m"), "--name", "side"]) == 0
-    from livedemix.separator import Separator
-
-    sep = Separator(tmp_path / "m" / "side.json")
-    assert sep.extra_planes == ("side",) and sep.input_planes == 3 and sep.channels == 2
-    out = sep.step_spectrum(np.full((2, 513), 1 + 1j, np.complex64))
-    assert out.shape == (4, 2, 513) and np.isfinite(out).all()
 
 
 def test_checkpoint_exports_to_a_runnable_model(stems_folder, tmp_path):
@@ -301,8 +224,8 @@ def test_input_statistics_normalise_each_feature_of_its_own_bin_and_channel():
     assert torch.allclose(feat.std(dim=(0, 2)), torch.ones(18), atol=1e-2)
 
 
-@pytest.mark.parametrize("local,side", [(0, False), (4, False), (4, True)])
-def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local, side):
+@pytest.mark.parametrize("local", [0, 4])
+def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local):
     """``--frame-stride`` runs the per-bin part on every S-th frame only: those frames' stem
     magnitudes must be exactly the full pass's (the refiner's causal patch included)."""
     torch.manual_seed(0)
@@ -315,12 +238,11 @@ def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local, side):
             dilations=(1, 2, 4),
             local=local,
             local_patches=((5, 3), (3, 1)),
-            side=side,
         )
     )
     if net.refiner is not None:  # its last layer starts at zero: make it count
         torch.nn.init.normal_(net.refiner.out.weight, std=0.3)
-    mag = torch.rand(2, 3 if side else 2, 17, 23)
+    mag = torch.rand(2, 2, 17, 23)
     full = net(mag)
     for stride in (2, 3):
         for offset in range(stride):
@@ -350,7 +272,7 @@ def test_training_with_a_frame_stride_runs_and_records_it(stems_folder, tmp_path
     assert np.isfinite(ck["scores"]["valid_sdr"]["mean"])
 
 
-def test_frame_stride_refuses_the_waveform_loss(stems_folder, tmp_path, capsys):
+def test_frame_stride_refuses_a_lookahead(stems_folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(
             [
@@ -359,13 +281,36 @@ def test_frame_stride_refuses_the_waveform_loss(stems_folder, tmp_path, capsys):
                 "--out",
                 str(tmp_path / "x"),
                 *ARGS,
-                "--loss",
-                "sdr-wave",
+                "--lookahead",
+                "1",
                 "--frame-stride",
                 "2",
             ]
         )
-    assert "synthesises whole excerpts" in capsys.readouterr().err
+    assert "--frame-stride needs the WaveNet with lookahead 0" in capsys.readouterr().err
+
+
+def test_removed_experiments_are_refused_and_the_shipped_config_still_loads(stems_folder, tmp_path, capsys):
+    """The refiner's context / bin bias / depth, the side input plane and the SDR losses never
+    shipped and were removed (git tag experiments-before-cleanup): the shipped checkpoint, which
+    records them switched off, still loads; a config that switches one on is refused in one
+    sentence, and the options are gone from the command line."""
+    shipped = torch.load(ROOT / "factory" / "checkpoints" / "default.pt", map_location="cpu", weights_only=False)
+    cfg = ModelConfig.from_dict(shipped["model_config"])
+    assert cfg.local == 16 and cfg.local_patches == ((5, 3),)
+    WaveNetSeparator(cfg).load_state_dict(shipped["state_dict"])  # every weight fits, none is left over
+    assert set(cfg.to_dict()) == set(shipped["model_config"]) - set(REMOVED_OPTIONS)
+    for key, on in (("local_context", True), ("local_bin_bias", True), ("local_depth", 2), ("side", True)):
+        with pytest.raises(ValueError) as e:
+            ModelConfig.from_dict(dict(shipped["model_config"], **{key: on}))
+        assert str(e.value) == (
+            f"this model uses {key}, an experiment that was removed (git tag experiments-before-cleanup "
+            "has it): build it from that tag"
+        )
+    for flag in (["--side"], ["--local-context"], ["--local-bin-bias"], ["--local-depth", "2"], ["--loss", "sdr"]):
+        with pytest.raises(SystemExit):
+            train.main(["--data", str(stems_folder), "--out", str(tmp_path / "x"), *ARGS, *flag])
+        assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_bf16_autocast_forward_is_close_to_float32_and_trains_float32_weights():

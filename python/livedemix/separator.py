@@ -227,9 +227,6 @@ class Separator:
     taking |X| in place (no allocation), and ``inputs_of`` for whole spectra.
     """
 
-    #: Input planes after the channels' magnitudes: none (a card that asks for some is refused).
-    extra_planes: tuple = ()
-
     def __init__(
         self,
         model: str | Path | None = None,
