@@ -293,3 +293,25 @@ def test_separate_with_an_amp_insert_scales_the_vocals_and_leaves_the_rest_bit_i
     assert err < -80 and np.sum(a**2) > 0
     for stem in ("drums", "bass", "other"):
         assert np.array_equal(read("a", stem), read("b", stem)), stem
+
+
+# ---- the CLI -------------------------------------------------------------------------------
+
+
+def test_plugins_list_and_show_commands(capsys):
+    import json
+
+    from livedemix.apps.cli import main
+
+    assert main(["plugins", "list", "--json"]) == 0
+    rows = {r["uri"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[AMP]["audio"] == "1→1" and rows[AMP]["params"] == 1 and UNHOSTABLE not in rows
+    assert rows[DELAY]["latency"] is True
+    assert main(["plugins", "list", "--all", "--json"]) == 0
+    assert not {r["uri"]: r for r in json.loads(capsys.readouterr().out)}[UNHOSTABLE]["hostable"]
+    assert main(["plugins", "show", DELAY]) == 0
+    out = capsys.readouterr().out
+    assert "reports latency: yes" in out and "delay" in out and "192000" in out
+    assert main(["plugins", "show", "http://lv2plug.in/plugins/eg-nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "install the Debian package lv2-examples" in err

@@ -142,6 +142,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_plugins(args) -> int:
+    from ..plugins import cli as plugins_cli
+
+    return plugins_cli.run(args)
+
+
 def cmd_devices(args) -> int:
     from ..audio import devices as live_audio
 
@@ -371,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
 
+    plug = sub.add_parser("plugins", help="list the installed LV2 effects, or show one's parameters")
+    plug.add_argument("action", choices=["list", "show"])
+    plug.add_argument("uri", nargs="*", help="show: plugin URIs (see `livedemix plugins list`)")
+    plug.add_argument("--all", action="store_true", help="list: also the plugins livedemix can't host, with why")
+    plug.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    plug.set_defaults(func=cmd_plugins)
+
     dev = sub.add_parser("devices", help="list audio devices and host APIs (JACK, ALSA, ...)")
     dev.add_argument("--json", action="store_true", help="print machine-readable JSON")
     dev.set_defaults(func=cmd_devices)
@@ -408,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     mid.add_argument(
         "--target",
         default=None,
-        help="learn: gain:STEM[@BUS], mute:STEM[@BUS], solo:STEM[@BUS], master[@BUS] or preset:NAME1,NAME2",
+        help="learn: gain:STEM[@BUS], mute:STEM[@BUS], solo:STEM[@BUS], master[@BUS], preset:NAME1,NAME2, "
+        "or an effect insert: param:STEM/N/PARAM, param:@BUS/N/PARAM, bypass:STEM/N, bypass:@BUS/N",
     )
     mid.add_argument(
         "--mode", choices=["toggle", "momentary"], default="toggle", help="learn: for mute/solo (default toggle)"

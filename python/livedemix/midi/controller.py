@@ -26,6 +26,7 @@ from ..presets import MidiMapping, MidiSettings, Preset, PresetError, recall_pre
 from .decode import Message, decode, fader_db, fader_position
 from .errors import MidiError
 from .learn import mapping_for, replace_mapping
+from .plugin_targets import check_insert_mapping, param_position, param_value, plugin_port
 from .ports import CLIENT_NAME, VIRTUAL_IN, VIRTUAL_OUT, close_port, open_input, open_output
 
 
@@ -82,6 +83,9 @@ class MidiController:
         self.last_messages: deque = deque(maxlen=8)  # for the UI
 
     def _check_mapping(self, m: MidiMapping) -> None:
+        if m.action in ("param", "bypass"):
+            check_insert_mapping(self.engine, m)
+            return
         if m.action in ("gain", "mute", "solo", "master") and m.bus not in self.engine.buses:
             raise MidiError(
                 f"a MIDI mapping targets bus '{m.bus}' but the engine has {', '.join(self.engine.buses)}: "
@@ -262,6 +266,43 @@ class MidiController:
                 self._preset_cursor[id(m)] = i
                 name = m.presets[i]
             eng.apply_preset(self._presets[name])
+        elif a in ("param", "bypass"):
+            self._apply_insert(m, msg, on)
+
+    def _apply_insert(self, m: MidiMapping, msg: Message, on: bool) -> None:
+        """A plugin parameter (CC over the range, with soft takeover) or an insert's bypass."""
+        chain = self.engine.insert_chain(stem=m.stem, bus=m.bus)
+        slot = m.insert - 1
+        if m.action == "bypass":
+            if m.mode == "momentary":
+                chain.set_bypass(slot, on)  # bypassed while held
+            elif on:
+                chain.set_bypass(slot, not chain.bypassed(slot))
+            return
+        if msg.kind == "cc":
+            value = msg.value
+        elif msg.kind == "note_on":
+            value = 127
+        else:
+            return
+        lo, hi = m.range if m.range is not None else chain.param_range(slot, m.param)
+        port = plugin_port(chain, slot, m.param)
+        target = ("param", m.stem, m.bus, m.insert, m.param)
+        current = chain.param(slot, m.param)
+        if self.settings.soft_takeover and msg.kind == "cc":
+            pos = param_position(current, lo, hi, port)
+            st = self._takeover.setdefault(target, [False, None, None])
+            picked, last, ours = st
+            if picked and ours is not None and abs(current - ours) > 1e-6 * (1 + abs(ours)):
+                picked, last = False, None  # moved by a preset, the UI or another control
+            if not picked and (abs(value - pos) <= 1.0 or (last is not None and (last - pos) * (value - pos) <= 0)):
+                picked = True
+            st[0], st[1] = picked, value
+            if not picked:
+                self.stats.takeover_waits += 1
+                return
+        chain.set_param(slot, m.param, param_value(value, lo, hi, port))
+        self._takeover.setdefault(target, [True, value, None])[2] = chain.param(slot, m.param)
 
     def _takes_over(self, target, value: int, current_db: float, range_db) -> bool:
         """Soft takeover: a fader moves its target only after it reaches the target's value
@@ -282,10 +323,15 @@ class MidiController:
         """The note/CC messages that show every mapped mute/solo state (what the LEDs should be)."""
         out = []
         for m in self.settings.map:
-            if m.action not in ("mute", "solo") or m.kind == "program":
+            if m.action not in ("mute", "solo", "bypass") or m.kind == "program":
+                continue
+            ch = (m.channel or 1) - 1
+            if m.action == "bypass":  # the LED is lit while the effect is active
+                chain = self.engine.insert_chain(stem=m.stem, bus=m.bus)
+                on = chain is not None and not chain.bypassed(m.insert - 1)
+                out.append([(0x90 if m.kind == "note" else 0xB0) | ch, m.number, 127 if on else 0])
                 continue
             on = bool(self.engine.state(m.bus)[m.stem][m.action])
-            ch = (m.channel or 1) - 1
             if m.kind == "note":
                 out.append([0x90 | ch, m.number, 127 if on else 0])
             else:

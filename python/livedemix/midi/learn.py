@@ -24,6 +24,10 @@ def parse_target(text: str, stems, base: Path | None = None) -> dict:
         else:
             action, _, bus = action.partition("@")
     action = action.lower()
+    if action in ("param", "bypass"):  # effect inserts: param:vocals/1/gain, bypass:@main/1
+        from .plugin_targets import parse_insert_target
+
+        return parse_insert_target(action, t.partition(":")[2], stems)
     ok = "gain:STEM, mute:STEM, solo:STEM (each with an optional @BUS), master[@BUS] or preset:NAME1,NAME2"
     if action in ("gain", "mute", "solo"):
         if rest not in stems:
@@ -64,6 +68,10 @@ def learn(
     from .. import STEMS
 
     spec = parse_target(target, STEMS, base=path.parent)
+    if spec["action"] in ("param", "bypass"):
+        from .plugin_targets import check_against_preset
+
+        check_against_preset(spec, preset, target)
     if spec.get("bus", "main") not in preset.buses:
         raise MidiError(
             f"--target {target!r} names bus '{spec['bus']}', which {path} does not define: "
@@ -117,6 +125,8 @@ def mapping_for(msg: Message, spec: dict, mode: str = "toggle", range_db=None) -
         bus=spec.get("bus", "main"),
         mode=mode,
         presets=list(spec.get("presets", [])),
+        insert=int(spec.get("insert", 1)),
+        param=spec.get("param"),
     )
     if range_db is not None:
         m.range_db = tuple(range_db)
@@ -145,6 +155,8 @@ def describe_mapping(m: MidiMapping) -> str:
         "solo": f"{m.stem} solo ({m.mode})",
         "master": "master gain",
         "preset": "preset " + ", ".join(m.presets),
+        "param": f"{m.stem or m.bus} insert {m.insert} {m.param}",
+        "bypass": f"{m.stem or m.bus} insert {m.insert} bypass ({m.mode})",
     }[m.action]
-    bus = f" on bus {m.bus}" if m.action != "preset" and m.bus != "main" else ""
+    bus = f" on bus {m.bus}" if m.action not in ("preset", "param", "bypass") and m.bus != "main" else ""
     return f"{ctl} on {ch} → {what}{bus}"
