@@ -135,3 +135,20 @@ def test_learn_targets_for_inserts_round_trip_through_the_preset():
     base.midi.map.append(m)
     again = parse_preset(preset_to_dict(base), "again.toml")
     assert again.midi.map[0].param == "gain" and again.midi.map[0].insert == 1
+
+
+def test_the_terminal_ui_shows_each_chain_and_toggles_a_stems_effects(rig):
+    from livedemix.apps.tui import KeyControls, inserts_label
+
+    _, eng, q = rig
+    vox = eng.insert_chain(stem="vocals")
+    assert "Simple Amplifier" in inserts_label(vox) and "strike" not in inserts_label(vox)
+    assert inserts_label(eng.insert_chain(stem="drums")) == "·"
+    assert "MDA RezFilter" in inserts_label(eng.insert_chain(bus="main"))
+    kc = KeyControls(eng, q.post)
+    kc.key("e")  # the selected stem is the first, vocals
+    q.drain()
+    assert vox.bypassed(0) and "strike" in inserts_label(vox)
+    kc.key("right")
+    kc.key("e")
+    assert "no effect inserts" in kc.message

@@ -36,7 +36,28 @@ ARROWS = {
     "\x1bOD": "left",
 }
 
-HELP = "1-4 mute · shift+1-4 (!@#$) solo · ←/→ stem · ↑/↓ gain · 0 unity · b bus · p preset · l MIDI learn · q quit"
+HELP = (
+    "1-4 mute · shift+1-4 (!@#$) solo · ←/→ stem · ↑/↓ gain · 0 unity · e stem's effects on/off · b bus · "
+    "p preset · l MIDI learn · q quit"
+)
+
+
+def inserts_label(chain) -> str:
+    """A chain as the UI shows it: each insert's short name; bypassed ones dim and struck
+    through, faulted ones (NaN/too slow, bypassed by the host) red with '!'."""
+    if chain is None or not len(chain):
+        return "·"
+    parts = []
+    for d in chain.describe():
+        name = (d["name"] or d["plugin"].rsplit("/", 1)[-1]).replace("[", "(")
+        name = name[:18]
+        if d["faulted"]:
+            parts.append(f"[bold red]!{name}[/]")
+        elif d["bypass"]:
+            parts.append(f"[grey50 strike]{name}[/]")
+        else:
+            parts.append(f"[cyan]{name}[/]")
+    return " › ".join(parts)
 
 
 def parse_keys(text: str) -> list[str]:
@@ -128,6 +149,17 @@ class KeyControls:
             self.post(self._nudge, self.stem_name, bus, -GAIN_STEP_DB)
         elif k == "0":
             self.post(eng.set_gain, self.stem_name, 0.0, bus)
+        elif k == "e":
+            chain = eng.insert_chain(stem=self.stem_name) if hasattr(eng, "insert_chain") else None
+            if chain is None or not len(chain):
+                self.message = (
+                    f"{self.stem_name} has no effect inserts (add [[stems.{self.stem_name}.inserts]] to the preset)"
+                )
+            else:
+                on = not chain.bypassed(0)  # one button for the strip: follow the first insert
+                for i in range(len(chain)):
+                    self.post(chain.set_bypass, i, on)
+                self.message = f"{self.stem_name} effects {'bypassed' if on else 'on'}"
         elif k == "b":
             self.bus = (self.bus + 1) % len(eng.buses)
         elif k == "l":
@@ -265,7 +297,7 @@ class LiveUI:
         bus = kc.bus_name
         st = eng.state(bus)
         t = Table(box=None, pad_edge=False, expand=False)
-        for col in ("", "stem", "level", "", "gain", "M", "S"):
+        for col in ("", "stem", "level", "", "gain", "M", "S", "inserts"):
             t.add_column(col)
         for j, s in enumerate(eng.stems):
             lvl = _db(float(r.stem_power[j]) * r.stem_power_scale)
@@ -278,9 +310,10 @@ class LiveUI:
                 f"{_fmt_db(st[s]['gain_db'])} dB",
                 "[bold red]M[/]" if st[s]["mute"] else "·",
                 "[bold yellow]S[/]" if st[s]["solo"] else "·",
+                inserts_label(eng.insert_chain(stem=s)),
             )
         b = Table(box=None, pad_edge=False)
-        for col in ("bus", "out", "L", "R", "master"):
+        for col in ("bus", "out", "L", "R", "master", "inserts"):
             b.add_column(col)
         for i, name in enumerate(eng.buses):
             if name not in r.routes:
@@ -293,6 +326,7 @@ class LiveUI:
                 _bar(peaks[0], 16),
                 _bar(peaks[1], 16),
                 f"{_fmt_db(eng.state(name)['master_db'])} dB",
+                inserts_label(eng.insert_chain(bus=name)),
             )
         s = r.stats
         es = eng.stats
