@@ -315,3 +315,13 @@ def test_plugins_list_and_show_commands(capsys):
     assert main(["plugins", "show", "http://lv2plug.in/plugins/eg-nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "install the Debian package lv2-examples" in err
+
+
+def test_bench_inserts_reports_the_chain_cost_as_a_ratio():
+    from livedemix.apps.bench_inserts import bench_inserts, format_inserts
+
+    r = bench_inserts(0.5, model=TINY_MODEL, rounds=2)
+    print(format_inserts(r))
+    assert r["plugin_faults"] == 0 and r["rounds"] == 2
+    assert 0.5 < r["ratio_min"] <= r["ratio"] <= r["ratio_max"] < 50
+    assert r["real_time_factor_with"] > 0 and r["real_time_factor_without"] > 0

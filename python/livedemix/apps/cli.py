@@ -51,9 +51,17 @@ def cmd_bench(args) -> int:
         results["pipeline"] = bench_pipeline.bench_pipeline(
             max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10, model=args.model
         )
+    if args.what == "inserts":
+        from . import bench_inserts
+
+        results["inserts"] = bench_inserts.bench_inserts(max(args.seconds, 2.0), model=args.model)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
+        if "inserts" in results:
+            from . import bench_inserts
+
+            print(bench_inserts.format_inserts(results["inserts"]))
         if "stft" in results:
             print(bench.format_stft(results["stft"]))
         if "pipeline" in results:
@@ -366,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "stft", "pipeline"],
-        help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget (default: all)",
+        choices=["all", "stft", "pipeline", "inserts"],
+        help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget; inserts: a "
+        "typical LV2 effect chain against the engine without it (default: all but inserts)",
     )
     bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
     bench.add_argument(
