@@ -325,3 +325,13 @@ def test_bench_inserts_reports_the_chain_cost_as_a_ratio():
     assert r["plugin_faults"] == 0 and r["rounds"] == 2
     assert 0.5 < r["ratio_min"] <= r["ratio"] <= r["ratio_max"] < 50
     assert r["real_time_factor_with"] > 0 and r["real_time_factor_without"] > 0
+
+
+def test_the_shipped_fx_chain_preset_runs_in_the_engine():
+    e = Engine(model=TINY_MODEL, preset="fx-chain", block_size=512)
+    d = e.describe()["inserts"]
+    assert [i["name"] for i in d["stems"]["vocals"]] == ["MDA DubDelay"] and d["stems"]["vocals"][0]["bypass"]
+    assert [i["name"] for i in d["stems"]["drums"]] == ["MDA RezFilter"]
+    assert [i["name"] for i in d["buses"]["main"]] == ["MDA Ambience"]
+    y = stream(e, noise(0.5, seed=2), 512)
+    assert np.all(np.isfinite(y)) and np.sum(y**2) > 0

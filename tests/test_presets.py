@@ -9,7 +9,7 @@ import sys
 import pytest
 from livedemix import presets as P
 
-SHIPPED = ["acapella", "bassist", "cue-vocals", "drummer", "fader-controller", "karaoke"]
+SHIPPED = ["acapella", "bassist", "cue-vocals", "drummer", "fader-controller", "fx-chain", "karaoke"]
 
 
 def test_shipped_presets_are_listed_and_valid():

@@ -76,7 +76,11 @@ def cmd_presets(args) -> int:
 
     if args.action == "list":
         for name in P.list_presets():
-            p = P.load_preset(name)
+            try:
+                p = P.load_preset(name)
+            except P.PresetError as e:  # e.g. an effect chain whose plugins aren't installed here
+                print(f"{name:<18} (can't be used here: {e})")
+                continue
             print(f"{name:<18} {p.description}")
         return 0
     if args.action == "show":
