@@ -324,6 +324,14 @@ def main(argv=None) -> int:
         help="decode songs once into this folder and memory-map them (runs side by side share them)",
     )
     p.add_argument("--limit-songs", type=int, default=None, help="use only the first N songs (smoke tests)")
+    p.add_argument(
+        "--real",
+        type=Path,
+        default=None,
+        help="real-music material (python -m factory.realmix build): a share of every batch is real "
+        "songs and remixed real parts with 2-stem labels (vocals; the sum of the rest)",
+    )
+    p.add_argument("--real-fraction", type=float, default=0.25, help="share of each batch from --real")
     args = p.parse_args(argv)
     if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
         p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
@@ -342,6 +350,14 @@ def main(argv=None) -> int:
     train_seconds = sum(s.frames for s in train_songs) / SAMPLE_RATE
     print(f"train: {len(train_songs)} songs, {train_seconds / 60:.1f} min; valid: {len(valid_songs)} songs")
     sampler = ExampleSampler(train_songs, int(args.seconds * SAMPLE_RATE))
+    real, n_real, real_info = None, 0, None
+    if args.real is not None:
+        from .realmix import RealSampler, describe, two_stem_loss
+
+        real = RealSampler(args.real, int(args.seconds * SAMPLE_RATE))
+        n_real = min(args.batch - 1, max(1, round(args.batch * args.real_fraction)))
+        real_info = dict(describe(args.real), per_batch=n_real)
+        print(f"real: {real_info['mixes']} songs, {real_info['instrumentals']} instrumentals; {n_real} per batch")
 
     if args.arch == "wavenet":
         mcfg = ModelConfig(
@@ -427,6 +443,7 @@ def main(argv=None) -> int:
             "mask_power": args.mask_power,
             "warmup_steps": args.warmup_steps,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
+            "real": real_info,
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
@@ -465,22 +482,37 @@ def main(argv=None) -> int:
     wall_start = time.time()
     stop_at = min(args.steps, args.stop_at_step or args.steps)
     out_of_budget = args.cpu_minutes is not None and elapsed >= 60 * args.cpu_minutes
-    prefetch = BatchPrefetcher(sampler, args.batch, args.seed)
+    prefetch = BatchPrefetcher(sampler, args.batch - n_real, args.seed)
     while step < stop_at:
         t0 = time.process_time()  # CPU time: the fair budget when runs share the machine
         w0 = time.time()
         batch, rng = prefetch.get(step)
         stems = torch.from_numpy(batch)
+        if real is not None:  # 2-stem examples (vocals, accompaniment) after the corpus's
+            real_stems = torch.from_numpy(real.batch(np.random.default_rng([args.seed, step, 1]), n_real))
         stride = args.frame_stride
         if stride > 1:
             offset = int(rng.integers(stride))
             mag, S, X = strided_spectra(stft, stems, stride, offset)
+            if real is not None:
+                mag2, S2, X2 = strided_spectra(stft, real_stems, stride, offset)
+                mag = torch.cat([mag, mag2])
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
             S = stft(stems)  # (B, J, C, F, T)
             X = S.sum(1)
-            V = train_net(X.abs())
-        loss = train_loss(V, S, X, args.complex_weight)
+            if real is not None:
+                S2 = stft(real_stems)
+                X2 = S2.sum(1)
+            V = train_net(torch.cat([X, X2]).abs() if real is not None else X.abs())
+        if real is None:
+            loss = train_loss(V, S, X, args.complex_weight)
+        else:
+            b = len(S)
+            loss = (
+                b * train_loss(V[:b], S, X, args.complex_weight)
+                + n_real * two_stem_loss(V[b:], S2, X2, args.complex_weight, args.mask_power, STEMS.index("vocals"))
+            ) / (b + n_real)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

@@ -1,0 +1,262 @@
+"""Training material from real recordings, with 2-stem labels (vocals / accompaniment), for
+``python -m factory.train --real DIR``. Only ``train``-split songs (factory.realmusic) go in.
+
+Two kinds of example, drawn by :class:`RealSampler`:
+
+- **real mixes**: an excerpt of a real song; targets the teacher's two stems, which add up to
+  the song (factory.teacher), so the training mixture is the real record;
+- **remixed real parts with exact targets**: the teacher's vocals from a window where it is
+  confident (factory.realval's purity test) laid over an excerpt of a real instrumental where
+  the teacher hears no singing; the mixture is the exact sum of the two.
+
+The separator predicts four stems; on these examples only the vocals and the sum of the other
+three are supervised (factory.train's 2-stem loss): nothing is said about how the accompaniment
+splits into drums, bass and other.
+
+    python -m factory.realmix build --out DIR [--max-instrumental-minutes 60]
+
+DIR gets, per source, int16 arrays (memory-mapped when training) and ``manifest.json`` with every
+source's licence (what a model card must list). Resumable: sources already written are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from factory import realmusic as rm
+from factory import realval as rv
+from factory import teacher as tch
+
+SR = 44100
+VERSION = 1
+
+
+class RealMixError(RuntimeError):
+    """Real training material cannot be built or read; the message says what to do."""
+
+
+def _i16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(x) * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def _save_source(out: Path, name: str, arrays: dict, meta: dict) -> None:
+    final = out / name
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-"))
+    try:
+        for k, v in arrays.items():
+            np.save(tmp / f"{k}.npy", v)
+        (tmp / "source.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def build(
+    out,
+    sung=rm.DEFAULT_SUNG,
+    debian=rm.DEFAULT_DEBIAN,
+    cache: tch.TeacherCache | None = None,
+    max_instrumental_minutes: float = 60.0,
+    progress=print,
+) -> dict:
+    """Write the train-split material (see the module docstring); the teacher runs (cached) on
+    what it has not seen. Instrumentals are taken in a fixed order up to the time budget."""
+    out = Path(out).resolve()
+    if rm.ROOT in (out, *out.parents):
+        raise RealMixError(f"{out} is inside the repository; build training material in a folder outside it.")
+    cache = cache or tch.TeacherCache()
+    songs = [s for s in rm.scan(sung, debian) if s.split == "train"]
+    mixes = [s for s in songs if s.has_vocals]
+    instr, total = [], 0.0
+    for s in sorted((s for s in songs if not s.has_vocals), key=lambda s: rv._rng(s.key).random()):
+        f = (s.files.get("instrumental") or s.files.get("backing"))[0]
+        d = rm.duration_s(f)
+        if total + d > 60 * max_instrumental_minutes:
+            continue
+        instr.append((s, f))
+        total += d
+    if not mixes and not instr:
+        raise RealMixError("no train-split real songs found: check --sung and --debian (factory.realmusic list).")
+    tch.run_files([s.files["mixture"][0] for s in mixes] + [f for _, f in instr], cache)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for s in mixes:
+        f = s.files["mixture"][0]
+        name = rv._slug(s.key)
+        meta = {"kind": "mix", "song": s.key, "file": str(f), "licence": s.licence, "source": s.source}
+        if not (out / name / "source.json").exists():
+            stems, _, _ = cache.get(f)
+            confident, present = rv.vocal_confidence(stems["vocals"], stems["accompaniment"])
+            arrays = {
+                "vocals": _i16(stems["vocals"]),
+                "accompaniment": _i16(stems["accompaniment"]),
+                "confident": confident,
+                "present": present,
+            }
+            _save_source(out, name, arrays, meta)
+            progress(f"{s.key}: teacher stems")
+        sources.append({"name": name, **meta})
+    for s, f in instr:
+        name = rv._slug(s.key)
+        parts = [p for r in ("instrumental", "backing", "guitar", "rhythm") for p in s.files.get(r, [])]
+        meta = {
+            "kind": "instrumental",
+            "song": s.key,
+            "files": [str(p) for p in parts],
+            "licence": s.licence,
+            "source": s.source,
+        }
+        if not (out / name / "source.json").exists():
+            xs = [rm.decode(p) for p in parts]
+            n = max(x.shape[1] for x in xs)
+            x = sum(np.pad(v, ((0, 0), (0, n - v.shape[1]))) for v in xs)
+            _, conf, _ = cache.get(f)
+            _save_source(out, name, {"instrumental": _i16(x), "clean": conf["share"] <= rv.MAX_INSTR_SHARE}, meta)
+            progress(f"{s.key}: instrumental")
+        sources.append({"name": name, **meta})
+    man = {"version": VERSION, "teacher": tch.TEACHER_ID, "sources": sources}
+    rv._atomic_text(out / "manifest.json", json.dumps(man, indent=1) + "\n")
+    return man
+
+
+class RealSampler:
+    """Draws 2-stem examples (2 = vocals, accompaniment; 2 channels; length) float32 from a
+    folder written by :func:`build`: a real mix with probability ``mix_prob``, else a remix of
+    confident teacher vocals over a clean instrumental excerpt (both with a random gain in
+    ``gain_range`` and a random channel swap)."""
+
+    def __init__(self, root, length: int, *, mix_prob=0.5, gain_range=(0.25, 1.25), swap_prob=0.5):
+        root = Path(root)
+        if not (root / "manifest.json").exists():
+            raise RealMixError(f"{root} holds no real training material: python -m factory.realmix build --out {root}")
+        man = json.loads((root / "manifest.json").read_text())
+        self.length, self.mix_prob, self.gain_range, self.swap_prob = length, mix_prob, gain_range, swap_prob
+        self.frames = -(-length // tch.HOP)
+        self.mixes, self.instr = [], []
+        for s in man["sources"]:
+            d = root / s["name"]
+            if s["kind"] == "mix":
+                voc = np.load(d / "vocals.npy", mmap_mode="r")
+                if voc.shape[1] <= length:
+                    continue
+                acc = np.load(d / "accompaniment.npy", mmap_mode="r")
+                ok = np.load(d / "confident.npy") & np.load(d / "present.npy")
+                starts = self._good_starts(ok, rv.MIN_CONFIDENT, voc.shape[1])
+                self.mixes.append((voc, acc, starts))
+            else:
+                x = np.load(d / "instrumental.npy", mmap_mode="r")
+                if x.shape[1] <= length:
+                    continue
+                starts = self._good_starts(np.load(d / "clean.npy"), 1.0, x.shape[1])
+                if len(starts):
+                    self.instr.append((x, starts))
+        if not self.mixes:
+            raise RealMixError(f"{root} has no real song longer than {length / SR:.1f} s")
+        self.vocal_sources = [m for m in self.mixes if len(m[2])]
+
+    def _good_starts(self, ok: np.ndarray, min_fraction: float, n: int) -> np.ndarray:
+        """Frame indices where a window of the example's length has ≥ min_fraction good frames."""
+        if len(ok) < self.frames:
+            return np.zeros(0, np.int64)
+        c = np.concatenate([[0], np.cumsum(ok.astype(np.int64))])
+        frac = (c[self.frames :] - c[: -self.frames]) / self.frames
+        starts = np.nonzero(frac >= min_fraction - 1e-9)[0]
+        return starts[starts * tch.HOP + self.length <= n]
+
+    def _part(self, rng, x: np.ndarray, start: int) -> np.ndarray:
+        y = np.asarray(x[:, start : start + self.length], np.float32) / 32767.0
+        y = y * rng.uniform(*self.gain_range)
+        return y[::-1] if rng.random() < self.swap_prob else y
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        out = np.empty((2, 2, self.length), np.float32)
+        if rng.random() < self.mix_prob or not self.instr or not self.vocal_sources:
+            voc, acc, _ = self.mixes[int(rng.integers(len(self.mixes)))]
+            start = int(rng.integers(0, voc.shape[1] - self.length))
+            g = rng.uniform(*self.gain_range)  # one gain: it stays the real record
+            swap = rng.random() < self.swap_prob
+            for j, x in enumerate((voc, acc)):
+                y = np.asarray(x[:, start : start + self.length], np.float32) / 32767.0 * g
+                out[j] = y[::-1] if swap else y
+        else:
+            voc, _, starts = self.vocal_sources[int(rng.integers(len(self.vocal_sources)))]
+            out[0] = self._part(rng, voc, int(starts[rng.integers(len(starts))]) * tch.HOP)
+            x, starts = self.instr[int(rng.integers(len(self.instr)))]
+            out[1] = self._part(rng, x, int(starts[rng.integers(len(starts))]) * tch.HOP)
+        peak = np.abs(out.sum(axis=0)).max()
+        if peak > 1.0:
+            out /= peak
+        return out
+
+    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.stack([self.sample(rng) for _ in range(size)])
+
+
+def describe(root) -> dict:
+    """What a model card says of the material: counts, licences and the teacher."""
+    man = json.loads((Path(root) / "manifest.json").read_text())
+    src = man["sources"]
+    return {
+        "dir": str(root),
+        "teacher": man["teacher"],
+        "mixes": sum(s["kind"] == "mix" for s in src),
+        "instrumentals": sum(s["kind"] == "instrumental" for s in src),
+        "licences": sorted({s["licence"] for s in src}),
+        "songs": sorted(s["song"] for s in src),
+    }
+
+
+def two_stem_loss(V, S2, X, complex_weight: float, mask_power: float = 2.0, vocals: int = 0):
+    """The loss on 2-stem examples (factory.train --real): V the network's four magnitudes
+    (B, J, C, F, T), S2 the targets' spectra (B, 2, C, F, T: vocals, accompaniment), X the
+    mixture's. L1 on the vocals' magnitude, plus ``complex_weight`` times the L1 distance of the
+    vocals' mask estimate λ_v·X to the true vocals. The accompaniment's estimate (1 − λ_v)·X, the
+    sum of the other three stems, has exactly the opposite error since S2 adds up to X, so it is
+    supervised too; how the accompaniment splits into drums, bass and other is not."""
+    import torch
+
+    from factory.train import wiener_mask
+
+    loss = (V[:, vocals] - S2[:, 0].abs()).abs().mean()
+    if complex_weight:
+        m = wiener_mask(V, mask_power=mask_power)[:, vocals].unsqueeze(-1)
+        d = m * torch.view_as_real(X) - torch.view_as_real(S2[:, 0])
+        loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
+    return loss
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m factory.realmix", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="teacher stems of train-split real songs + clean instrumentals (resumable)")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--sung", type=Path, default=rm.DEFAULT_SUNG)
+    b.add_argument("--debian", type=Path, default=rm.DEFAULT_DEBIAN)
+    b.add_argument("--cache", type=Path, default=tch.DEFAULT_CACHE)
+    b.add_argument("--max-instrumental-minutes", type=float, default=60.0)
+    args = ap.parse_args(argv)
+    try:
+        man = build(
+            args.out, args.sung, args.debian, tch.TeacherCache(args.cache / "teacher"), args.max_instrumental_minutes
+        )
+        kinds = [s["kind"] for s in man["sources"]]
+        print(f"{kinds.count('mix')} real mixes and {kinds.count('instrumental')} instrumentals in {args.out}")
+    except (RealMixError, rm.RealMusicError, tch.TeacherError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

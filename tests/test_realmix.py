@@ -1,0 +1,115 @@
+"""Real-music training material (factory.realmix): built from train-split songs only, examples
+whose two targets add up to the mixture, a loss that leaves the accompaniment's split alone, and
+factory.train --real end to end on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+from factory import realmix as rmx  # noqa: E402
+from factory import realmusic as rm  # noqa: E402
+from factory import teacher as tch  # noqa: E402
+from factory import train  # noqa: E402
+
+pytestmark = pytest.mark.factory
+
+SR = 44100
+DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"
+
+
+def _key(prefix: str, split: str) -> str:
+    return next(f"{prefix}{i}" for i in range(1000) if rm.split_of(f"{prefix}{i}") == split)
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory):
+    """Material from the demo song as a train-split sung song (plus an ND one, which must stay
+    out) and its accompaniment, reversed, as a train-split instrumental."""
+    try:
+        teacher = tch.Teacher(threads=2)
+    except tch.TeacherError as e:
+        pytest.skip(str(e))
+    base = tmp_path_factory.mktemp("realmix")
+    rd = lambda n: sf.read(DEMO / f"{n}.flac", dtype="float32", always_2d=True)[0].T  # noqa: E731
+    mix = rd("mixture")
+    acc = rd("drums") + rd("bass") + rd("other")
+    sung = base / "sung"
+    train_song = _key("Demo Band - Song ", "train")
+    for name, lic in ((train_song, "by-sa/3.0"), ("ND Band - Song", "by-nc-nd/2.5")):
+        (sung / name).mkdir(parents=True)
+        sf.write(sung / name / "audio.flac", mix.T, SR, subtype="PCM_24")
+        (sung / name / "license.txt").write_text(f"http://creativecommons.org/licenses/{lic}/\n")
+    track = _key("singularity-music/track", "train").split("/", 1)[1]
+    deb = base / "debian" / "singularity-music"
+    deb.mkdir(parents=True)
+    sf.write(deb / f"{track}.flac", acc[:, ::-1].T.copy(), SR, subtype="PCM_24")
+    cache = tch.TeacherCache(base / "cache")
+    tch.run_files([sung / train_song / "audio.flac", deb / f"{track}.flac"], cache, teacher, progress=False)
+    man = rmx.build(base / "out", sung, base / "debian", cache, progress=lambda s: None)
+    return base / "out", man, train_song
+
+
+def test_material_holds_train_songs_only_with_their_licences(material):
+    out, man, train_song = material
+    songs = {s["song"]: s for s in man["sources"]}
+    assert set(songs) == {train_song, next(k for k in songs if k.startswith("singularity-music/"))}
+    assert songs[train_song]["licence"] == "CC BY-SA 3.0" and songs[train_song]["kind"] == "mix"
+    d = rmx.describe(out)
+    assert (d["mixes"], d["instrumentals"]) == (1, 1) and "CC BY-NC-ND 2.5" not in d["licences"]
+
+
+def test_sampler_draws_both_kinds_deterministically(material):
+    out, _, _ = material
+    s = rmx.RealSampler(out, SR)
+    a = s.batch(np.random.default_rng(5), 6)
+    b = rmx.RealSampler(out, SR).batch(np.random.default_rng(5), 6)
+    assert a.shape == (6, 2, 2, SR) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.abs(a.sum(axis=1)).max() <= 1.0 + 1e-6  # the mixture (their sum) stays in range
+    assert len(s.instr) == 1 and len(s.vocal_sources) == 1
+    # each kind alone: real mixes (one gain for both stems: still the record) and remixes
+    mixes = rmx.RealSampler(out, SR, mix_prob=1.0).batch(np.random.default_rng(1), 4)
+    remixes = rmx.RealSampler(out, SR, mix_prob=0.0).batch(np.random.default_rng(1), 4)
+    assert not np.array_equal(mixes, remixes)
+    assert all(np.abs(x).max() > 1e-3 for x in (mixes[:, 0], mixes[:, 1], remixes[:, 0], remixes[:, 1]))
+
+
+def test_two_stem_loss_ignores_how_the_accompaniment_splits():
+    g = torch.Generator().manual_seed(0)
+    V = torch.rand(2, 4, 2, 9, 5, generator=g)
+    S2 = torch.randn(2, 2, 2, 9, 5, dtype=torch.complex64, generator=g)
+    X = S2.sum(1)
+    base = rmx.two_stem_loss(V, S2, X, 1.0, 1.0)
+    shuffled = V[:, [0, 3, 1, 2]]  # drums, bass, other permuted: same vocals, same rest
+    assert torch.allclose(base, rmx.two_stem_loss(shuffled, S2, X, 1.0, 1.0))
+    louder_vocals = V.clone()
+    louder_vocals[:, 0] *= 3
+    assert not torch.allclose(base, rmx.two_stem_loss(louder_vocals, S2, X, 1.0, 1.0))
+
+
+def test_train_with_real_material_runs_and_records_it(material, tmp_path):
+    from test_train_smoke import ARGS, synth_song
+
+    out, _, train_song = material
+    root = tmp_path / "stems"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("valid", 1)):
+        for i in range(count):
+            d = root / split / f"song{i}"
+            d.mkdir(parents=True)
+            for name, audio in synth_song(rng).items():
+                sf.write(d / f"{name}.wav", audio, SR, subtype="FLOAT")
+    run = tmp_path / "run"
+    args = ["--data", str(root), "--out", str(run), "--real", str(out), "--real-fraction", "0.5"]
+    assert train.main(args + ARGS) == 0
+    ck = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    real = ck["training"]["real"]
+    assert real["per_batch"] == 1 and train_song in real["songs"] and real["mixes"] == 1
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(e["train_loss"]) for e in log)
