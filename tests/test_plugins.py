@@ -335,3 +335,37 @@ def test_the_shipped_fx_chain_preset_runs_in_the_engine():
     assert [i["name"] for i in d["buses"]["main"]] == ["MDA Ambience"]
     y = stream(e, noise(0.5, seed=2), 512)
     assert np.all(np.isfinite(y)) and np.sum(y**2) > 0
+
+
+def test_the_engine_with_a_chain_allocates_no_arrays_per_block():
+    import tracemalloc
+
+    pre = preset(
+        {
+            "stems": {
+                "vocals": {
+                    "inserts": [{"plugin": AMP, "params": {"gain": -3.0}}, {"plugin": DELAY, "params": {"delay": 64}}]
+                },
+                "drums": {"inserts": [{"plugin": FILTER, "params": {"freq": 0.5}}]},
+            },
+            "buses": {"main": {"inserts": [{"plugin": REVERB}]}},
+        }
+    )
+    e = Engine(model=TINY_MODEL, preset=pre, buses=["main", "cue"], block_size=256)
+    x = noise(2.0, seed=4)
+    blocks = [np.ascontiguousarray(x[:, s : s + 256]) for s in range(0, x.shape[1] - 256, 256)]
+    out = np.empty((2, 2, 256), np.float32)
+    for b in blocks[:50]:
+        e.process(b, out=out)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    for b in blocks[50:]:
+        e.process(b, out=out)
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{len(blocks) - 50} blocks with 4 inserts: traced growth {cur - base} B, peak {peak - base} B")
+    # One stem block is 2 KiB and one STFT frame 8 KiB: any per-block buffer would show in the
+    # peak, and 294 blocks of anything kept would add up far past the bound on growth (what
+    # remains is first-call caches of small Python objects, ~1 KiB).
+    assert peak - base < 6144 and cur - base < 2048
