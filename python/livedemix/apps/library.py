@@ -271,12 +271,16 @@ def plan(
 _ENGINES: dict = {}  # this worker's engines, reused from song to song: the model loads once
 
 
-def _clean_stale_parts(folder: Path, names: list[str], fmt: str) -> None:
-    """Temporary files of an attempt that died (its worker was killed) before this one."""
+def _clean_stale_parts(folder: Path, names: list[str], fmt: str) -> int:
+    """Remove the temporary files of an attempt that died (its worker was killed) before this
+    one; returns how many there were (a song is only ever worked on by one task at a time)."""
+    n_removed = 0
     if folder.is_dir():
         for n in names:
             for part in folder.glob(f".{n}.{fmt}.part-*"):
                 part.unlink(missing_ok=True)
+                n_removed += 1
+    return n_removed
 
 
 def separate_song(song: dict, settings: dict) -> dict:
@@ -286,7 +290,7 @@ def separate_song(song: dict, settings: dict) -> dict:
     s = Song(**song)
     st = Settings(**settings)
     try:
-        _clean_stale_parts(Path(s.folder), _output_names(st), st.fmt)
+        stale = _clean_stale_parts(Path(s.folder), _output_names(st), st.fmt)
         r = separate_file(
             Path(s.input),
             Path(s.folder),
@@ -301,6 +305,7 @@ def separate_song(song: dict, settings: dict) -> dict:
             engine_cache=_ENGINES,
         )
         r["worker_pid"] = os.getpid()
+        r["after_lost_attempt"] = stale > 0
         return {"ok": True, "result": r}
     except LivedemixError as e:
         return {"ok": False, "reason": str(e)}
@@ -410,6 +415,14 @@ def _run_local(todo, settings, on_start, on_result, retries, jobs):
 
 
 def _run_ray(todo, settings, on_start, on_result, retries, address, jobs):
+    import contextlib
+
+    # Ray prints its own notices (a worker that died, ...) to stdout: keep stdout for our output.
+    with contextlib.redirect_stdout(sys.stderr):
+        _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs)
+
+
+def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
     try:
         import ray
     except ImportError:
@@ -535,7 +548,8 @@ def run_job(
 
 
 def _slim(r: dict) -> dict:
-    return {k: r[k] for k in ("outputs", "seconds", "wall_seconds", "peak", "gain_db", "worker_pid") if k in r}
+    keys = ("outputs", "seconds", "wall_seconds", "peak", "gain_db", "worker_pid", "after_lost_attempt")
+    return {k: r[k] for k in keys if k in r}
 
 
 def _summary(outcomes: list[Outcome], wall: float, backend: str, jobs: int, out: Path, fingerprint: str) -> dict:
@@ -547,7 +561,7 @@ def _summary(outcomes: list[Outcome], wall: float, backend: str, jobs: int, out:
         "done": len(done),
         "skipped": sum(o.status == "skipped" for o in outcomes),
         "failed": [{"input": o.song.input, "reason": o.reason} for o in outcomes if o.status == "failed"],
-        "retried": sum(1 for o in done if (o.attempts or 1) > 1),
+        "retried": sum(1 for o in done if (o.attempts or 1) > 1 or o.result.get("after_lost_attempt")),
         "audio_hours": round(audio / 3600, 4),
         "wall_seconds": round(wall, 2),
         "x_realtime": round(audio / wall, 2) if wall > 0 else None,
