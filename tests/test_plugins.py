@@ -382,3 +382,17 @@ def test_the_engine_with_a_chain_allocates_no_arrays_per_block():
     # One stem block is 2 KiB and one STFT frame 8 KiB: a per-block buffer would show in the
     # peak, and anything kept per block would make the second half grow like the first.
     assert peak - mid < 6144 and cur - mid < 1024
+
+
+def test_a_preset_recall_sets_the_same_plugins_parameters_and_bypass():
+    a = preset({"stems": {"vocals": {"inserts": [{"plugin": AMP, "params": {"gain": -6.0}}]}}})
+    b = preset({"stems": {"vocals": {"inserts": [{"plugin": AMP, "bypass": True}]}}})
+    other = preset({"stems": {"vocals": {"inserts": [{"plugin": FILTER}]}}})
+    e = Engine(model=TINY_MODEL, preset=a, block_size=256)
+    chain = e.insert_chain(stem="vocals")
+    e.apply_preset(b)
+    assert chain.param(0, "gain") == 0.0 and chain.bypassed(0)  # unlisted: the plugin's default
+    e.apply_preset(a)
+    assert chain.param(0, "gain") == -6.0 and not chain.bypassed(0)
+    e.apply_preset(other)  # other plugins need a new engine: the chain stays as it is
+    assert e.insert_chain(stem="vocals") is chain and chain.param(0, "gain") == -6.0

@@ -309,6 +309,8 @@ class Engine:
         for name, settings in preset.buses.items():
             if name in self._controls:
                 self._controls[name].load(settings)
+        if self._inserts is not None:  # the same plugins: their parameters and bypass states
+            self._inserts.recall(preset)
         self.preset = preset
         self._dirty = True
 

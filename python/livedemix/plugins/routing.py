@@ -91,6 +91,30 @@ class InsertRouting:
             if ch is not None:
                 ch.activate()
 
+    def recall(self, preset) -> int:
+        """A preset recall (Engine.apply_preset): every chain whose plugins are the preset's, in
+        order, takes the preset's parameter values (unlisted ones: the plugin's defaults) and
+        bypass states. Changing which plugins run needs a new engine (their instances are made
+        off the audio path); returns how many chains differed and were left as they are."""
+        from . import control_inputs
+
+        differed = 0
+        pairs = [(c, preset.stem_inserts.get(self.stems[j], [])) for j, c in zip(self.stem_index, self.stem_chains)]
+        pairs += [
+            (c, preset.buses[b].inserts if b in preset.buses else [])
+            for b, c in zip(self.buses, self.bus_chains)
+            if c is not None
+        ]
+        for chain, specs in pairs:
+            if [s.plugin for s in specs] != [s.plugin for s in chain.specs]:
+                differed += 1
+                continue
+            for i, spec in enumerate(specs):
+                for sym, port in control_inputs(chain.infos[i]).items():
+                    chain.set_param(i, sym, spec.params.get(sym, port["default"]))
+                chain.set_bypass(i, spec.bypass)
+        return differed
+
     def chain(self, stem: str | None = None, bus: str | None = None) -> Chain | None:
         if stem is not None:
             j = self.stems.index(stem)
