@@ -55,6 +55,10 @@ def cmd_bench(args) -> int:
         from . import bench_inserts
 
         results["inserts"] = bench_inserts.bench_inserts(max(args.seconds, 2.0), model=args.model)
+    if args.what in ("offline", "all"):
+        from . import bench_offline
+
+        results["offline"] = bench_offline.bench_offline(model=args.model, memory=not args.no_memory)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -62,6 +66,10 @@ def cmd_bench(args) -> int:
             from . import bench_inserts
 
             print(bench_inserts.format_inserts(results["inserts"]))
+        if "offline" in results:
+            from . import bench_offline
+
+            print(bench_offline.format_offline(results["offline"]))
         if "stft" in results:
             print(bench.format_stft(results["stft"]))
         if "pipeline" in results:
@@ -378,9 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "stft", "pipeline", "inserts"],
+        choices=["all", "stft", "pipeline", "inserts", "offline"],
         help="stft: the C++ STFT against numpy; pipeline: the whole engine against its hop budget; inserts: a "
-        "typical LV2 effect chain against the engine without it (default: all but inserts)",
+        "typical LV2 effect chain against the engine without it; offline: the batched offline path against the "
+        "streaming one on the demo song, and the memory for a 10-minute song (default: all but inserts)",
+    )
+    bench.add_argument(
+        "--no-memory", action="store_true", help="offline: skip the 10-minute memory measurement (~20 s)"
     )
     bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
     bench.add_argument(
