@@ -288,7 +288,7 @@ def test_separate_with_an_amp_insert_scales_the_vocals_and_leaves_the_rest_bit_i
         assert rc == 0
     read = lambda d, s: sf.read(tmp_path / d / "song" / f"{s}.wav", dtype="float32")[0]  # noqa: E731
     a, b = read("a", "vocals"), read("b", "vocals")
-    err = rel_db(b - 10 ** (-6 / 20) * a, a)
+    err = rel_db(b.astype(np.float64) - 10 ** (-6 / 20) * a.astype(np.float64), a)
     print(f"vocals with eg-amp -6 dB vs without × 10^(-6/20): {err:.1f} dB")
     assert err < -80 and np.sum(a**2) > 0
     for stem in ("drums", "bass", "other"):
