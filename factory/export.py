@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from livedemix import STEMS
 from livedemix.separator import sha256_of
 from torch.nn import functional as F
 
@@ -184,7 +185,7 @@ def export_step_model(
     *,
     stft: dict,
     sample_rate: int = 44100,
-    stem_names: tuple = ("vocals", "drums", "bass", "other"),
+    stem_names: tuple = STEMS,
     training: dict | None = None,
     scores: dict | None = None,
     default_phase: str = "pu-iter",
@@ -295,7 +296,7 @@ def main(argv=None) -> int:
         args.name,
         stft=ckpt["stft"],
         sample_rate=ckpt.get("sample_rate", 44100),
-        stem_names=tuple(ckpt.get("stems", ("vocals", "drums", "bass", "other"))),
+        stem_names=tuple(ckpt.get("stems", STEMS)),
         training=ckpt.get("training", {}),
         scores=scores,
         default_phase=ckpt.get("default_phase", "pu-iter"),

@@ -14,9 +14,8 @@ import sys
 import types
 
 import torch
+from livedemix import STEMS
 from torch import nn
-
-STEMS = ("vocals", "drums", "bass", "other")
 
 
 def _allow_without_torchaudio() -> None:

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from livedemix import STEMS  # noqa: E402
 
-from factory.phase_render import INSTRUMENTS, SR, STEMS, instrument_clip, render_song  # noqa: E402
+from factory.phase_render import INSTRUMENTS, SR, instrument_clip, render_song  # noqa: E402
 
 # -- STFT (NumPy twin of the core) ---------------------------------------------------------------
 

@@ -30,7 +30,6 @@ SF2_CANDIDATES = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts
 
 # name -> GM program (0-based)
 INSTRUMENTS = {"piano": 0, "guitar": 24, "strings": 48, "voice": 53}
-STEMS = ("vocals", "drums", "bass", "other")
 
 
 def soundfont() -> str:

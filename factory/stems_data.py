@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-STEMS = ("vocals", "drums", "bass", "other")
+from livedemix import STEMS
 
 
 @dataclass

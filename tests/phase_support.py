@@ -13,8 +13,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from livedemix import STEMS  # noqa: E402,F401
+
 from factory.phase_eval import istft, stft  # noqa: E402,F401
-from factory.phase_render import SR, STEMS, have_fluidsynth, instrument_clip, render_song  # noqa: E402,F401
+from factory.phase_render import SR, have_fluidsynth, instrument_clip, render_song  # noqa: E402,F401
 
 
 def synthetic_song(seconds: float = 4.0, seed: int = 0) -> dict:

@@ -15,7 +15,6 @@ from . import drums as D
 from .material import CHORD_QUALITIES, PC_NAMES, MaterialCache
 
 SR = 44100
-STEMS = ("vocals", "drums", "bass", "other")
 SPLIT_FRACTIONS = (("test", 0.1), ("valid", 0.1))
 TAIL_S = 1.0  # room after the last bar for releases (and reverb)
 

@@ -8,8 +8,7 @@ mixture: call `mix()` afterwards, which keeps mixture == sum(stems).
 from __future__ import annotations
 
 import numpy as np
-
-STEMS = ("vocals", "drums", "bass", "other")
+from livedemix import STEMS
 
 
 def mix(stems: dict) -> dict:

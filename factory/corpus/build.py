@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from livedemix import STEMS
 
 from . import arrange as A
 from . import loudness as L
@@ -30,7 +31,6 @@ from . import voice as V
 
 VERSION = 1
 SR = A.SR
-STEMS = A.STEMS
 FORMATS = {"flac": ("FLAC", ".flac"), "wav": ("WAV", ".wav")}
 
 

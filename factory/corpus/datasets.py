@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from livedemix import STEMS
 
-STEMS = ("vocals", "drums", "bass", "other")
 SR = 44100
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
 # File-name stems (lower case, without extension) that a stems folder may use.
@@ -239,7 +239,7 @@ def role_of(filename: str) -> str | None:
     tokens = [t for t in base.replace("-", "_").replace(" ", "_").replace(".", "_").split("_") if t]
     if base in sum(ALIASES.values(), ()):
         return next(r for r, names in ALIASES.items() if base in names)
-    for role in ("mixture", "vocals", "drums", "bass", "other"):  # first match wins
+    for role in ("mixture",) + STEMS:  # first match wins
         if any(t in ALIASES[role] for t in tokens):
             return role
     return None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from livedemix import STEMS
 
 from . import build as B
 from . import loudness as L
@@ -28,7 +29,7 @@ def candidates(planner, tries: int = 200):
         stems = {p.stem for p in s.parts}
         voc = [p for p in s.parts if p.stem == "vocals"]
         if (
-            stems == {"vocals", "drums", "bass", "other"}
+            stems == set(STEMS)
             and voc
             and voc[0].synth == "formant"
             and s.meter in ((4, 4), (2, 4), (2, 2))
@@ -43,7 +44,7 @@ def _requantize(song_dir: Path) -> dict:
     # LSB, which FLAC stores as "wasted bits") brings it under 3 MB. The mixture is
     # re-summed from the requantised stems, so it stays their exact sum.
     stems = {}
-    for name in ("vocals", "drums", "bass", "other"):
+    for name in STEMS:
         x, _ = sf.read(str(song_dir / f"{name}.flac"), dtype="int16")
         stems[name] = (np.round(x.astype(np.int32) / STEP) * STEP).astype(np.int32)
     stems["mixture"] = sum(stems.values())
@@ -82,7 +83,7 @@ def make_demo(out, seed: int = 11, soundfont: str | None = None) -> dict:
             "channels": 2,
             "bit_depth": 16,
             "significant_bits": 16 - int(np.log2(STEP)),
-            "stems": ["vocals", "drums", "bass", "other"],
+            "stems": list(STEMS),
             "mixture_is_sum_of_stems": "exact: mixture.flac holds the integer sum of the stored stems",
             "source": entry["source"],
             "key": entry["key"],

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from livedemix import STEMS
 
-from .arrange import STEMS
 from .material import PC_NAMES
 from .verify import splits_disjoint
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from livedemix import STEMS
 
 from . import loudness as L
-from .arrange import STEMS
 
 ACTIVE_DB = -50.0
 

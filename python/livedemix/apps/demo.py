@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import STEMS
 from ..audio.files import AtomicOutputs, read_audio
 from ..metrics import rms_dbfs, sdr, si_sdr
 from ..offline import StreamingSeparation
@@ -22,7 +23,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 def demo_song() -> tuple[np.ndarray, dict[str, np.ndarray], int]:
     mix, sr = read_audio(DEMO_DIR / "mixture.flac")
-    stems = {s: read_audio(DEMO_DIR / f"{s}.flac")[0] for s in ("vocals", "drums", "bass", "other")}
+    stems = {s: read_audio(DEMO_DIR / f"{s}.flac")[0] for s in STEMS}
     return mix, stems, sr
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import STEMS
 from ..audio.files import AudioFileError, read_audio
 from ..metrics import bss_eval, sdr, si_sdr
 from ..offline import separate
@@ -58,7 +59,7 @@ def run(stems_dir, *, model=None, phase=None, seconds=None) -> dict:
             rows.append(row)
     stems = sorted(
         {r["stem"] for r in rows},
-        key=lambda s: ["vocals", "drums", "bass", "other"].index(s) if s in ("vocals", "drums", "bass", "other") else 9,
+        key=lambda s: STEMS.index(s) if s in STEMS else len(STEMS),
     )
     keys = ("SDR", "SI-SDR", "BSS-SDR", "SIR", "SAR")
     summary = {
