@@ -358,8 +358,9 @@ def run_files(paths, cache: TeacherCache, teacher: Teacher | None = None, progre
 
 
 def eval_corpus(data, split: str = "valid", songs: int = 20, cache: TeacherCache | None = None, progress=True) -> dict:
-    """The teacher's plain SDR (livedemix.metrics.sdr) on the synthesized corpus's songs, next to
-    the shipped model's (vocals; accompaniment = drums + bass + other) and the mixture's."""
+    """The teacher's plain SDR (livedemix.metrics.sdr) on the synthesized corpus's songs with
+    vocals (of the first ``songs``), next to the shipped model's (vocals; accompaniment = drums +
+    bass + other) and the mixture's."""
     import soundfile as sf
     from livedemix.metrics import sdr
     from livedemix.offline import separate
@@ -378,9 +379,13 @@ def eval_corpus(data, split: str = "valid", songs: int = 20, cache: TeacherCache
         return sf.read(p, dtype="float32", always_2d=True)[0].T
 
     rows = {"teacher": [], "shipped model": [], "mixture": []}
+    used = []
     for d in dirs:
         mix = rd(d / "mixture.flac")
         voc = rd(d / "vocals.flac")
+        if np.sqrt(np.mean(voc.astype(np.float64) ** 2)) < 1e-3:
+            continue  # an instrumental song: its vocals SDR is undefined, its accompaniment the mixture
+        used.append(d.name)
         acc = sum(rd(d / f"{s}.flac") for s in ("drums", "bass", "other"))
         t, _, _ = cache.get(d / "mixture.flac")
         m = separate(mix, SR)
@@ -388,7 +393,7 @@ def eval_corpus(data, split: str = "valid", songs: int = 20, cache: TeacherCache
         rows["teacher"].append((sdr(voc, t["vocals"]), sdr(acc, t["accompaniment"])))
         rows["shipped model"].append((sdr(voc, m["vocals"]), sdr(acc, m_acc)))
         rows["mixture"].append((sdr(voc, mix), sdr(acc, mix)))
-    return {"songs": [d.name for d in dirs], "rows": rows, "run": stats}
+    return {"songs": used, "skipped": len(dirs) - len(used), "rows": rows, "run": stats}
 
 
 def corpus_table(res: dict) -> str:
@@ -454,7 +459,10 @@ def main(argv=None) -> int:
             )
         else:
             res = eval_corpus(args.data, args.split, args.songs, cache)
-            print(f"{len(res['songs'])} '{args.split}' songs of {args.data}:\n")
+            print(
+                f"{len(res['songs'])} '{args.split}' songs with vocals of {args.data} "
+                f"({res['skipped']} instrumental songs skipped); plain SDR, dB:\n"
+            )
             print(corpus_table(res))
             st = res["run"]
             if st["audio_s"]:
