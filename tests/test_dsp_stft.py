@@ -223,3 +223,10 @@ def test_real_fft_matches_numpy(n):
     ref = np.fft.rfft(x.astype(np.float64))
     assert np.abs(X - ref).max() / np.abs(ref).max() < 1e-5
     assert np.abs(fft.inverse(X) - x).max() < 1e-5
+
+
+@pytest.mark.parametrize("alias", ["sqrt_hann", "Hann", "asym"])
+def test_window_names_have_no_undocumented_aliases(alias):
+    with pytest.raises(ValueError) as e:
+        dsp.StftConfig(1024, 512, alias)
+    assert str(e.value) == f"unknown window '{alias}': use 'hann', 'sqrt-hann' or 'asymmetric'"

@@ -22,7 +22,7 @@ std::vector<double> overlap_sum(const std::vector<double>& a, const std::vector<
 
 WindowType parse_window_type(const std::string& name) {
   if (name == "hann") return WindowType::Hann;
-  if (name == "sqrt-hann" || name == "sqrt_hann") return WindowType::SqrtHann;
+  if (name == "sqrt-hann") return WindowType::SqrtHann;
   if (name == "asymmetric") return WindowType::Asymmetric;
   throw std::invalid_argument("unknown window '" + name + "': use 'hann', 'sqrt-hann' or 'asymmetric'");
 }

@@ -345,7 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sep.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder (the input tree is mirrored)")
     sep.add_argument("-r", "--recursive", action="store_true", help="also walk the subfolders of folder inputs")
-    sep.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes on this machine (default 1)")
+    sep.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes on this machine (default 1; with --ray and no ADDRESS: CPUs of the local cluster, default all)",
+    )
     sep.add_argument(
         "--ray",
         nargs="?",

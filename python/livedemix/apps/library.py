@@ -419,7 +419,7 @@ def _run_ray(todo, settings, on_start, on_result, retries, address, jobs):
 
     # Ray prints its own notices (a worker that died, ...) to stdout: keep stdout for our output.
     with contextlib.redirect_stdout(sys.stderr):
-        _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs)
+        return _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs)
 
 
 def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
@@ -439,7 +439,8 @@ def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
     try:
         task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(separate_song)
         st = ray.put(asdict(settings))
-        window = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        window = 4 * cpus
         queue = list(reversed(todo))
         running = {}
         while queue or running:
@@ -455,6 +456,7 @@ def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
                 except Exception as e:  # noqa: BLE001 — retries used up (WorkerCrashedError, node lost, ...)
                     res = {"ok": False, "reason": f"{s.input}: the task failed on the cluster ({type(e).__name__})"}
                 on_result(s, res, None)
+        return cpus
     finally:
         if started_here:
             ray.shutdown()
@@ -473,7 +475,7 @@ def run_job(
     force: bool = False,
     exact: bool = False,
     recursive: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     ray_address: str | None = None,
     use_ray: bool = False,
     retries: int = DEFAULT_RETRIES,
@@ -485,7 +487,7 @@ def run_job(
 
     if fmt not in FORMATS:
         raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise LibraryError(f"--jobs {jobs}: give at least 1 worker process")
     if retries < 0:
         raise LibraryError(f"--retries {retries}: give 0 or more")
@@ -526,13 +528,14 @@ def run_job(
             by_key[s.key] = Outcome(s, "failed", res["reason"], attempts=attempts or 1)
         bar.add(s.seconds)
 
-    backend = "ray" if use_ray else ("local" if jobs > 1 else "inline")
+    workers = jobs or 1
+    backend = "ray" if use_ray else ("local" if workers > 1 else "inline")
     try:
         if todo:
-            if use_ray:
-                _run_ray(todo, settings, on_start, on_result, retries, ray_address, jobs if jobs > 1 else None)
-            elif jobs > 1:
-                _run_local(todo, settings, on_start, on_result, retries, jobs)
+            if use_ray:  # a local cluster gets --jobs CPUs (default: all); a running one has its own
+                workers = _run_ray(todo, settings, on_start, on_result, retries, ray_address, jobs)
+            elif workers > 1:
+                _run_local(todo, settings, on_start, on_result, retries, workers)
             else:
                 _run_inline(todo, settings, on_start, on_result, retries)
     finally:
@@ -540,7 +543,7 @@ def run_job(
         journal.close()
     wall = time.perf_counter() - t0
     ordered = [by_key[s.key] for s in songs if s.key in by_key]
-    summary = _summary(ordered, wall, backend, jobs, out, fingerprint)
+    summary = _summary(ordered, wall, backend, workers, out, fingerprint)
     if len(songs) == 1 and ordered and ordered[0].status == "failed":
         raise AudioFileError(ordered[0].reason)
     _write_json_atomic(out / SUMMARY, summary)
