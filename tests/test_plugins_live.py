@@ -154,3 +154,5 @@ def test_a_cc_from_a_second_midi_client_moves_a_plugin_parameter_audibly(jack_se
     assert dev[silent_from : idx(t_bypass)].mean() > 10 * eps  # the vocals stay out until the bypass
     assert last_back - idx(t_bypass) <= settle
     assert r["midi"]["takeover_waits"] >= 1
+    amp = r["inserts"]["stems"]["vocals"][0]  # the report counts each slot's runs and faults
+    assert amp["plugin"] == AMP and amp["bypassed"] and not amp["faulted"] and amp["blocks"] > 500

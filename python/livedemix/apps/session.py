@@ -115,7 +115,20 @@ def format_report(r: dict, what: str) -> str:
             if "midi" in r
             else ""
         )
+        + _inserts_line(r)
     )
+
+
+def _inserts_line(r: dict) -> str:
+    if "inserts" not in r:
+        return ""
+    slots = [s for chains in r["inserts"].values() for chain in chains.values() for s in chain]
+    bad = [s for s in slots if s["faulted"]]
+    line = f"\n  effects: {len(slots)} inserts, {len(bad)} bypassed by the host"
+    for s in bad:
+        why = "NaN/Inf output" if s["nonfinite_events"] else "too slow"
+        line += f"\n    {s['name']} ({s['plugin']}): {why}"
+    return line
 
 
 def run(args, mode: str) -> int:
@@ -194,6 +207,9 @@ def run(args, mode: str) -> int:
             "ignored_by_reason": dict(midi.stats.ignored),
             "takeover_waits": midi.stats.takeover_waits,
         }
+    inserts = runner.engine.insert_stats() if hasattr(runner.engine, "insert_stats") else {}
+    if inserts.get("stems") or inserts.get("buses"):  # effect inserts: faults counted per slot
+        report["inserts"] = inserts
     if args.json:
         print(json.dumps(report, indent=2))
     else:
