@@ -21,6 +21,13 @@ STEM_PLUGIN = "http://drobilla.net/plugins/mda/RezFilter"
 BUS_PLUGIN = "http://drobilla.net/plugins/mda/Ambience"
 
 
+def can_run() -> bool:
+    """Whether the host and the chain's plugins (Debian mda-lv2) are here."""
+    from .. import _core
+
+    return available() and all(_core.lv2_has(u) for u in (STEM_PLUGIN, BUS_PLUGIN))
+
+
 def typical_chain_preset(stems) -> Preset:
     p = Preset(name="bench-inserts")
     p.stem_inserts = {s: [InsertSpec(STEM_PLUGIN, {"freq": 0.6, "res": 0.2})] for s in stems}
