@@ -16,8 +16,9 @@
 // port's range) and copied into the ports at the next block boundary. A slot whose output is
 // NaN/Inf, or which takes longer than its time budget for several blocks in a row, is
 // bypassed (dry signal, delayed by its latency so timing does not move) and counted; the rest
-// of the chain keeps running. A plugin's latency (lv2:reportsLatency output port) is read
-// after activation; the chain's latency is the sum, and a bypassed slot keeps its delay.
+// of the chain keeps running. Plugins run with denormals flushed to zero (FTZ/DAZ). A plugin's latency
+// (lv2:reportsLatency output port) is read after activation; the chain's latency is the sum, and a bypassed slot keeps
+// its delay.
 #pragma once
 #include <atomic>
 #include <cstdint>

@@ -11,6 +11,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "alloc_counter.hpp"
 #include "lv2_host.hpp"
 
@@ -119,6 +123,26 @@ static void delay_line_and_time_mixer() {
   LD_CHECK(std::fabs(dst[0] - 0.75f) < 1e-6f && dst[3] == 0.0f && dst[7] == 0.0f);
 }
 
+static void plugins_run_with_denormals_flushed() {
+#if defined(__x86_64__)
+  InsertChain chain(44100, 1, 64);
+  const int amp = chain.add(kAmp);
+  chain.slot(amp).set_control(chain.slot(amp).control_index("gain"), -20.0f);
+  chain.activate();
+  float buf[64];
+  for (float& v : buf) v = 1e-37f;  // a normal float; -20 dB of it (1e-38) is denormal
+  const unsigned before = _mm_getcsr();
+  chain.process(buf, 64, 64);
+  LD_CHECK(_mm_getcsr() == before);             // the caller's floating-point state is restored
+  LD_CHECK(buf[0] == 0.0f && buf[63] == 0.0f);  // flushed to zero inside the plugin
+  float plain = 1e-37f;
+  volatile float g = 0.1f;
+  plain *= g;
+  LD_CHECK(plain != 0.0f);  // ... and not flushed out here
+  std::printf("denormals: flushed inside the chain, not outside\n");
+#endif
+}
+
 int main() {
   missing_plugin_is_one_sentence();
   delay_line_and_time_mixer();
@@ -126,6 +150,7 @@ int main() {
     return 77;  // ctest: skipped
   chain_does_not_allocate();
   latency_is_the_impulse_delay();
+  plugins_run_with_denormals_flushed();
   std::printf("all LV2 host checks passed\n");
   return 0;
 }
