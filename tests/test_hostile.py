@@ -53,6 +53,8 @@ def test_card_stems_must_be_identifiers(card, stem):
 
 @pytest.mark.parametrize("onnx_file", ["/etc/passwd", "../tiny.onnx", "sub/../../x.onnx", None, 3, ""])
 def test_card_onnx_file_is_confined_to_the_card_folder(card, onnx_file):
+    # the model really is there, one folder up: only the confinement stops it
+    (card.parent.parent / "tiny.onnx").write_bytes((card.parent / "tiny.onnx").read_bytes())
     write_card(card, onnx_file=onnx_file)
     with pytest.raises(ModelError) as e:
         Separator(card)

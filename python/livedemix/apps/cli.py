@@ -10,6 +10,55 @@ from .. import __version__
 from ..phase import MODES as PHASE_CHOICES
 
 
+def _seconds(text: str) -> float:
+    """--seconds: a finite number of seconds above zero (0 divided a benchmark by zero, a
+    negative value cut songs from the end)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: write e.g. --seconds 10") from None
+    if not (0 < v <= 86400):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a duration: give seconds above 0 (at most a day)")
+    return v
+
+
+BLOCK_MIN, BLOCK_MAX = 16, 8192
+
+
+def _block(text: str) -> int:
+    """--block: 0 (the host's own size) or 16..8192 samples, as the help says."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of samples: write e.g. --block 256") from None
+    if v != 0 and not BLOCK_MIN <= v <= BLOCK_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{v} samples is outside {BLOCK_MIN}..{BLOCK_MAX}: give e.g. --block 256, or 0 for the host's own size"
+        )
+    return v
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON has no Infinity or NaN);
+    returns (clean value, number of values replaced)."""
+    import math
+
+    count = 0
+
+    def clean(v):
+        nonlocal count
+        if isinstance(v, float) and not math.isfinite(v):
+            count += 1
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(value), count
+
+
 def cmd_info(args) -> int:
     from .. import dsp
 
@@ -159,7 +208,16 @@ def cmd_eval(args) -> int:
     from . import eval_folder
 
     table = eval_folder.run(args.stems_dir, model=args.model, phase=args.phase, seconds=args.seconds)
-    print(json.dumps(table, indent=2) if args.json else eval_folder.format_table(table))
+    if args.json:
+        clean, replaced = json_safe(table)
+        if replaced:
+            clean["notes"] = (
+                f"{replaced} score(s) were not finite (a silent or perfectly matched reference, or a stem "
+                "with no true file to compare with) and are null"
+            )
+        print(json.dumps(clean, indent=2, allow_nan=False))
+    else:
+        print(eval_folder.format_table(table))
     return 0
 
 
@@ -173,10 +231,20 @@ def cmd_devices(args) -> int:
     from ..audio import devices as live_audio
 
     devs = live_audio.list_devices()
+    apis = live_audio.host_apis()
+    jack = any(a.startswith("JACK") for a in apis)
+    hint = (
+        None
+        if jack
+        else "no JACK server is running, so JACK's ports are not listed: start one (e.g. `jackd -d alsa -r 44100 "
+        "-p 256`, or `qjackctl`) and run `livedemix devices` again"
+    )
     if args.json:
-        print(json.dumps({"host_apis": live_audio.host_apis(), "devices": devs}, indent=2))
+        print(json.dumps({"host_apis": apis, "devices": devs, "jack": jack, "hint": hint}, indent=2))
     else:
         print(live_audio.format_devices(devs))
+        if hint:
+            print(f"livedemix: {hint}", file=sys.stderr)
     return 0
 
 
@@ -268,10 +336,10 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="output device: index or name substring (see `livedemix devices`)")
     p.add_argument(
         "--block",
-        type=int,
+        type=_block,
         default=0,
         metavar="N",
-        help="samples per callback (default 0: the host's own size, which adds no buffering on JACK)",
+        help="samples per callback, 16..8192 (default 0: the host's own size, which adds no buffering on JACK)",
     )
     p.add_argument(
         "--deadline",
@@ -310,10 +378,15 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as every other error: one line, ``livedemix: ...``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"livedemix: {message}: see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live."
-    )
+    p = _Parser(prog="livedemix", description="Real-time music demixing: split a mix into stems and remix them live.")
     p.add_argument("--version", action="version", version=f"livedemix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -373,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")
     sep.add_argument("--stems", default=None, help="comma-separated subset, e.g. vocals,drums (default: all)")
     sep.add_argument("--preset", default=None, help="also write mix.<ext>: the preset's main bus (e.g. karaoke)")
-    sep.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (24-bit)")
+    sep.add_argument(
+        "--format",
+        choices=["wav", "flac"],
+        default="wav",
+        help="wav: 32-bit float (never clips); flac: 24-bit, scaled down together if a stem would clip (reported)",
+    )
     sep.add_argument("--force", action="store_true", help="overwrite existing outputs")
     sep.add_argument("--json", action="store_true", help="print machine-readable JSON (no progress bar)")
     sep.set_defaults(func=cmd_separate)
@@ -384,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("stems_dir", help="a song folder, or a folder of song folders")
     ev.add_argument("--model", default=None)
     ev.add_argument("--phase", choices=PHASE_CHOICES, default=None)
-    ev.add_argument("--seconds", type=float, default=None, help="evaluate only the first N seconds of each song")
+    ev.add_argument("--seconds", type=_seconds, default=None, help="evaluate only the first N seconds of each song")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
@@ -405,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)"
     )
-    bench.add_argument("--seconds", type=float, default=2.0, help="audio per timing round (default 2)")
+    bench.add_argument("--seconds", type=_seconds, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
 
@@ -468,10 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     # A command started from a script's background job inherits SIGINT as ignored, and Python
     # then never raises KeyboardInterrupt: restore it, so Ctrl-C stops every command cleanly.
+    # SIGTERM unwinds like an exception too (SystemExit 143), so the `with` blocks that own
+    # temporary files remove them: a terminated `separate` leaves no .part files behind.
     import signal
+
+    def _terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: don't interrupt the cleanup
+        raise SystemExit(128 + signum)
 
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # main() called from a thread other than the main one
         pass
     parser = build_parser()
@@ -493,6 +578,23 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
+    except (RecursionError, MemoryError) as e:  # input too deep or too large for any check to catch first
+        print(
+            f"livedemix: an input is too large or too deeply nested ({type(e).__name__}): check the files passed",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as e:  # noqa: BLE001 — a bug: one line, exit 70; LIVEDEMIX_DEBUG=1 shows the traceback
+        import os
+
+        if os.environ.get("LIVEDEMIX_DEBUG"):
+            raise
+        print(
+            f"livedemix: internal error ({type(e).__name__}: {str(e)[:200]}): please report it with the command "
+            "you ran (LIVEDEMIX_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

@@ -36,6 +36,17 @@ def song_folders(root: Path) -> list[Path]:
     return songs
 
 
+def _finite(v) -> float | None:
+    """A score, or None where BSS Eval has none (a source silent in every window: NaN/inf)."""
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _nanmean(values) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
 def run(stems_dir, *, model=None, phase=None, seconds=None) -> dict:
     rows = []
     for folder in song_folders(Path(stems_dir)):
@@ -43,6 +54,7 @@ def run(stems_dir, *, model=None, phase=None, seconds=None) -> dict:
         n = mix.shape[1] if seconds is None else min(mix.shape[1], int(seconds * sr))
         mix = mix[:, :n]
         est = separate(mix, sr, model=model, phase=phase)
+        song_rows, refs, ests = [], [], []
         for stem, y in est.items():
             path = _find(folder, stem)
             if path is None:
@@ -53,18 +65,26 @@ def run(stems_dir, *, model=None, phase=None, seconds=None) -> dict:
                     f"{path} has shape {ref.shape} but the mixture {mix.shape}: the stems must match the mixture"
                 )
             row = {"song": folder.name, "stem": stem, "SDR": sdr(ref, y), "SI-SDR": si_sdr(ref, y)}
+            song_rows.append(row)
             if np.sum(ref.astype(np.float64) ** 2) > 1e-8:
-                b = bss_eval(ref[None], y[None], sr)
-                row.update({("BSS-SDR" if k == "SDR" else k): float(v[0]) for k, v in b.items()})
-            rows.append(row)
+                refs.append(ref)
+                ests.append(y)
+                row["_bss"] = len(refs) - 1
+        if len(refs) >= 2:  # BSS Eval's SIR needs the other sources: evaluate the song's stems together
+            b = bss_eval(np.stack(refs), np.stack(ests), sr)
+            for row in song_rows:
+                if "_bss" in row:
+                    j = row.pop("_bss")
+                    row.update({("BSS-SDR" if k == "SDR" else k): _finite(v[j]) for k, v in b.items()})
+        for row in song_rows:
+            row.pop("_bss", None)
+        rows.extend(song_rows)
     stems = sorted(
         {r["stem"] for r in rows},
         key=lambda s: STEMS.index(s) if s in STEMS else len(STEMS),
     )
     keys = ("SDR", "SI-SDR", "BSS-SDR", "SIR", "SAR")
-    summary = {
-        s: {k: float(np.nanmean([r.get(k, np.nan) for r in rows if r["stem"] == s])) for k in keys} for s in stems
-    }
+    summary = {s: {k: _nanmean([r.get(k) for r in rows if r["stem"] == s]) for k in keys} for s in stems}
     return {"songs": len({r["song"] for r in rows}), "rows": rows, "mean": summary}
 
 
@@ -74,8 +94,13 @@ def format_table(t: dict) -> str:
         "",
         f"  {'stem':<8} {'SDR':>7} {'SI-SDR':>7} {'BSS-SDR':>8} {'SIR':>7} {'SAR':>7}   (dB)",
     ]
+
+    def cell(v, width):
+        return f"{v:>{width}.2f}" if v is not None else f"{'n/a':>{width}}"
+
     for s, m in t["mean"].items():
         lines.append(
-            f"  {s:<8} {m['SDR']:>7.2f} {m['SI-SDR']:>7.2f} {m['BSS-SDR']:>8.2f} {m['SIR']:>7.2f} {m['SAR']:>7.2f}"
+            f"  {s:<8} {cell(m['SDR'], 7)} {cell(m['SI-SDR'], 7)} {cell(m['BSS-SDR'], 8)} "
+            f"{cell(m['SIR'], 7)} {cell(m['SAR'], 7)}"
         )
     return "\n".join(lines)

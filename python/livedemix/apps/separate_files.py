@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,14 +14,25 @@ CHUNK = 65536
 
 
 def plan_outputs(inputs: list[Path], outdir: Path, names: list[str], fmt: str, force: bool) -> dict[Path, Path]:
-    """Check every input and output before any work: one sentence for the first problem."""
+    """Check every input and output before any work: one sentence for the first problem.
+    ``names`` are the real output names (the card's stems, validated identifiers, and ``mix``);
+    an output that is one of the inputs is refused even with ``force``."""
     folders, seen = {}, {}
+    inputs_real = {os.path.realpath(p) for p in inputs}
     for path in inputs:
-        open_input(path).close()  # raises AudioFileError for missing/corrupt/empty/bad rate
+        open_input(path).close()  # raises AudioFileError for missing/corrupt/empty/bad rate/too many channels
         folder = outdir / path.stem
         if folder in seen:
             raise AudioFileError(f"{path} and {seen[folder]} would both write to {folder}: rename one of them")
         seen[folder] = path
+        for n in names:
+            target = folder / f"{n}.{fmt}"
+            if os.path.realpath(target) in inputs_real or any(
+                target.exists() and os.path.samefile(target, i) for i in inputs
+            ):
+                raise AudioFileError(
+                    f"{target} is an input of this run: --force never overwrites an input; choose another -o folder"
+                )
         existing = [folder / f"{n}.{fmt}" for n in names if (folder / f"{n}.{fmt}").exists()]
         if existing and not force:
             raise AudioFileError(
@@ -28,6 +40,18 @@ def plan_outputs(inputs: list[Path], outdir: Path, names: list[str], fmt: str, f
             )
         folders[path] = folder
     return folders
+
+
+def _peak_note(path: Path, out: AtomicOutputs) -> str:
+    if out.gain_db < 0:
+        return (
+            f"livedemix: note: the stems of {path.name} peak at {out.peak:.2f}x full scale; every output was "
+            f"scaled by {out.gain_db:.1f} dB so the 24-bit files don't clip (use --format wav for float files)"
+        )
+    return (
+        f"livedemix: note: the stems of {path.name} peak at {out.peak:.2f}x full scale; they are written as "
+        "32-bit float WAV, so nothing was clipped (lower the level before converting them to an integer format)"
+    )
 
 
 def _progress(done: int, total: int, name: str, start: float) -> None:
@@ -81,6 +105,8 @@ def separate_file(
             files = out.commit()
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
+    if out.peak > 1.0 and not quiet:  # never clipped, never silent about it
+        sys.stderr.write(_peak_note(path, out) + "\n")
     seconds = total / f.samplerate
     wall = time.perf_counter() - t0
     return {
@@ -90,6 +116,8 @@ def separate_file(
         "wall_seconds": round(wall, 3),
         "real_time_factor": round(wall / seconds, 4),
         "latency_samples": sep.latency,
+        "peak": round(out.peak, 4),
+        "gain_db": round(out.gain_db, 3),
         "stats": sep.stats,
         "engine": sep.describe(),
     }
@@ -111,10 +139,24 @@ def run(
     if fmt not in FORMATS:
         raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     paths = [Path(p) for p in inputs]
+    from ..presets import Preset, load_preset
     from ..separator import load_card, resolve_model
 
-    model_stems = load_card(resolve_model(model))["stems"] if model is not None or preset is None else None
-    names = list(stems or model_stems or ["vocals", "drums", "bass", "other"]) + (["mix"] if preset else [])
+    if preset is not None and not isinstance(preset, Preset):
+        preset = load_preset(preset)
+    # The names the files will really have: the stems of the card that will run (a preset's
+    # model is a shipped one), checked as identifiers by load_card.
+    from_preset = model is None and preset is not None and preset.engine.model is not None
+    model_stems = load_card(resolve_model(preset.engine.model if from_preset else model, shipped_only=from_preset))[
+        "stems"
+    ]
+    if stems:
+        unknown = [s for s in stems if s not in model_stems]
+        if unknown:
+            raise AudioFileError(
+                f"--stems names {unknown[0]!r}, which the model doesn't separate: use some of {', '.join(model_stems)}"
+            )
+    names = list(stems or model_stems) + (["mix"] if preset else [])
     folders = plan_outputs(paths, Path(outdir), names, fmt, force)
     return [
         separate_file(
