@@ -13,6 +13,7 @@ import soundfile as sf
 from live_support import (  # noqa: F401
     DEMO,
     MidiPeer,
+    MidiSender,
     Player,
     Recorder,
     finish,
@@ -22,7 +23,7 @@ from live_support import (  # noqa: F401
     report_of,
     wait_until,
 )
-from plugin_support import AMP, require_plugins
+from plugin_support import AMP, FILTER, require_plugins
 
 pytestmark = [pytest.mark.live, pytest.mark.jack, pytest.mark.midi]
 
@@ -156,3 +157,38 @@ def test_a_cc_from_a_second_midi_client_moves_a_plugin_parameter_audibly(jack_se
     assert r["midi"]["takeover_waits"] >= 1
     amp = r["inserts"]["stems"]["vocals"][0]  # the report counts each slot's runs and faults
     assert amp["plugin"] == AMP and amp["bypassed"] and not amp["faulted"] and amp["blocks"] > 500
+
+
+def test_midi_learn_maps_a_knob_to_a_plugin_parameter_and_a_pad_to_a_bypass(jack_server, tmp_path):
+    from livedemix.presets import load_preset
+
+    require_plugins(AMP, FILTER)
+    copy = tmp_path / "fx.toml"
+    copy.write_text(PRESET + f'\n[[buses.main.inserts]]\nplugin = "{FILTER}"\n')
+    p = livedemix("midi", "learn", "--preset", str(copy), "--target", "param:@main/1/freq", "--range=0.2,0.9")
+    sender = MidiSender("livedemix-midi-learn:livedemix")
+    try:
+        time.sleep(0.2)
+        sender.send([0xB1, 22, 10])  # CC 22 on channel 2
+        rc, out, err = finish(p, timeout=60)
+    finally:
+        sender.close()
+    assert rc == 0, err
+    assert "learned: CC 22 on channel 2 → main insert 1 freq" in out
+    p = livedemix("midi", "learn", "--preset", str(copy), "--target", "bypass:vocals/1")
+    sender = MidiSender("livedemix-midi-learn:livedemix")
+    try:
+        time.sleep(0.2)
+        sender.send([0x90, 44, 90])
+        rc, out, err = finish(p, timeout=60)
+    finally:
+        sender.close()
+    assert rc == 0, err
+    maps = {(m.kind, m.number): m for m in load_preset(copy).midi.map}
+    knob, pad = maps[("cc", 22)], maps[("note", 44)]
+    assert (knob.action, knob.bus, knob.insert, knob.param, knob.range) == ("param", "main", 1, "freq", (0.2, 0.9))
+    assert (pad.action, pad.stem, pad.insert) == ("bypass", "vocals", 1)
+    assert load_preset(copy).stem_inserts["vocals"][0].plugin == AMP  # the chain itself survives the save
+    # a target the preset can't hold is one sentence, before any waiting
+    rc, out, err = finish(livedemix("midi", "learn", "--preset", str(copy), "--target", "param:drums/1/freq"))
+    assert rc == 2 and "has 0: add [[stems.drums.inserts]] first" in err and err.count("\n") == 1

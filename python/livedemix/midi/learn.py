@@ -71,7 +71,7 @@ def learn(
     if spec["action"] in ("param", "bypass"):
         from .plugin_targets import check_against_preset
 
-        check_against_preset(spec, preset, target)
+        check_against_preset(spec, preset, target, range_db)
     if spec.get("bus", "main") not in preset.buses:
         raise MidiError(
             f"--target {target!r} names bus '{spec['bus']}', which {path} does not define: "
@@ -129,7 +129,10 @@ def mapping_for(msg: Message, spec: dict, mode: str = "toggle", range_db=None) -
         param=spec.get("param"),
     )
     if range_db is not None:
-        m.range_db = tuple(range_db)
+        if m.action == "param":  # a plugin parameter's range, in the parameter's units
+            m.range = tuple(range_db)
+        else:
+            m.range_db = tuple(range_db)
     return m
 
 

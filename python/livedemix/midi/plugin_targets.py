@@ -85,8 +85,9 @@ def parse_insert_target(action: str, rest: str, stems) -> dict:
     return spec
 
 
-def check_against_preset(spec: dict, preset, target: str) -> None:
-    """MIDI learn: the preset must hold the insert (and the plugin the parameter)."""
+def check_against_preset(spec: dict, preset, target: str, rng=None) -> None:
+    """MIDI learn: the preset must hold the insert (and the plugin the parameter, with ``rng``
+    inside the parameter's range)."""
     from ..plugins import control_inputs, plugin_info
 
     if "stem" in spec:
@@ -106,4 +107,9 @@ def check_against_preset(spec: dict, preset, target: str) -> None:
         if spec["param"] not in params:
             raise MidiError(
                 f"--target {target!r}: {plugin} has no parameter {spec['param']!r}; use one of {', '.join(params)}"
+            )
+        lo, hi = params[spec["param"]]["minimum"], params[spec["param"]]["maximum"]
+        if rng is not None and not all(lo <= v <= hi for v in rng):
+            raise MidiError(
+                f"--range {rng[0]:g},{rng[1]:g} is outside {spec['param']}'s range: give values from {lo:g} to {hi:g}"
             )
