@@ -5,7 +5,7 @@ from .controller import MidiController, MidiStats
 from .decode import FADER_GM_DB, Message, decode, fader_db, fader_position
 from .errors import MidiError
 from .learn import describe_mapping, learn, mapping_for, parse_target, replace_mapping
-from .ports import close_port, list_ports, midi_api, open_input, open_output
+from .ports import CLIENT_NAME, close_port, list_ports, midi_api, open_input, open_output
 
 __all__ = [
     "MidiController",
@@ -26,4 +26,5 @@ __all__ = [
     "describe_mapping",
     "midi_api",
     "FADER_GM_DB",
+    "CLIENT_NAME",
 ]
