@@ -419,3 +419,14 @@ def test_separate_keeps_every_output_aligned_with_a_latency_plugin_and_applies_b
         print(f"{stem}: {err:.1f} dB from the render without inserts")
         assert err < -100, stem
     assert rel_db(delayed["mix"] - 10 ** (-6 / 20) * base["mix"], base["mix"]) < -100  # main's chain on mix
+
+
+def test_replacing_a_chain_with_a_plugin_that_cant_run_keeps_the_old_chain():
+    e = Engine(model=TINY_MODEL, preset=preset({"stems": {"bass": {"inserts": [{"plugin": AMP}]}}}), block_size=256)
+    with pytest.raises(PluginError, match="not installed"):
+        e.set_stem_inserts("bass", [InsertSpec("http://drobilla.net/plugins/mda/NotThere")])
+    assert [s["plugin"] for s in e.insert_stats()["stems"]["bass"]] == [AMP]
+    e.set_bus_inserts("main", [InsertSpec(DELAY, {"delay": 10})])
+    assert (
+        e.insert_chain(bus="main").latency == 10 and e.latency_samples == Engine(model=TINY_MODEL).latency_samples + 10
+    )

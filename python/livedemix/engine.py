@@ -265,12 +265,12 @@ class Engine:
     def _bus(self, bus: str) -> _BusControl:
         try:
             return self._controls[bus]
-        except KeyError:
-            raise ValueError(f"no bus {bus!r}: this engine has {', '.join(self.buses)}") from None
+        except (KeyError, TypeError):
+            raise EngineError(f"no bus {bus!r}: this engine has {', '.join(self.buses)}") from None
 
     def _check_stem(self, stem: str) -> str:
         if stem not in self.stems:
-            raise ValueError(f"no stem {stem!r}: the model separates {', '.join(self.stems)}")
+            raise EngineError(f"no stem {stem!r}: the model separates {', '.join(self.stems)}")
         return stem
 
     def set_gain(self, stem: str, db: float, bus: str = "main") -> None:
@@ -437,16 +437,24 @@ class Engine:
     def set_stem_inserts(self, stem: str, specs: list) -> None:
         """Replace a stem's insert chain ([plugins.InsertSpec]; [] removes it). Rebuilds the
         insert paths and resets the engine: call it between songs, not while audio runs."""
-        self._stem_insert_specs[self._check_stem(stem)] = list(specs)
-        self._build_inserts()
-        self.reset()
+        self._replace_inserts(self._stem_insert_specs, self._check_stem(stem), specs)
 
     def set_bus_inserts(self, bus: str, specs: list) -> None:
         """Replace a bus's insert chain (after its mix); as :meth:`set_stem_inserts`."""
         self._bus(bus)
-        self._bus_insert_specs[bus] = list(specs)
-        self._build_inserts()
-        self.reset()
+        self._replace_inserts(self._bus_insert_specs, bus, specs)
+
+    def _replace_inserts(self, table: dict, key: str, specs: list) -> None:
+        old = table.get(key)
+        table[key] = list(specs)
+        try:
+            self._build_inserts()
+        except Exception:  # a plugin that can't run: keep the chains as they were
+            table[key] = old if old is not None else []
+            self._build_inserts()
+            raise
+        finally:
+            self.reset()
 
     def insert_chain(self, *, stem: str | None = None, bus: str = "main"):
         """The :class:`~livedemix.plugins.Chain` of a stem (``stem=``) or else of a bus, or None."""
