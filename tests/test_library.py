@@ -272,3 +272,22 @@ def test_a_local_ray_cluster_of_two_cpus_equals_one_process_retries_a_killed_wor
     assert long["status"] == "done" and long["worker_pid"] != killed
     assert [e["event"] for e in journal_events(out) if e["song"] == LONG].count("done") == 1
     assert_same_outputs(out, reference)
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_sentence(music, model, tmp_path):
+    pytest.importorskip("ray", reason="the cluster extra: pip install 'livedemix[cluster]'")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run(
+        cli(music / "intro.flac", "-o", tmp_path / "out", "--model", model, "--ray", f"127.0.0.1:{port}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(),
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"livedemix: no Ray cluster answers at 127.0.0.1:{port}")
+    assert not (tmp_path / "out" / library.JOURNAL).exists()

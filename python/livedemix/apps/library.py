@@ -414,6 +414,24 @@ def _run_local(todo, settings, on_start, on_result, retries, jobs):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """A Ray address (HOST:PORT or ray://HOST:PORT) that accepts a TCP connection, else one sentence."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    if hostport in ("auto", "local") or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        raise LibraryError(
+            f"no Ray cluster answers at {address} ({e}): start one with `ray start --head` on the head node, "
+            "or pass its address as HOST:6379 (or ray://HOST:10001)"
+        ) from None
+
+
 def _run_ray(todo, settings, on_start, on_result, retries, address, jobs):
     import contextlib
 
@@ -433,7 +451,16 @@ def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
     if started_here:
         kw = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
         if address:
-            ray.init(address=address, **kw)
+            _probe(address)  # Ray itself waits for an address that never answers, without end
+            try:
+                ray.init(address=address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise LibraryError(
+                    f"can't join the Ray cluster at {address} ({str(e).splitlines()[0][:120]}): check the address "
+                    "(`ray status` on the head node) and, for a cluster with token authentication (Ray 2.59+ "
+                    "clusters started with `ray start`), set RAY_AUTH_MODE=token here and give the cluster's token "
+                    "in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+                ) from None
         else:  # a local cluster of this machine's cores (or --jobs of them)
             ray.init(num_cpus=jobs or os.cpu_count() or 1, **kw)
     try:
