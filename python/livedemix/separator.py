@@ -181,6 +181,12 @@ def check_card(card, card_path: Path | str) -> dict:
     extra = card.get("extra_input_planes", [])
     if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
         bad("extra_input_planes", f"is {short_repr(extra)}, not a list of plane names")
+    mp = card.get("mask_power")
+    for mode, value in mp.items() if isinstance(mp, dict) else [("every mode", mp)]:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.25 <= value <= 8
+        ):
+            bad("mask_power", f"for {str(mode)[:20]} is {short_repr(value)}, not a number from 0.25 to 8")
     seq = card.get("sequence")
     if seq is not None:  # the offline sequence graph (livedemix.batched): its file is confined too
         if not isinstance(seq, dict):
