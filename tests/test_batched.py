@@ -107,7 +107,7 @@ def test_batched_path_runs_through_the_engine_with_a_preset_and_mono_and_resampl
 
 def test_many_frames_per_call(demo, tiny):
     x, sr = demo
-    sep = StreamingSeparation(sr, 2, model=tiny, chunk_frames=64)
+    sep = StreamingSeparation(sr, 2, model=tiny, chunk_frames=64, exact=False)
     sep.feed(x)
     sep.finish()
     eng = sep._engines[0]
@@ -155,7 +155,7 @@ def test_a_changed_sequence_graph_is_refused(tiny, tmp_path):
     data[-10] ^= 0xFF
     seq.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="sequence graph tiny.seq.onnx does not match its card"):
-        separate(np.zeros((2, 4096), np.float32), 44100, model=card)
+        separate(np.zeros((2, 4096), np.float32), 44100, model=card, exact=False)
     # --exact needs only the step graph
     assert separate(np.zeros((2, 4096), np.float32), 44100, model=card, exact=True)["vocals"].shape == (2, 4096)
 
@@ -167,7 +167,7 @@ def test_a_sequence_graph_outside_the_card_folder_is_refused(tiny, tmp_path, nam
     c["sequence"]["onnx_file"] = name
     card.write_text(json.dumps(c))
     with pytest.raises(ModelError, match="sequence"):  # the card check (validate) or batched.py
-        separate(np.zeros((2, 4096), np.float32), 44100, model=card)
+        separate(np.zeros((2, 4096), np.float32), 44100, model=card, exact=False)
 
 
 def test_a_model_without_a_sequence_graph_renders_streaming(demo, tmp_path):
@@ -177,8 +177,8 @@ def test_a_model_without_a_sequence_graph_renders_streaming(demo, tmp_path):
     card.write_text(json.dumps(c))
     x, sr = demo
     x = x[:, :sr]
-    assert not StreamingSeparation(sr, 2, model=card).batched
-    a, b = separate(x, sr, model=card), separate(x, sr, model=card, exact=True)
+    assert not StreamingSeparation(sr, 2, model=card, exact=False).batched
+    a, b = separate(x, sr, model=card, exact=False), separate(x, sr, model=card, exact=True)
     assert all(np.array_equal(a[s], b[s]) for s in a)
 
 
@@ -211,3 +211,22 @@ def test_a_reused_engine_renders_the_next_song_as_a_fresh_one(demo, tiny, exact)
     _, fresh = render(b, None)
     for o in fresh:
         assert np.array_equal(out[o], fresh[o]), o
+
+
+def test_the_default_render_is_batched_only_where_it_stays_within_minus_100_db(demo, tiny):
+    """exact=None: batched in the wiener mode; the peak-tracking modes render exactly, because
+    there a rounding difference in one magnitude can flip a peak pick (measured here)."""
+    x, sr = demo
+    x = x[:, :sr]
+    assert StreamingSeparation(sr, 2, model=tiny, phase="wiener").batched
+    for mode in ("pu-iter", "anisotropic"):
+        assert not StreamingSeparation(sr, 2, model=tiny, phase=mode).batched
+        a = separate(x, sr, model=tiny, phase=mode)
+        b = separate(x, sr, model=tiny, phase=mode, exact=True)
+        assert all(np.array_equal(a[s], b[s]) for s in a)
+    # forced batched in pu-iter: the network's output is as close as ever, the stems are not
+    fast = separate(x, sr, model=tiny, phase="pu-iter", exact=False)
+    exact = separate(x, sr, model=tiny, phase="pu-iter", exact=True)
+    worst = max(db(fast[s] - exact[s], exact[s]) for s in exact)
+    print(f"pu-iter, forced batched: worst stem {worst:.1f} dB from the streaming render")
+    assert worst > -100  # if this fails, pu-iter became smooth: add it to BATCHED_MODES

@@ -27,6 +27,12 @@ import numpy as np
 from . import dsp
 from .separator import ModelError, Separator, onnx_path_of, sha256_of
 
+# Phase modes in which the batched render is the default (offline.separate(exact=None)): their
+# stems are a smooth function of the magnitudes, so the graphs' float rounding stays below
+# -100 dB. pu-iter and anisotropic pick spectral peaks per frame: a 1e-7 difference can flip a
+# pick, and the stems then differ by about -40 dB (pu-iter) or -90 dB (anisotropic), as much as
+# the streaming render itself moves when the input is scaled by 1 + 2**-22.
+BATCHED_MODES = frozenset({"wiener"})
 DEFAULT_CHUNK_FRAMES = 64  # per call; measured fastest on one core (64-128; 256+ leave the cache)
 
 _SESSIONS: dict[tuple, object] = {}  # (path, size, mtime_ns, sha256) -> InferenceSession

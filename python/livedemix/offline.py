@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batched import SequenceSeparator, has_sequence
+from .batched import BATCHED_MODES, SequenceSeparator, has_sequence
 from .engine import Engine
 from .presets import Preset, load_preset
 from .separator import load_card, resolve_model
@@ -48,7 +48,7 @@ class StreamingSeparation:
         stems: list[str] | None = None,
         phase: str | None = None,
         block_size: int = 4096,
-        exact: bool = False,
+        exact: bool | None = None,
         chunk_frames: int | None = None,
         engine_cache: dict | None = None,
     ):
@@ -67,8 +67,9 @@ class StreamingSeparation:
             model_ref = model if model is not None else (preset.engine.model if preset else None)
             stems = list(load_card(resolve_model(model_ref))["stems"])
         # Batched (the sequence graph, many frames per call) unless asked for the exact streaming
-        # render or the model predates sequence graphs.
-        self._want_batched = not exact
+        # render or the model predates sequence graphs. exact=None: batched where that equals the
+        # live render within -100 dB, the wiener mode (livedemix.batched.BATCHED_MODES).
+        self._want_batched = None if exact is None else not exact
         self._chunk_frames = chunk_frames
         self._engines = [
             self._cached_engine(engine_cache, k, model, preset, phase, stems) for k in range(len(self._pairs))
@@ -135,7 +136,8 @@ class StreamingSeparation:
             eng._dirty = True
             if preset.buses["main"].inserts:  # the main bus's inserts render on the mix output
                 eng.set_bus_inserts(MIX, preset.buses["main"].inserts)
-        if self._want_batched and has_sequence(eng.separator.card):
+        batched = eng.phase.mode in BATCHED_MODES if self._want_batched is None else self._want_batched
+        if batched and has_sequence(eng.separator.card):
             SequenceSeparator(eng, self._chunk_frames)  # becomes eng.separator
         eng.reset()  # apply the gains without a ramp
         return eng
@@ -232,15 +234,18 @@ def separate(
     stems=None,
     phase=None,
     block_size: int = 4096,
-    exact: bool = False,
+    exact: bool | None = None,
     chunk_frames: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Separate a whole signal. ``audio``: float (channels, samples), or (samples,) for mono.
 
     Returns {stem: array shaped like ``audio``} (plus ``"mix"`` with a preset), aligned with
-    the input and of the same length. By default the model's sequence graph computes the
-    stems' magnitudes many frames per call (equal to the live engine's to float rounding);
-    ``exact=True`` renders frame by frame with the streaming step, bit for bit the live output.
+    the input and of the same length. ``exact=False``: the model's sequence graph computes the
+    stems' magnitudes many frames per call (the network's output equal to the live engine's to
+    float rounding); ``exact=True``: frame by frame with the streaming step, bit for bit the live
+    output; ``None`` (default): batched in the phase modes where that keeps the stems within
+    -100 dB of the live render (``wiener``, the shipped model's), exact in the others, whose
+    peak tracking turns a rounding difference into a -40 dB one (docs/LIBRARY.md).
     """
     a = np.asarray(audio, np.float32)
     mono_1d = a.ndim == 1

@@ -188,7 +188,7 @@ def cmd_separate(args) -> int:
         phase=args.phase,
         fmt=args.format,
         force=args.force,
-        exact=args.exact,
+        exact=True if args.exact else (False if args.batched else None),
         recursive=args.recursive,
         jobs=args.jobs,
         use_ray=args.ray is not None,
@@ -437,10 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument(
         "--retries", type=int, default=2, metavar="N", help="retries of a song whose worker died (default 2)"
     )
-    sep.add_argument(
+    render = sep.add_mutually_exclusive_group()
+    render.add_argument(
         "--exact",
         action="store_true",
         help="render frame by frame with the streaming step, bit for bit the live output (slower)",
+    )
+    render.add_argument(
+        "--batched",
+        action="store_true",
+        help="the model's sequence graph, many frames per call, in every phase mode (default: in the "
+        "wiener mode only, where it stays within -100 dB of the live render)",
     )
     sep.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
     sep.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")

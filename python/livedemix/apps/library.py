@@ -71,7 +71,7 @@ class Settings:
     stems: list[str] | None = None
     phase: str | None = None
     fmt: str = "wav"
-    exact: bool = False
+    exact: bool | None = None  # None: batched where it equals the live render within -100 dB
     block_size: int = 4096
 
     def fingerprint(self) -> str:
@@ -500,7 +500,7 @@ def run_job(
     phase=None,
     fmt: str = "wav",
     force: bool = False,
-    exact: bool = False,
+    exact: bool | None = None,
     recursive: bool = False,
     jobs: int | None = None,
     ray_address: str | None = None,
