@@ -252,7 +252,7 @@ def main(argv=None) -> int:
         )
         kinds = [s["kind"] for s in man["sources"]]
         print(f"{kinds.count('mix')} real mixes and {kinds.count('instrumental')} instrumentals in {args.out}")
-    except (RealMixError, rm.RealMusicError, tch.TeacherError) as e:
+    except (RealMixError, rm.RealMusicError, tch.TeacherError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -474,7 +474,7 @@ def main(argv=None) -> int:
             print(table(res))
             if args.json:
                 _atomic_text(args.json, json.dumps(res, indent=1) + "\n")
-    except (RealValError, rm.RealMusicError, tch.TeacherError) as e:
+    except (RealValError, rm.RealMusicError, tch.TeacherError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

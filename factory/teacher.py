@@ -470,7 +470,7 @@ def main(argv=None) -> int:
                     f"\nteacher speed: {st['wall_s'] / st['audio_s']:.2f} of real time "
                     f"({st['audio_s'] / 60:.1f} min of audio; load {os.getloadavg()[0]:.1f})"
                 )
-    except TeacherError as e:
+    except (TeacherError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
