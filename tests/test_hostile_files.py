@@ -136,7 +136,7 @@ def test_cli_reports_the_peak_and_gain(model, tmp_path):
     sf.write(loud, np.stack([sq, sq], 1) * 0.999, 44100, subtype="FLOAT")
     r = livedemix("separate", loud, "-o", tmp_path / "o", "--model", model, "--format", "flac", "--json")
     assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)[0]
+    res = json.loads(r.stdout)["results"][0]  # the job's summary (apps/library.py)
     assert "peak" in res and "gain_db" in res
     peaks = [np.abs(sf.read(f, dtype="float32")[0]).max() for f in res["outputs"]]
     assert max(peaks) < 1.0  # nothing at the rail
@@ -262,3 +262,17 @@ def test_devices_without_jack_says_how_to_start_it():
     r = livedemix("devices", env={"JACK_DEFAULT_SERVER": f"no-such-server-{os.getpid()}", "JACK_NO_START_SERVER": "1"})
     assert r.returncode == 0, r.stderr
     assert "JACK server" in r.stderr and "jackd" in r.stderr
+
+
+def test_a_native_abort_in_play_is_reported_in_one_sentence(tmp_path, song):
+    """PortAudio's JACK host can abort() the process when a stream stops; `play`/`live` run
+    under a parent that reports it. Here the child aborts at start-up (a sitecustomize that
+    calls os.abort() in the supervised process stands in for PortAudio's assertion)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nif os.environ.get('LIVEDEMIX_SUPERVISED'):\n    os.abort()\n")
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    r = livedemix("play", song, "--no-ui", env={"PYTHONPATH": path})
+    assert r.returncode == 128 + signal.SIGABRT
+    lines = [line for line in r.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("livedemix: ") and "SIGABRT" in lines[0], r.stderr

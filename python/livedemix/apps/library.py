@@ -155,11 +155,12 @@ class Journal:
     """Append-only JSON lines in OUT, fsynced per event; the last event of a song wins. A line
     torn by a kill is ignored."""
 
-    def __init__(self, outdir: Path):
+    def __init__(self, outdir: Path, enabled: bool = True):
         self.path = Path(outdir) / JOURNAL
+        self.enabled = enabled
         self.last: dict[str, dict] = {}
         self.known: set[str] = set()
-        if self.path.exists():
+        if enabled and self.path.exists():
             for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     e = json.loads(line)
@@ -171,6 +172,8 @@ class Journal:
         self._fd = None
 
     def append(self, event: str, song: Song, **extra) -> None:
+        if not self.enabled:
+            return
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -533,7 +536,9 @@ def run_job(
     fingerprint = settings.fingerprint()
     songs = find_songs(inputs, outdir, recursive)
     out = Path(outdir)
-    journal = Journal(out)
+    # One file named on the command line is today's `separate`: no journal (a rerun redoes it,
+    # existing stems need --force, and a failed or interrupted run leaves nothing behind).
+    journal = Journal(out, enabled=len(songs) > 1 or any(Path(i).is_dir() for i in inputs))
     todo, outcomes = plan(songs, journal, settings, fingerprint, force)
     if len(songs) == 1 and outcomes and outcomes[0].status == "failed":
         raise AudioFileError(outcomes[0].reason)  # one song named: its problem is the command's
@@ -570,7 +575,7 @@ def run_job(
         journal.close()
     wall = time.perf_counter() - t0
     ordered = [by_key[s.key] for s in songs if s.key in by_key]
-    summary = _summary(ordered, wall, backend, workers, out, fingerprint)
+    summary = _summary(ordered, wall, backend, workers, out, fingerprint, journal.enabled)
     if len(songs) == 1 and ordered and ordered[0].status == "failed":
         raise AudioFileError(ordered[0].reason)
     _write_json_atomic(out / SUMMARY, summary)
@@ -582,7 +587,9 @@ def _slim(r: dict) -> dict:
     return {k: r[k] for k in keys if k in r}
 
 
-def _summary(outcomes: list[Outcome], wall: float, backend: str, jobs: int, out: Path, fingerprint: str) -> dict:
+def _summary(
+    outcomes: list[Outcome], wall: float, backend: str, jobs: int, out: Path, fingerprint: str, journaled: bool
+) -> dict:
     done = [o for o in outcomes if o.status == "done"]
     audio = sum(o.song.seconds for o in done)
     return {
@@ -599,7 +606,7 @@ def _summary(outcomes: list[Outcome], wall: float, backend: str, jobs: int, out:
         "backend": backend,
         "workers": jobs,
         "settings": fingerprint,
-        "journal": str(out / JOURNAL),
+        "journal": str(out / JOURNAL) if journaled else None,
         "results": [
             {"input": o.song.input, "status": o.status, **({"reason": o.reason} if o.reason else {}), **o.result}
             for o in outcomes
