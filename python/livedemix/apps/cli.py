@@ -550,6 +550,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+CRASH_SIGNALS = ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
+
+
+def _supervise(argv: list[str]) -> int:
+    """Run `play`/`live` in a child process and wait for it. A native library that aborts the
+    process (PortAudio's JACK host asserts 'hostApi->processQueue' in UpdateQueue about one stop
+    in ten) would otherwise end the command with no word; the parent reports it in one
+    sentence. Signals: one a user sends with kill (SIGTERM from a script, SIGINT from a test)
+    is forwarded; one the terminal sends (Ctrl-C) reaches the child on its own, so it isn't
+    sent twice."""
+    import os
+    import signal
+    import subprocess
+
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "livedemix", *argv],
+            env=dict(os.environ, LIVEDEMIX_SUPERVISED="1"),
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, old),
+        )
+        while child.poll() is None:
+            info = signal.sigtimedwait(sigs, 0.1)
+            if info is not None and info.si_code <= 0 and info.si_pid != child.pid:  # sent with kill()
+                try:
+                    child.send_signal(info.si_signo)
+                except ProcessLookupError:
+                    pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    rc = child.returncode
+    if rc >= 0:
+        return rc
+    sig = signal.Signals(-rc)
+    if sig.name in CRASH_SIGNALS:
+        print(
+            f"livedemix: the audio library crashed ({sig.name}) and ended `livedemix {argv[0]}`; this is a known "
+            "PortAudio/JACK race when a stream stops (pa_jack.c UpdateQueue): no file was harmed, run the command again",
+            file=sys.stderr,
+        )
+    return 128 + sig.value
+
+
 def main(argv=None) -> int:
     # A command started from a script's background job inherits SIGINT as ignored, and Python
     # then never raises KeyboardInterrupt: restore it, so Ctrl-C stops every command cleanly.
@@ -571,6 +615,14 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import os
+
+    if (
+        args.command in ("play", "live")
+        and not os.environ.get("LIVEDEMIX_SUPERVISED")
+        and hasattr(signal, "sigtimedwait")
+    ):
+        return _supervise(list(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except KeyboardInterrupt:
