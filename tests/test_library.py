@@ -291,3 +291,29 @@ def test_a_ray_address_where_no_cluster_answers_is_one_sentence(music, model, tm
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(f"livedemix: no Ray cluster answers at 127.0.0.1:{port}")
     assert not (tmp_path / "out" / library.JOURNAL).exists()
+
+
+def test_sigterm_stops_the_workers_at_once_and_leaves_no_part_files(music, model, tmp_path):
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        cli(music, "-o", out, "-r", "--model", model, "--jobs", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    folder = out / LONG
+    deadline = time.monotonic() + 120
+    while not (folder.exists() and list(folder.glob(".vocals.wav.part-*"))):
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    worker = int(next(folder.glob(".vocals.wav.part-*")).name.rsplit("-", 1)[1])
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Traceback" not in err, err
+    assert time.monotonic() - t0 < 10  # did not wait for the long song to finish
+    assert not list(out.rglob("*.part-*"))
+    assert not Path(f"/proc/{worker}").exists()
+    assert any(e["event"] == "start" and e["song"] == LONG for e in journal_events(out))
+    assert not any(e["event"] == "done" and e["song"] == LONG for e in journal_events(out))

@@ -286,6 +286,19 @@ def _clean_stale_parts(folder: Path, names: list[str], fmt: str) -> int:
     return n_removed
 
 
+def _worker_init() -> None:
+    """A local worker: Ctrl-C is the driver's to handle; SIGTERM (the driver stopping it) unwinds
+    like an exception, so the song's temporary files are removed."""
+    import signal
+
+    def _terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def separate_song(song: dict, settings: dict) -> dict:
     """Separate one song; never raises for a bad song (the reason comes back instead)."""
     from .separate_files import separate_file
@@ -384,7 +397,10 @@ def _run_local(todo, settings, on_start, on_result, retries, jobs):
         else:
             pending.appendleft(s)
 
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    def new_pool():
+        return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+
+    pool = new_pool()
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -412,7 +428,11 @@ def _run_local(todo, settings, on_start, on_result, retries, jobs):
                     except BrokenProcessPool:
                         lost(s)
                 pool.shutdown(wait=True, cancel_futures=True)
-                pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+                pool = new_pool()
+    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now (they remove their temporary files)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
