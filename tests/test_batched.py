@@ -230,3 +230,16 @@ def test_the_default_render_is_batched_only_where_it_stays_within_minus_100_db(d
     worst = max(db(fast[s] - exact[s], exact[s]) for s in exact)
     print(f"pu-iter, forced batched: worst stem {worst:.1f} dB from the streaming render")
     assert worst > -100  # if this fails, pu-iter became smooth: add it to BATCHED_MODES
+
+
+def test_bench_offline_reports_both_paths_and_their_ratio(tiny):
+    from livedemix.apps.bench_offline import bench_offline, format_offline, memory_for
+
+    r = bench_offline(model=tiny, rounds=1, memory=False, seconds=3.0)
+    assert r["audio_seconds"] == 3.0 and r["streaming_x_realtime"] > 0 and r["batched_x_realtime"] > 0
+    assert r["speedup"] == pytest.approx(r["seconds"]["streaming"][0] / r["seconds"]["batched"][0], rel=0.02)
+    text = format_offline(r)
+    print(text)
+    assert "x the streaming path" in text
+    m = memory_for(20.0, tiny)  # the child process's peak memory over 20 s of audio
+    assert m["peak_rss_mb"] >= m["rss_after_load_mb"] > 0, m
