@@ -35,6 +35,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -321,6 +322,7 @@ def separate_song(song: dict, settings: dict) -> dict:
             engine_cache=_ENGINES,
         )
         r["worker_pid"] = os.getpid()
+        r["worker_host"] = socket.gethostname()
         r["after_lost_attempt"] = stale > 0
         return {"ok": True, "result": r}
     except LivedemixError as e:
@@ -338,18 +340,28 @@ def _hms(seconds: float) -> str:
 
 
 class Progress:
-    """One bar over the whole job: songs and audio time, speed and ETA (stderr, terminals only)."""
+    """One bar over the whole job on a terminal: songs and audio time, speed and ETA. When
+    stderr is a log file instead, one line per finished song (the same figures)."""
 
     def __init__(self, songs: int, audio_seconds: float, enabled: bool):
         self.songs, self.audio = songs, audio_seconds
         self.done_songs, self.done_audio = 0, 0.0
         self.t0 = time.perf_counter()
         self.enabled = enabled and sys.stderr.isatty()
+        self.log = enabled and not self.enabled
         self._draw()
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, song: str = "", status: str = "done") -> None:
         self.done_songs += 1
         self.done_audio += seconds
+        if self.log:
+            wall = time.perf_counter() - self.t0
+            speed = self.done_audio / wall if wall > 0 else 0.0
+            sys.stderr.write(
+                f"[{self.done_songs}/{self.songs}] {status}: {song} ({_hms(self.done_audio)}/{_hms(self.audio)} "
+                f"audio, {speed:.1f}x)\n"
+            )
+            sys.stderr.flush()
         self._draw()
 
     def _draw(self) -> None:
@@ -578,7 +590,7 @@ def run_job(
         else:
             journal.append("failed", s, settings=fingerprint, reason=res["reason"])
             by_key[s.key] = Outcome(s, "failed", res["reason"], attempts=attempts or 1)
-        bar.add(s.seconds)
+        bar.add(s.seconds, s.key, "done" if res.get("ok") else "failed")
 
     workers = jobs or 1
     backend = "ray" if use_ray else ("local" if workers > 1 else "inline")
@@ -603,7 +615,7 @@ def run_job(
 
 
 def _slim(r: dict) -> dict:
-    keys = ("outputs", "seconds", "wall_seconds", "peak", "gain_db", "worker_pid", "after_lost_attempt")
+    keys = ("outputs", "seconds", "wall_seconds", "peak", "gain_db", "worker_pid", "worker_host", "after_lost_attempt")
     return {k: r[k] for k in keys if k in r}
 
 
@@ -649,7 +661,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{s['done']} done, {s['skipped']} skipped (done before), {len(s['failed'])} failed of {s['songs']} songs"
         + retried,
-        f"{s['audio_hours'] * 60:.1f} minutes of audio in {s['wall_seconds']:.1f} s"
+        f"{_hms(s['audio_hours'] * 3600)} of audio ({s['audio_hours']:.3f} h) in {_hms(s['wall_seconds'])}"
         + (f" = {s['x_realtime']:.1f}x real time" if s.get("x_realtime") else "")
         + f" on {s['workers']} {s['backend']} worker(s); stems in {s['output']}",
     ]
