@@ -661,7 +661,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{s['done']} done, {s['skipped']} skipped (done before), {len(s['failed'])} failed of {s['songs']} songs"
         + retried,
-        f"{_hms(s['audio_hours'] * 3600)} of audio ({s['audio_hours']:.3f} h) in {_hms(s['wall_seconds'])}"
+        f"{_hms(s['audio_hours'] * 3600)} of audio ({s['audio_hours']:.3f} h) in "
+        + (f"{s['wall_seconds']:.1f} s" if s["wall_seconds"] < 60 else _hms(s["wall_seconds"]))
         + (f" = {s['x_realtime']:.1f}x real time" if s.get("x_realtime") else "")
         + f" on {s['workers']} {s['backend']} worker(s); stems in {s['output']}",
     ]
