@@ -274,3 +274,24 @@ def test_saving_a_preset_keeps_mode_symlink_and_comments(tmp_path):
     again = load_preset(real)
     assert again.buses["main"].stems["drums"].gain_db == -6.0 and again.buses["main"].stems["vocals"].mute
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_validate_resolves_program_change_lists(tmp_path):
+    from livedemix.presets import check_recalls
+
+    p = tmp_path / "m.toml"
+    p.write_text('schema = 1\n[[midi.map]]\nkind = "program"\naction = "preset"\npresets = ["karaoke", "gone.toml"]\n')
+    with pytest.raises(PresetError, match="gone.toml") as e:
+        check_recalls(load_preset(p))
+    one_sentence(e.value)
+    (tmp_path / "gone.toml").write_text("schema = 1\n")
+    check_recalls(load_preset(p))
+
+
+def test_card_tensor_sizes_are_bounded_in_total(card):
+    c = json.loads(card.read_text())
+    for k in range(40):  # each shape allowed alone, together a memory bomb
+        c["inputs"][f"s{k}"] = [1, 1 << 20]
+    card.write_text(json.dumps(c))
+    with pytest.raises(ModelError, match="elements together"):
+        load_card(card)

@@ -550,6 +550,19 @@ def recall_preset(ref: str, base: Path | str | None, stems: tuple[str, ...] = ST
     return _load_file(path, stems)
 
 
+def check_recalls(preset: Preset) -> None:
+    """Recall every preset that the preset's program-change lists name (as the MIDI controller
+    will when it starts): a PresetError naming the first that can't be used."""
+    base = preset.path.parent if preset.path else None
+    for m in preset.midi.map:
+        for ref in m.presets:
+            try:
+                recall_preset(ref, base)
+            except PresetError as e:
+                where = preset.path or preset.name
+                raise PresetError(f"{where}: a program change recalls {ref!r}, which can't be used ({e})") from None
+
+
 def list_presets() -> list[str]:
     return sorted(f.stem for f in shipped_presets_dir().glob("*.toml"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,9 @@ def check_card(card, card_path: Path | str) -> dict:
         return table
 
     inputs, outputs = shapes("inputs"), shapes("outputs")
+    total = sum(math.prod(shape) for table in (inputs, outputs) for shape in table.values())
+    if total > 2 * MAX_TENSOR_ELEMENTS:  # the engine allocates these (states twice): bound the sum too
+        bad("inputs", f"and outputs hold {total} elements together (at most {2 * MAX_TENSOR_ELEMENTS})")
     mag, out = inputs.get("mag"), outputs.get("stems")
     if mag is None or len(mag) != 3 or mag[0] != 1:
         bad("inputs.mag", f"is {short_repr(mag)}, not [1, planes, bins]")

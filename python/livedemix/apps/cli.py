@@ -159,7 +159,7 @@ def cmd_presets(args) -> int:
     bad = 0
     for t in targets:
         try:
-            P.load_preset(t)
+            P.check_recalls(P.load_preset(t))  # the program-change lists resolve too (bounded, confined)
             print(f"ok   {t}")
         except P.PresetError as e:
             print(f"bad  {e}", file=sys.stderr)

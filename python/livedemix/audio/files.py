@@ -103,6 +103,10 @@ class AtomicOutputs:
         if fmt not in FORMATS:
             raise AudioFileError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
         self.folder = Path(folder)
+        if self.folder.name == "..":  # a song named "...wav" has the stem "..": OUT/.. is outside OUT
+            raise AudioFileError(
+                f"the output folder {self.folder} leads out of its parent (the song's name is '..'): rename the file"
+            )
         self.fmt = fmt
         self.peak = 0.0
         self.gain_db = 0.0
