@@ -295,3 +295,27 @@ def test_card_tensor_sizes_are_bounded_in_total(card):
     card.write_text(json.dumps(c))
     with pytest.raises(ModelError, match="elements together"):
         load_card(card)
+
+
+@pytest.mark.parametrize("text", ["\\u001b]0;pwned\\u0007", "\\u001b[2J", "a\\u202eb", "\\u009b31m"])
+def test_preset_strings_with_terminal_control_characters_are_refused(tmp_path, text):
+    p = tmp_path / "p.toml"
+    p.write_text(f'schema = 1\ndescription = "{text}"\n')
+    with pytest.raises(PresetError, match="control characters") as e:
+        load_preset(p)
+    assert "\x1b" not in str(e.value) and "\u202e" not in str(e.value)
+
+
+def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path):
+    from livedemix.audio.files import AtomicOutputs
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "song"
+    folder.mkdir()
+    (folder / f".vocals.wav.part-{os.getpid()}").symlink_to(victim)
+    with AtomicOutputs(folder, ["vocals"], "wav", 44100, 2) as out:
+        out.write({"vocals": np.zeros((2, 100), np.float32)})
+        out.commit()
+    assert victim.read_text() == "precious"
+    assert not (folder / "vocals.wav").is_symlink()

@@ -68,6 +68,7 @@ from .validate import (
     MAX_TEXT,
     confined,
     depth_of,
+    has_control_chars,
     identifier_problem,
     is_identifier,
     read_text_bounded,
@@ -221,6 +222,8 @@ class _Checker:
             self.fail(key, f"must be a string, not {short_repr(value)}", "put the value in quotes")
         if len(value) > MAX_TEXT:
             self.fail(key, f"is {len(value)} characters long", f"keep it under {MAX_TEXT}")
+        if has_control_chars(value):  # printed to terminals: no escape sequences, no bidi tricks
+            self.fail(key, f"holds control characters ({short_repr(value)})", "remove them")
         if choices and value not in choices:
             self.fail(key, f"is {short_repr(value)}", f"use one of {', '.join(choices)}")
         return value

@@ -54,6 +54,16 @@ def short_repr(value, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 1] + "…"
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def has_control_chars(text: str) -> bool:
+    """True when text holds C0/C1 control characters (other than tab and newline) or Unicode
+    bidirectional overrides: text that, printed to a terminal, could move the cursor, change
+    the title or reorder what the user reads."""
+    return any((ch < " " and ch not in "\t\n") or "\x7f" <= ch <= "\x9f" or ch in _BIDI for ch in text)
+
+
 def identifier_problem(value, reserved: frozenset[str] | set[str] = RESERVED_NAMES) -> str | None:
     """Why ``value`` is not a usable name (None when it is)."""
     if not isinstance(value, str):

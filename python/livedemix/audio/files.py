@@ -88,6 +88,18 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         return np.concatenate(parts, axis=1), f.samplerate
 
 
+def _new_file(path: Path) -> int:
+    """A descriptor of a *new* file at ``path``: O_EXCL and O_NOFOLLOW, so a symlink or file
+    planted at the (predictable) temporary name in a shared output folder is never written
+    through. A stale temporary of an earlier run with the same process id is removed first."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o666)
+
+
 class AtomicOutputs:
     """Files written under temporary names, renamed into place by :meth:`commit`.
 
@@ -131,7 +143,7 @@ class AtomicOutputs:
         try:
             for n in names:
                 self.files[n] = sf.SoundFile(
-                    str(self.temp[n]),
+                    _new_file(self.temp[n]),
                     "w",
                     sample_rate,
                     channels,
@@ -171,7 +183,9 @@ class AtomicOutputs:
                 dst = src.with_name(src.name + ".enc")
                 with (
                     sf.SoundFile(str(src)) as fin,
-                    sf.SoundFile(str(dst), "w", fin.samplerate, fin.channels, subtype=subtype, format=major) as fout,
+                    sf.SoundFile(
+                        _new_file(dst), "w", fin.samplerate, fin.channels, subtype=subtype, format=major, closefd=True
+                    ) as fout,
                 ):
                     for block in fin.blocks(65536, dtype="float32", always_2d=True):
                         fout.write(block * gain if gain != 1.0 else block)
