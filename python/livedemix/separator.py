@@ -25,6 +25,7 @@ from .validate import (
     check_identifier,
     confined,
     depth_of,
+    read_bounded,
     read_text_bounded,
     safe_relative_name,
     short_repr,
@@ -216,6 +217,15 @@ def onnx_path_of(card_path: Path, card: dict, name: str | None = None) -> Path:
     return card_path.parent / name
 
 
+MAX_ONNX_BYTES = 1 << 30  # the shipped model is ~1 MB
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """An ONNX file's bytes, read once (bounded, regular file): hash these and hand these same
+    bytes to onnxruntime (``InferenceSession(bytes)``), never the path."""
+    return read_bounded(path, MAX_ONNX_BYTES, "model file", ModelError)
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file (the model card's `onnx_sha256`)."""
     h = hashlib.sha256()
@@ -255,7 +265,8 @@ class Separator:
             raise ModelError(
                 f"model file {onnx_path} named by card {self.card_path.name} is missing: re-export the model"
             )
-        digest = sha256_of(onnx_path)
+        model_bytes = read_model_bytes(onnx_path)
+        digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != card["onnx_sha256"]:
             raise ModelError(
                 f"model file {onnx_path.name} does not match its card (sha256 {digest[:12]}… instead of "
@@ -284,7 +295,9 @@ class Separator:
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+            # From the bytes that were hashed: the file can't be swapped between the check and the
+            # load, and a graph can't pull "external data" files from elsewhere on the disk.
+            self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 — InvalidProtobuf, Fail, ... (onnxruntime's own types)
             raise ModelError(
                 f"model file {onnx_path.name} is not an ONNX model onnxruntime can load "
