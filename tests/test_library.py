@@ -317,3 +317,37 @@ def test_sigterm_stops_the_workers_at_once_and_leaves_no_part_files(music, model
     assert not Path(f"/proc/{worker}").exists()
     assert any(e["event"] == "start" and e["song"] == LONG for e in journal_events(out))
     assert not any(e["event"] == "done" and e["song"] == LONG for e in journal_events(out))
+
+
+@pytest.mark.slow
+def test_a_ray_job_stopped_half_way_reruns_only_the_rest(music, model, reference, tmp_path):
+    pytest.importorskip("ray", reason="the cluster extra: pip install 'livedemix[cluster]'")
+
+    def rays() -> set[int]:
+        r = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
+        return {int(x) for x in r.stdout.split()}
+
+    before = rays()
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        cli(music, "-o", out, "-r", "--model", model, "--ray", "--jobs", "2", "--json"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    deadline = time.monotonic() + 180
+    while sum(e["event"] == "done" for e in journal_events(out)) < 2:
+        assert p.poll() is None, "the job ended before it could be stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    p.send_signal(signal.SIGTERM)  # the driver stops its local cluster on the way out
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    done_before = {e["song"] for e in journal_events(out) if e["event"] == "done"}
+    assert 2 <= len(done_before) < len(SONGS)
+    time.sleep(1.0)
+    assert rays() <= before  # no cluster left behind
+    s = library.run_job([music], out, model=model, recursive=True, use_ray=True, jobs=2, progress=False)
+    assert s["skipped"] == len(done_before) and s["done"] == len(SONGS) - len(done_before)
+    assert_same_outputs(out, reference)

@@ -482,7 +482,13 @@ def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
         raise LibraryError(
             "--ray needs Ray, which is not installed: pip install 'livedemix[cluster]' (on every node)"
         ) from None
+    import signal
+    import threading
+
     started_here = not ray.is_initialized()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: h for sig in (signal.SIGTERM, signal.SIGINT) if (h := signal.getsignal(sig)) is not None}
     if started_here:
         kw = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
         if address:
@@ -498,6 +504,8 @@ def _run_ray_tasks(todo, settings, on_start, on_result, retries, address, jobs):
                 ) from None
         else:  # a local cluster of this machine's cores (or --jobs of them)
             ray.init(num_cpus=jobs or os.cpu_count() or 1, **kw)
+        for sig, handler in handlers.items():  # ray.init takes SIGTERM over: ours unwinds and shuts Ray down
+            signal.signal(sig, handler)
     try:
         task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(separate_song)
         st = ray.put(asdict(settings))
