@@ -411,6 +411,14 @@ class Fuzzer:
             for m in preset.midi.map:  # recall what a program change would
                 for ref in m.presets:
                     self._outcome("presets", i, classify(P.recall_preset, ref, box))
+            eng = self._shared_engine()  # a preset that validates must not upset the engine
+            res = classify(eng.apply_preset, preset)
+            self._outcome("presets", i, res)
+            if res[0] == "accepted":
+                y = classify(eng.process, np.random.default_rng(i).standard_normal((2, 1024)).astype(np.float32))
+                self._outcome("presets", i, y)
+                if y[0] == "accepted" and not np.isfinite(y[1]).all():
+                    self.counts.fail("presets", i, "nonfinite", "engine output after apply_preset not finite")
             out = box / "saved.toml"
             res = classify(P.save_preset, preset, out)
             self._outcome("presets", i, res)
@@ -506,11 +514,8 @@ class Fuzzer:
 
     # -- engine controls: random sequences of calls with hostile arguments
     def engine(self, i: int) -> None:
-        from livedemix.engine import Engine
 
-        if self._engine is None:
-            self._engine = Engine(model=self.card, block_size=1024, buses=["main", "cue"])
-        eng = self._engine
+        eng = self._shared_engine()
         rng = self.rng
         for _ in range(rng.randrange(5, 30)):
             op = rng.randrange(6)
@@ -543,6 +548,92 @@ class Fuzzer:
             if call[0] == eng.process and res[0] == "accepted" and not np.isfinite(res[1]).all():
                 self.counts.fail("engine", i, "nonfinite", f"process() of {type(call[1]).__name__} gave NaN/inf")
 
+    # -- the command line: hostile arguments to every command that finishes on its own
+    def args(self, i: int) -> None:
+        from livedemix.apps import cli
+
+        rng = self.rng
+        box = self.dir / f"g{i}"
+        box.mkdir()
+        song = box / "song.wav"
+        sf.write(song, np.zeros((2000, 2), np.float32) + 0.01, 44100)
+        (box / "p.toml").write_bytes(
+            (lambda t: t if isinstance(t, bytes) else t.encode("utf-8", "surrogatepass"))(gen_preset_text(rng))
+        )
+
+        def nasty():
+            return str(rng.choice(NASTY_STRINGS[:13] + ["p.toml", "song.wav", "-1", "0", "nan", "1e400", "--x"]))
+
+        k = rng.randrange(7)
+        if k == 0:
+            argv = ["presets", rng.choice(["list", "show", "validate"]), *[nasty() for _ in range(rng.randrange(3))]]
+            if rng.random() < 0.3:
+                argv.append("--json")
+        elif k == 1:
+            argv = ["separate", str(song), "-o", "out", "--model", str(self.card)]
+            for opt in rng.sample(["--stems", "--format", "--phase", "--preset"], rng.randrange(1, 3)):
+                argv += [opt, nasty() if rng.random() < 0.7 else rng.choice(["vocals", "wav", "wiener", "karaoke"])]
+        elif k == 2:
+            argv = ["eval", nasty(), "--model", str(self.card), "--seconds", rng.choice(["0", "-1", "nan", "inf", "x"])]
+        elif k == 3:
+            argv = [
+                "bench",
+                rng.choice(["stft", "pipeline", "all", nasty()]),
+                "--seconds",
+                rng.choice(["0", "-3", "nan", "", "1e999"]),
+            ]
+        elif k == 4:
+            argv = [
+                rng.choice(["play", "live"]),
+                str(song),
+                "--block",
+                rng.choice(["1", "15", "8193", "-5", "x", "1e3"]),
+            ]
+            if argv[0] == "live":
+                del argv[1]
+        elif k == 5:
+            argv = [nasty(), *[nasty() for _ in range(rng.randrange(3))]]
+            if argv[0] in ("play", "live", "demo", "bench", "midi", "devices"):
+                argv[0] = "info"
+        else:
+            argv = ["info", *rng.choice([[], ["--json"], [nasty()]])]
+        before = snapshot(self.dir)
+        cwd = os.getcwd()
+        os.chdir(box)
+        try:
+            rc, out, err = run_cli(cli, argv)
+        finally:
+            os.chdir(cwd)
+        lines = [line for line in err.strip().splitlines() if line]
+        if rc == 0:
+            self.counts.record("args", "accepted")
+        elif (
+            rc == 2
+            and "Traceback" not in err
+            and lines
+            and all(ln.startswith(("livedemix: ", "bad  ")) for ln in lines)
+        ):
+            self.counts.record("args", "clean")
+        else:
+            self.counts.record("args", "bad")
+            self.counts.fail("args", i, "tracebacks", f"livedemix {' '.join(argv)}: rc {rc}: {err}")
+        after = snapshot(self.dir)
+        box_rel = os.path.relpath(box, self.dir) + os.sep
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        outside = {k for k in changed if not k.startswith(box_rel + "out")}
+        if outside:
+            self.counts.fail(
+                "args", i, "escapes" if outside - set(before) else "damaged", f"{argv}: {sorted(outside)[:5]}"
+            )
+        shutil.rmtree(box)
+
+    def _shared_engine(self):
+        from livedemix.engine import Engine
+
+        if self._engine is None:
+            self._engine = Engine(model=self.card, block_size=1024, buses=["main", "cue"])
+        return self._engine
+
     def _check_unchanged(self, before, after, target, i) -> None:
         changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
         if changed:
@@ -552,7 +643,7 @@ class Fuzzer:
 
     # -- the loop
     def run(self, seconds: float, shares: dict[str, float] | None = None) -> Counts:
-        shares = shares or {"presets": 0.25, "cards": 0.2, "audio": 0.35, "engine": 0.2}
+        shares = shares or {"presets": 0.2, "cards": 0.15, "audio": 0.3, "engine": 0.15, "args": 0.2}
         from livedemix.audio.devices import quiet_stderr
 
         with quiet_stderr():  # C libraries (libmpg123, lilv) print notes about junk input to fd 2

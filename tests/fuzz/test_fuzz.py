@@ -25,7 +25,7 @@ def _run(seconds: float, seed: int):
 def test_fuzz_short():
     counts = _run(12.0, seed=1)
     assert counts.tried > 50 and counts.clean_errors > 0 and counts.accepted > 0
-    assert set(counts.by_target) == {"presets", "cards", "audio", "engine"}
+    assert set(counts.by_target) == {"presets", "cards", "audio", "engine", "args"}
 
 
 @pytest.mark.slow
