@@ -253,3 +253,14 @@ def test_a_non_finite_block_is_handled_as_the_streaming_engine_handles_it(demo, 
     b = separate(x, sr, model=tiny, phase="wiener", exact=False)
     for s in a:
         assert np.isfinite(b[s]).all() and db(b[s] - a[s], a[s]) < -100, s
+
+
+def test_a_sequence_graph_that_is_not_onnx_is_one_model_error(tmp_path):
+    card = copy_committed_model("tiny", tmp_path)
+    seq = tmp_path / "tiny.seq.onnx"
+    seq.write_bytes(b"not an onnx model at all")
+    c = json.loads(card.read_text())
+    c["sequence"]["onnx_sha256"] = sha256_of(seq)  # a card that vouches for it
+    card.write_text(json.dumps(c))
+    with pytest.raises(ModelError, match="is not an ONNX model onnxruntime can load"):
+        separate(np.zeros((2, 4096), np.float32), 44100, model=card, exact=False)
