@@ -351,3 +351,15 @@ def test_a_ray_job_stopped_half_way_reruns_only_the_rest(music, model, reference
     s = library.run_job([music], out, model=model, recursive=True, use_ray=True, jobs=2, progress=False)
     assert s["skipped"] == len(done_before) and s["done"] == len(SONGS) - len(done_before)
     assert_same_outputs(out, reference)
+
+
+def test_stems_the_journal_does_not_know_are_kept_unless_forced(music, model, tmp_path):
+    out = tmp_path / "out"
+    (out / "intro").mkdir(parents=True)
+    mine = out / "intro" / "vocals.wav"
+    sf.write(mine, np.zeros((10, 2), np.float32), 44100)
+    s = library.run_job([music], out, model=model, progress=False)  # top level only: intro
+    assert s["done"] == 0 and "already exists" in s["failed"][0]["reason"] and "--force" in s["failed"][0]["reason"]
+    assert sf.info(mine).frames == 10  # untouched
+    s = library.run_job([music], out, model=model, progress=False, force=True)
+    assert s["done"] == 1 and sf.info(mine).frames > 10

@@ -578,9 +578,10 @@ def run_job(
     out = Path(outdir)
     # One file named on the command line is today's `separate`: no journal (a rerun redoes it,
     # existing stems need --force, and a failed or interrupted run leaves nothing behind).
-    journal = Journal(out, enabled=len(songs) > 1 or any(Path(i).is_dir() for i in inputs))
+    one_file = len(songs) == 1 and not any(Path(i).is_dir() for i in inputs)
+    journal = Journal(out, enabled=not one_file)
     todo, outcomes = plan(songs, journal, settings, fingerprint, force)
-    if len(songs) == 1 and outcomes and outcomes[0].status == "failed":
+    if one_file and outcomes and outcomes[0].status == "failed":
         raise AudioFileError(outcomes[0].reason)  # one song named: its problem is the command's
     by_key = {o.song.key: o for o in outcomes}
     bar = Progress(len(todo), sum(s.seconds for s in todo), progress)
@@ -616,7 +617,7 @@ def run_job(
     wall = time.perf_counter() - t0
     ordered = [by_key[s.key] for s in songs if s.key in by_key]
     summary = _summary(ordered, wall, backend, workers, out, fingerprint, journal.enabled)
-    if len(songs) == 1 and ordered and ordered[0].status == "failed":
+    if one_file and ordered and ordered[0].status == "failed":
         raise AudioFileError(ordered[0].reason)
     _write_json_atomic(out / SUMMARY, summary)
     return summary
