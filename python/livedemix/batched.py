@@ -19,13 +19,14 @@ below -100 dB); ``offline.separate(..., exact=True)`` keeps the bit-exact stream
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from . import dsp
-from .separator import ModelError, Separator, onnx_path_of, sha256_of
+from .separator import ModelError, Separator, onnx_path_of, read_model_bytes
 
 # Phase modes in which the batched render is the default (offline.separate(exact=None)): their
 # stems are a smooth function of the magnitudes, so the graphs' float rounding stays below
@@ -80,7 +81,8 @@ def load_sequence_session(card_path: Path, card: dict):
         sess = _SESSIONS.get(key)
         if sess is not None:
             return sess
-        digest = sha256_of(path)
+        model_bytes = read_model_bytes(path)  # hashed and loaded from the same bytes (docs/SECURITY.md)
+        digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != want:
             raise ModelError(
                 f"sequence graph {path.name} does not match its card (sha256 {digest[:12]}… instead of "
@@ -96,7 +98,7 @@ def load_sequence_session(card_path: Path, card: dict):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 — InvalidProtobuf, Fail, ... (onnxruntime's own types)
             raise ModelError(
                 f"sequence graph {path.name} is not an ONNX model onnxruntime can load ({type(e).__name__}): "
