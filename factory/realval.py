@@ -300,15 +300,18 @@ def teacher_estimates(mix: np.ndarray, teacher) -> dict[str, np.ndarray]:
     return {"vocals": stems["vocals"], "accompaniment": stems["accompaniment"], "karaoke": stems["accompaniment"]}
 
 
-def evaluate(data, model=None, with_teacher: bool = True, progress=True) -> dict:
+def evaluate(data, model=None, with_teacher: bool = True, progress=True, items=None) -> dict:
     """Plain SDR per clip: {method: {'vocals': [...], 'accompaniment': [...], 'karaoke': [...]}},
-    plus 'mixture' (the mixture itself as the accompaniment and as the vocals)."""
+    plus 'mixture' (the mixture itself as the accompaniment and as the vocals). ``model``: a card,
+    a list of cards (None = the shipped model); ``items``: (name, stems) instead of ``data``'s
+    clips (e.g. :func:`corpus_items`)."""
     from livedemix.metrics import sdr
     from tqdm import tqdm
 
-    clips = load_clips(data)
+    clips = items if items is not None else load_clips(data)
     teacher = tch.Teacher() if with_teacher else None
-    methods = {"shipped model" if model is None else Path(model).stem: lambda m: model_estimates(m, model)}
+    models = model if isinstance(model, (list, tuple)) else [model]
+    methods = {("shipped model" if m is None else Path(m).stem): (lambda x, m=m: model_estimates(x, m)) for m in models}
     if teacher is not None:
         methods["teacher (Spleeter 2-stem)"] = lambda m: teacher_estimates(m, teacher)
     res = {k: {"vocals": [], "accompaniment": [], "karaoke": []} for k in methods}
@@ -446,8 +449,13 @@ def main(argv=None) -> int:
     b.add_argument("--cache", type=Path, default=tch.DEFAULT_CACHE)
     e = sub.add_parser("eval", help="score a runtime model (default: the shipped one) and the teacher on it")
     e.add_argument("--data", type=Path, required=True)
-    e.add_argument("--model", type=Path, default=None, help="a model card (.json); default: the shipped model")
+    e.add_argument(
+        "--model", type=Path, action="append", help="a model card (.json), repeatable; default: the shipped model"
+    )
     e.add_argument("--no-teacher", action="store_true")
+    e.add_argument("--corpus", action="store_true", help="--data is a synthesized corpus: its --split songs")
+    e.add_argument("--split", default="valid")
+    e.add_argument("--songs", type=int, default=30)
     e.add_argument("--json", type=Path, default=None, help="also write the per-clip scores here")
     k = sub.add_parser("karaoke", help="the karaoke mix against the true accompaniment, and the vocals it leaves")
     k.add_argument("--data", type=Path, required=True, help="a set built by `build`, or a corpus (with --corpus)")
@@ -469,8 +477,10 @@ def main(argv=None) -> int:
                 f"{len(man['clips'])} clips of {CLIP_S:g} s in {args.out}: vocals of {len(songs)} songs, {len(instr)} instrumentals"
             )
         else:
-            res = evaluate(args.data, args.model, not args.no_teacher)
-            print(f"{len(res['clips'])} clips of {args.data} (plain SDR, dB, mean over clips)\n")
+            items = corpus_items(args.data, args.split, args.songs) if args.corpus else None
+            res = evaluate(args.data, args.model or [None], not args.no_teacher, items=items)
+            what = f"'{args.split}' songs with vocals (first 30 s)" if args.corpus else "clips"
+            print(f"{len(res['clips'])} {what} of {args.data} (plain SDR, dB, mean)\n")
             print(table(res))
             if args.json:
                 _atomic_text(args.json, json.dumps(res, indent=1) + "\n")
