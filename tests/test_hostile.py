@@ -211,8 +211,8 @@ def test_non_utf8_card_and_non_model_onnx_are_one_sentence(card):
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return Engine(model=copy_committed_model("tiny", Path(__import__("tempfile").mkdtemp())), block_size=256)
+def engine(tmp_path_factory):
+    return Engine(model=copy_committed_model("tiny", tmp_path_factory.mktemp("m")), block_size=256)
 
 
 @pytest.mark.parametrize("db", [math.nan, math.inf, 1e308, -1e308, 25.0, "loud", None, True])
