@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from tiny_model import export_tiny_model  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "python" / "livedemix" / "data" / "demo"

@@ -45,8 +45,13 @@ def test_native_stubs_name_every_public_symbol_of_the_core():
 
     stub = ast.parse((ROOT / "python" / "livedemix" / "_core.pyi").read_text())
     named = {n.name for n in stub.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
-    named |= {t.id for n in stub.body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in
-              (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+    named |= {
+        t.id
+        for n in stub.body
+        if isinstance(n, (ast.Assign, ast.AnnAssign))
+        for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+        if isinstance(t, ast.Name)
+    }
     public = {n for n in dir(_core) if not n.startswith("_")}
     assert public <= named, f"regenerate the stubs: missing {sorted(public - named)}"
 

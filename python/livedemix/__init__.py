@@ -36,11 +36,12 @@ _LAZY = {
 __all__ = ["STEMS", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .engine import Engine
-    from .errors import LivedemixError
-    from .live import LiveStream
-    from .offline import separate
-    from .presets import Preset, load_preset
+    from .engine import Engine as Engine
+    from .errors import LivedemixError as LivedemixError
+    from .live import LiveStream as LiveStream
+    from .offline import separate as separate
+    from .presets import Preset as Preset
+    from .presets import load_preset as load_preset
 
 
 def __getattr__(name: str):
