@@ -154,30 +154,46 @@ def find_songs(inputs: list[str | Path], outdir: str | Path, recursive: bool = F
 # ---- the journal -------------------------------------------------------------------------------
 class Journal:
     """Append-only JSON lines in OUT, fsynced per event; the last event of a song wins. A line
-    torn by a kill is ignored."""
+    torn by a kill is ignored (and the next event starts on a line of its own). The journal is
+    locked while a job runs: a second job on the same OUT is refused instead of racing it."""
 
     def __init__(self, outdir: Path, enabled: bool = True):
         self.path = Path(outdir) / JOURNAL
         self.enabled = enabled
         self.last: dict[str, dict] = {}
         self.known: set[str] = set()
-        if enabled and self.path.exists():
-            for line in self.path.read_text(errors="replace").splitlines():
-                try:
-                    e = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(e, dict) and isinstance(e.get("song"), str):
-                    self.last[e["song"]] = e
-                    self.known.add(e["song"])
         self._fd = None
+        if not enabled:
+            return
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise LibraryError(
+                f"another livedemix job is writing to {self.path.parent} (its journal is locked): wait for it to "
+                "finish, or give this job another -o folder"
+            ) from None
+        self._fd = fd
+        with open(self.path, "rb") as f:
+            data = f.read()
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(e, dict) and isinstance(e.get("song"), str):
+                self.last[e["song"]] = e
+                self.known.add(e["song"])
+        if data and not data.endswith(b"\n"):  # a line torn by a kill: close it
+            os.write(fd, b"\n")
 
     def append(self, event: str, song: Song, **extra) -> None:
-        if not self.enabled:
-            return
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            return
         e = {"t": round(time.time(), 3), "event": event, "song": song.key, "input": song.input, **extra}
         os.write(self._fd, (json.dumps(e) + "\n").encode())
         os.fsync(self._fd)
@@ -186,7 +202,7 @@ class Journal:
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            os.close(self._fd)  # releases the lock
             self._fd = None
 
 
@@ -579,31 +595,38 @@ def run_job(
     # One file named on the command line is today's `separate`: no journal (a rerun redoes it,
     # existing stems need --force, and a failed or interrupted run leaves nothing behind).
     one_file = len(songs) == 1 and not any(Path(i).is_dir() for i in inputs)
-    journal = Journal(out, enabled=not one_file)
-    todo, outcomes = plan(songs, journal, settings, fingerprint, force)
-    if one_file and outcomes and outcomes[0].status == "failed":
-        raise AudioFileError(outcomes[0].reason)  # one song named: its problem is the command's
-    by_key = {o.song.key: o for o in outcomes}
-    bar = Progress(len(todo), sum(s.seconds for s in todo), progress)
-
-    def on_start(s: Song) -> None:
-        journal.append("start", s, settings=fingerprint, size=s.size, mtime_ns=s.mtime_ns)
-
-    def on_result(s: Song, res: dict, attempts) -> None:
-        if res.get("ok"):
-            r = res["result"]
-            journal.append(
-                "done", s, settings=fingerprint, size=s.size, mtime_ns=s.mtime_ns, result=_slim(r), attempts=attempts
-            )
-            by_key[s.key] = Outcome(s, "done", result=r, attempts=attempts or 1)
-        else:
-            journal.append("failed", s, settings=fingerprint, reason=res["reason"])
-            by_key[s.key] = Outcome(s, "failed", res["reason"], attempts=attempts or 1)
-        bar.add(s.seconds, s.key, "done" if res.get("ok") else "failed")
-
-    workers = jobs or 1
-    backend = "ray" if use_ray else ("local" if workers > 1 else "inline")
+    journal = Journal(out, enabled=not one_file)  # locked until the job ends
+    bar = None
     try:
+        todo, outcomes = plan(songs, journal, settings, fingerprint, force)
+        if one_file and outcomes and outcomes[0].status == "failed":
+            raise AudioFileError(outcomes[0].reason)  # one song named: its problem is the command's
+        by_key = {o.song.key: o for o in outcomes}
+        bar = Progress(len(todo), sum(s.seconds for s in todo), progress)
+
+        def on_start(s: Song) -> None:
+            journal.append("start", s, settings=fingerprint, size=s.size, mtime_ns=s.mtime_ns)
+
+        def on_result(s: Song, res: dict, attempts) -> None:
+            if res.get("ok"):
+                r = res["result"]
+                journal.append(
+                    "done",
+                    s,
+                    settings=fingerprint,
+                    size=s.size,
+                    mtime_ns=s.mtime_ns,
+                    result=_slim(r),
+                    attempts=attempts,
+                )
+                by_key[s.key] = Outcome(s, "done", result=r, attempts=attempts or 1)
+            else:
+                journal.append("failed", s, settings=fingerprint, reason=res["reason"])
+                by_key[s.key] = Outcome(s, "failed", res["reason"], attempts=attempts or 1)
+            bar.add(s.seconds, s.key, "done" if res.get("ok") else "failed")
+
+        workers = jobs or 1
+        backend = "ray" if use_ray else ("local" if workers > 1 else "inline")
         if todo:
             if use_ray:  # a local cluster gets --jobs CPUs (default: all); a running one has its own
                 workers = _run_ray(todo, settings, on_start, on_result, retries, ray_address, jobs)
@@ -612,7 +635,8 @@ def run_job(
             else:
                 _run_inline(todo, settings, on_start, on_result, retries)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         journal.close()
     wall = time.perf_counter() - t0
     ordered = [by_key[s.key] for s in songs if s.key in by_key]
