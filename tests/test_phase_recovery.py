@@ -291,8 +291,9 @@ def test_bessel_ratios_match_scipy(kappa):
 
 def test_gil_is_released_during_process_stft():
     """A thread that needs the interpreter lock keeps ticking while one long native call runs.
-    The call is sized to take at least 150 ms on whatever machine runs the test (a held lock
-    would give 0 ticks inside it); a ticker that sleeps 1 ms gets dozens."""
+    The call is sized to take at least 300 ms on whatever machine runs the test (a held lock
+    would give 0 ticks inside it); a ticker that sleeps 1 ms gets dozens on an idle machine and
+    still a few on one loaded three times over."""
     import threading
     import time
 
@@ -301,7 +302,7 @@ def test_gil_is_released_during_process_stft():
     t0 = time.perf_counter()
     pr.process_stft(X, V)
     per_frame = (time.perf_counter() - t0) / 50
-    X, V = random_frames(max(50, int(0.15 / per_frame) + 1), 4, 2, 513)
+    X, V = random_frames(max(50, int(0.3 / per_frame) + 1), 4, 2, 513)
     ticks = []
     stop = threading.Event()
 
@@ -320,8 +321,8 @@ def test_gil_is_released_during_process_stft():
     th.join()
     inside = [t for t in ticks if t0 < t < t1]
     print(f"native call {1000 * (t1 - t0):.0f} ms, {len(inside)} ticks of the other thread inside it")
-    assert t1 - t0 >= 0.1
-    assert len(inside) >= 5, "the other thread stalled: process_stft holds the GIL"
+    assert t1 - t0 >= 0.2
+    assert len(inside) >= 3, "the other thread stalled: process_stft holds the GIL"
 
 
 # -- it actually recovers phase ------------------------------------------------------------------
