@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
-PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider)
+PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=8)
 
 if [ $# -gt 0 ]; then
   echo "== pytest $*"
