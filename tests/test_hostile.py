@@ -1,4 +1,4 @@
-"""Hostile input (issue 25): presets, model cards, preset lists and engine controls that an
+"""Hostile input: presets, model cards, preset lists and engine controls that an
 attacker or a clumsy user writes. Each test here failed on the code before the fix: a file
 written outside the output folder, a read that never ends, silent corruption, or a traceback
 where one sentence belongs. docs/SECURITY.md is the threat model."""

@@ -1,4 +1,4 @@
-"""Hostile and odd files through the CLI (issue 25): the command as a user runs it (subprocess).
+"""Hostile and odd files through the CLI: the command as a user runs it (subprocess).
 No file outside the output folder, no damaged input or existing output, no clipping without a
 word, nothing left behind by a failure or a SIGTERM, one sentence instead of a traceback."""
 

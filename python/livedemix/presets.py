@@ -396,7 +396,7 @@ def parse_preset(data: dict, path: Path | str = "<preset>", stems: tuple[str, ..
     return preset
 
 
-# ---- effect inserts (issue 23; docs/PLUGINS.md) -------------------------------------------
+# ---- effect inserts (docs/PLUGINS.md) -------------------------------------------
 
 
 def _parse_inserts(c: _Checker, value, key: str) -> list:
