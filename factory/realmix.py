@@ -7,7 +7,9 @@ Two kinds of example, drawn by :class:`RealSampler`:
   the song (factory.teacher), so the training mixture is the real record;
 - **remixed real parts with exact targets**: the teacher's vocals from a window where it is
   confident (factory.realval's purity test) laid over an excerpt of a real instrumental where
-  the teacher hears no singing; the mixture is the exact sum of the two.
+  the teacher hears no singing; the mixture is the exact sum of the two;
+- **real guitar parts in synthesized songs** (``--real-guitar``): the isolated guitar tracks of
+  Frets on Fire songs added to a corpus example's 'other' stem (4-stem exact targets).
 
 The separator predicts four stems; on these examples only the vocals and the sum of the other
 three are supervised (factory.train's 2-stem loss): nothing is said about how the accompaniment
@@ -124,10 +126,25 @@ def build(
             _, conf, _ = cache.get(f)
             _save_source(out, name, {"instrumental": _i16(x), "clean": conf["share"] <= rv.MAX_INSTR_SHARE}, meta)
             progress(f"{s.key}: instrumental")
+        if "guitar" in s.files and not (out / name / "guitar.npy").exists():
+            # a real isolated guitar part (Frets on Fire): 'other' material with an exact target
+            g = rm.decode(s.files["guitar"][0])
+            for k, v in (("guitar_active", _active_frames(g)), ("guitar", _i16(g))):
+                tmp = out / name / f".{k}.tmp.npy"
+                np.save(tmp, v)
+                os.replace(tmp, out / name / f"{k}.npy")
+            progress(f"{s.key}: guitar part")
         sources.append({"name": name, **meta})
     man = {"version": VERSION, "teacher": tch.TEACHER_ID, "sources": sources}
     rv._atomic_text(out / "manifest.json", json.dumps(man, indent=1) + "\n")
     return man
+
+
+def _active_frames(x: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
+    """Per teacher-hop frame: is the part audible (RMS above ``floor_db`` dBFS)?"""
+    n = x.shape[1] // tch.HOP
+    e = np.mean(np.asarray(x[:, : n * tch.HOP], np.float64).reshape(x.shape[0], n, tch.HOP) ** 2, axis=(0, 2))
+    return 10 * np.log10(e + 1e-20) > floor_db
 
 
 class RealSampler:
@@ -143,7 +160,7 @@ class RealSampler:
         man = json.loads((root / "manifest.json").read_text())
         self.length, self.mix_prob, self.gain_range, self.swap_prob = length, mix_prob, gain_range, swap_prob
         self.frames = -(-length // tch.HOP)
-        self.mixes, self.instr = [], []
+        self.mixes, self.instr, self.guitars = [], [], []
         for s in man["sources"]:
             d = root / s["name"]
             if s["kind"] == "mix":
@@ -161,6 +178,11 @@ class RealSampler:
                 starts = self._good_starts(np.load(d / "clean.npy"), 1.0, x.shape[1])
                 if len(starts):
                     self.instr.append((x, starts))
+                if (d / "guitar.npy").exists():
+                    g = np.load(d / "guitar.npy", mmap_mode="r")
+                    starts = self._good_starts(np.load(d / "guitar_active.npy"), 0.5, g.shape[1])
+                    if len(starts):
+                        self.guitars.append((g, starts))
         if not self.mixes:
             raise RealMixError(f"{root} has no real song longer than {length / SR:.1f} s")
         self.vocal_sources = [m for m in self.mixes if len(m[2])]
@@ -178,6 +200,12 @@ class RealSampler:
         y = np.asarray(x[:, start : start + self.length], np.float32) / 32767.0
         y = y * rng.uniform(*self.gain_range)
         return y[::-1] if rng.random() < self.swap_prob else y
+
+    def guitar(self, rng: np.random.Generator) -> np.ndarray:
+        """An excerpt (2, length) of a real isolated guitar part, audible in ≥ half its frames,
+        with a random gain and channel swap: to add to a synthesized song's 'other' stem."""
+        g, starts = self.guitars[int(rng.integers(len(self.guitars)))]
+        return self._part(rng, g, int(starts[rng.integers(len(starts))]) * tch.HOP)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         out = np.empty((2, 2, self.length), np.float32)

@@ -193,6 +193,21 @@ def validate(net, stft, songs, seconds: float, mask_power: float = 2.0) -> dict:
     return means
 
 
+def add_real_guitar(batch: np.ndarray, real, rng, prob: float) -> np.ndarray:
+    """Corpus examples (B, J, C, n) with a real guitar excerpt added to 'other' with probability
+    ``prob`` each (the target stays exact: the mixture is the stems' sum); rescaled where the
+    mixture would clip."""
+    out = batch.copy()
+    j = STEMS.index("other")
+    for i in range(len(out)):
+        if rng.random() < prob:
+            out[i, j] += real.guitar(rng)
+            peak = np.abs(out[i].sum(axis=0)).max()
+            if peak > 1.0:
+                out[i] /= peak
+    return out
+
+
 def save_atomic(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -332,6 +347,12 @@ def main(argv=None) -> int:
         "songs and remixed real parts with 2-stem labels (vocals; the sum of the rest)",
     )
     p.add_argument("--real-fraction", type=float, default=0.25, help="share of each batch from --real")
+    p.add_argument(
+        "--real-guitar",
+        type=float,
+        default=0.0,
+        help="probability that a corpus example gets a real guitar part (from --real) added to its 'other'",
+    )
     args = p.parse_args(argv)
     if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
         p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
@@ -444,6 +465,7 @@ def main(argv=None) -> int:
             "warmup_steps": args.warmup_steps,
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
             "real": real_info,
+            "real_guitar": args.real_guitar if real is not None else 0.0,
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
@@ -487,6 +509,8 @@ def main(argv=None) -> int:
         t0 = time.process_time()  # CPU time: the fair budget when runs share the machine
         w0 = time.time()
         batch, rng = prefetch.get(step)
+        if real is not None and args.real_guitar > 0 and real.guitars:
+            batch = add_real_guitar(batch, real, np.random.default_rng([args.seed, step, 2]), args.real_guitar)
         stems = torch.from_numpy(batch)
         if real is not None:  # 2-stem examples (vocals, accompaniment) after the corpus's
             real_stems = torch.from_numpy(real.batch(np.random.default_rng([args.seed, step, 1]), n_real))

@@ -49,6 +49,13 @@ def material(tmp_path_factory):
     deb = base / "debian" / "singularity-music"
     deb.mkdir(parents=True)
     sf.write(deb / f"{track}.flac", acc[:, ::-1].T.copy(), SR, subtype="PCM_24")
+    # a Frets on Fire band in the train split: its guitar part becomes 'other' material
+    fof_name = _key("fretsonfire-songs-sectoid/Band ", "train").split("/", 1)[1]
+    fof = base / "debian" / "fretsonfire-songs-sectoid" / "songs" / fof_name
+    fof.mkdir(parents=True)
+    (fof / "song.ini").write_text("[song]\n")
+    sf.write(fof / "song.ogg", (rd("drums") + rd("bass")).T, SR)
+    sf.write(fof / "guitar.ogg", rd("other").T, SR)
     cache = tch.TeacherCache(base / "cache")
     tch.run_files([sung / train_song / "audio.flac", deb / f"{track}.flac"], cache, teacher, progress=False)
     man = rmx.build(base / "out", sung, base / "debian", cache, progress=lambda s: None)
@@ -58,10 +65,11 @@ def material(tmp_path_factory):
 def test_material_holds_train_songs_only_with_their_licences(material):
     out, man, train_song = material
     songs = {s["song"]: s for s in man["sources"]}
-    assert set(songs) == {train_song, next(k for k in songs if k.startswith("singularity-music/"))}
+    assert len(songs) == 3 and train_song in songs
+    assert {k.split("/")[0] for k in songs if k != train_song} == {"singularity-music", "fretsonfire-songs-sectoid"}
     assert songs[train_song]["licence"] == "CC BY-SA 3.0" and songs[train_song]["kind"] == "mix"
     d = rmx.describe(out)
-    assert (d["mixes"], d["instrumentals"]) == (1, 1) and "CC BY-NC-ND 2.5" not in d["licences"]
+    assert (d["mixes"], d["instrumentals"]) == (1, 2) and "CC BY-NC-ND 2.5" not in d["licences"]
 
 
 def test_sampler_draws_both_kinds_deterministically(material):
@@ -72,12 +80,27 @@ def test_sampler_draws_both_kinds_deterministically(material):
     assert a.shape == (6, 2, 2, SR) and a.dtype == np.float32
     assert np.array_equal(a, b)
     assert np.abs(a.sum(axis=1)).max() <= 1.0 + 1e-6  # the mixture (their sum) stays in range
-    assert len(s.instr) == 1 and len(s.vocal_sources) == 1
+    assert len(s.instr) == 2 and len(s.vocal_sources) == 1 and len(s.guitars) == 1
+    g = s.guitar(np.random.default_rng(0))
+    assert g.shape == (2, SR) and np.sqrt(np.mean(g**2)) > 1e-3
     # each kind alone: real mixes (one gain for both stems: still the record) and remixes
     mixes = rmx.RealSampler(out, SR, mix_prob=1.0).batch(np.random.default_rng(1), 4)
     remixes = rmx.RealSampler(out, SR, mix_prob=0.0).batch(np.random.default_rng(1), 4)
     assert not np.array_equal(mixes, remixes)
     assert all(np.abs(x).max() > 1e-3 for x in (mixes[:, 0], mixes[:, 1], remixes[:, 0], remixes[:, 1]))
+
+
+def test_real_guitar_is_added_to_other_only_and_keeps_the_mixture_in_range(material):
+    out, _, _ = material
+    s = rmx.RealSampler(out, SR)
+    batch = np.random.default_rng(0).uniform(-0.2, 0.2, (3, 4, 2, SR)).astype(np.float32)
+    got = train.add_real_guitar(batch, s, np.random.default_rng(1), 1.0)
+    assert np.abs(got.sum(axis=1)).max() <= 1.0 + 1e-6
+    scale = got[:, 0, 0, 0] / batch[:, 0, 0, 0]  # one factor per example (1 unless it clipped)
+    for i in range(3):
+        assert np.allclose(got[i, :3], batch[i, :3] * scale[i], atol=1e-6)  # vocals, drums, bass untouched
+        assert not np.allclose(got[i, 3], batch[i, 3] * scale[i])  # a guitar in 'other'
+    assert np.array_equal(train.add_real_guitar(batch, s, np.random.default_rng(1), 0.0), batch)
 
 
 def test_two_stem_loss_ignores_how_the_accompaniment_splits():
@@ -106,10 +129,11 @@ def test_train_with_real_material_runs_and_records_it(material, tmp_path):
             for name, audio in synth_song(rng).items():
                 sf.write(d / f"{name}.wav", audio, SR, subtype="FLOAT")
     run = tmp_path / "run"
-    args = ["--data", str(root), "--out", str(run), "--real", str(out), "--real-fraction", "0.5"]
+    args = ["--data", str(root), "--out", str(run), "--real", str(out), "--real-fraction", "0.5", "--real-guitar", "1"]
     assert train.main(args + ARGS) == 0
     ck = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     real = ck["training"]["real"]
     assert real["per_batch"] == 1 and train_song in real["songs"] and real["mixes"] == 1
+    assert ck["training"]["real_guitar"] == 1.0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["train_loss"]) for e in log)
