@@ -319,3 +319,21 @@ def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path):
         out.commit()
     assert victim.read_text() == "precious"
     assert not (folder / "vocals.wav").is_symlink()
+
+
+def test_a_card_whose_shapes_are_not_the_graphs_is_one_sentence(tmp_path):
+    """Found by the fuzz suite: a card that passes every field check but declares a state shape
+    the ONNX graph doesn't have failed inside onnxruntime at the warm-up run (RuntimeError)."""
+    import json
+
+    from livedemix.engine import Engine
+    from livedemix.separator import ModelError
+    from tiny_model import copy_committed_model
+
+    card_path = copy_committed_model("tiny", tmp_path)
+    card = json.loads(card_path.read_text())
+    card["inputs"]["conv_state"] = [1, 2, 513]
+    card["outputs"]["conv_state_out"] = [1, 2, 513]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"gives tensor 'conv_state' the shape \[1, 2, 513\] but the model file's"):
+        Engine(model=card_path)

@@ -149,6 +149,15 @@ class SequenceRunner:
                     f"model card {separator.card_path.name}: the sequence graph's {name} is shaped "
                     f"{ins.get(name)}, the step's {list(shape)}: re-export the model"
                 )
+        graph = {t.name: t.shape for t in self.session.get_inputs()}
+        for name, shape in self.shapes.items():
+            dims = graph.get(name, ())
+            if len(dims) != len(shape) or any(isinstance(d, int) and d != c for d, c in zip(dims, shape)):
+                raise ModelError(
+                    f"model card {separator.card_path.name}: the sequence graph's {name} is shaped "
+                    f"{[d if isinstance(d, int) else '?' for d in dims]} in the file, {list(shape)} in the card: "
+                    "re-export the model with `python -m factory.export`"
+                )
         if chunk_frames is None:
             chunk_frames = seq.get("chunk_frames", DEFAULT_CHUNK_FRAMES)
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or not 1 <= chunk_frames <= 1 << 16:

@@ -330,6 +330,19 @@ class Separator:
                 f"{self.channels} channels (the model reads each channel's magnitude): "
                 "re-export the model with `python -m factory.export`"
             )
+        # The card's shapes must be the graph's (a fixed dimension that differs would only fail
+        # inside onnxruntime at the first run, as a RuntimeError).
+        graph = {t.name: t.shape for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        for name, shape in [*card["inputs"].items(), *card["outputs"].items()]:
+            dims = graph.get(name)
+            if dims is None:
+                continue
+            if len(dims) != len(shape) or any(isinstance(d, int) and d != c for d, c in zip(dims, shape)):
+                raise ModelError(
+                    f"model card {self.card_path.name} gives tensor {name!r} the shape {list(shape)} but the model "
+                    f"file's is {[d if isinstance(d, int) else '?' for d in dims]}: re-export the model with "
+                    "`python -m factory.export`"
+                )
         self._mag = np.zeros(card["inputs"]["mag"], np.float32)
         self._out = np.zeros(card["outputs"]["stems"], np.float32)
         pairs = card["state_pairs"]
@@ -349,8 +362,15 @@ class Separator:
             self._bindings.append(b)
         self._values = (mag_value, out_value, values)  # keep the OrtValues alive with the bindings
         self._parity = 0
-        for _ in range(warmup):
-            self.session.run_with_iobinding(self._bindings[0])
+        try:
+            for _ in range(warmup):
+                self.session.run_with_iobinding(self._bindings[0])
+        except Exception as e:  # noqa: BLE001 — onnxruntime raises plain RuntimeErrors
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(
+                f"model {onnx_path.name} can't run with the tensors its card {self.card_path.name} describes "
+                f"({first}): re-export the model with `python -m factory.export`"
+            ) from None
         self.reset()
 
     @property
