@@ -336,3 +336,69 @@ def jack_server():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+class LiveMidiRun:
+    """What :func:`run_live_with_midi` saw: the exit, the capture, the MIDI events as the JACK
+    cycles that carried them, and the controller's last LED feedback."""
+
+    def __init__(self, rc, out, err, captured, t0, t_start, sig, events, feedback):
+        self.rc, self.out, self.err = rc, out, err
+        self.captured, self.t0, self.t_start, self.sig = captured, t0, t_start, sig
+        self.events, self.feedback = list(events), feedback
+
+    def index(self, frame_time: int) -> int:
+        """JACK frame time → capture index."""
+        return frame_time - self.t0
+
+    def carried(self, msg: list[int]) -> int:
+        """Frame time of the cycle that carried `msg`, matched in order of sending (each call
+        consumes the events up to and including the match)."""
+        for i, (t, data) in enumerate(self.events):
+            if list(data) == msg:
+                del self.events[: i + 1]
+                return t
+        raise AssertionError(f"the recorder never saw {msg}")
+
+    def deviation(self, latency: int) -> np.ndarray:
+        """|captured − the input delayed by `latency`| per sample: zero wherever every gain is at unity."""
+        n = self.captured.shape[1]
+        ref = np.zeros_like(self.captured)
+        k0 = self.t_start + latency - self.t0  # capture index where the input's sample 0 is due
+        a, b = max(0, k0), min(n, k0 + self.sig.shape[1])
+        ref[:, a:b] = self.sig[:, a - k0 : b - k0]
+        return np.abs(self.captured - ref).max(axis=0)
+
+
+def run_live_with_midi(server, model, preset, sig, sends, record_seconds: float = 30) -> LiveMidiRun:
+    """`livedemix live --midi --preset PRESET` between a JACK player of `sig` and a recorder,
+    while a second MIDI client sends each (seconds after the signal starts, message) of `sends`
+    in order. The recorder also hears the sender, stamped with the frame time of the JACK cycle
+    that carried each message: the moment livedemix's MIDI port got it too."""
+    rec = Recorder(server, "ldcap", seconds=record_seconds, midi=True)
+    src = Player(server, "ldsrc")
+    sender = None
+    try:
+        p = livedemix(
+            "live", "--device", "ldcap", "--input-device", "ldsrc", "--model", str(model), "--preset", str(preset),
+            "--midi", "--no-ui", "--json", "--deadline", "0",
+        )  # fmt: skip
+        wait_until(lambda: (rec.connected() and src.connected()) or p.poll() is not None, 60, "livedemix's ports")
+        assert p.poll() is None, p.communicate()[1]
+        sender = MidiPeer("livedemix-midi:livedemix", listen="livedemix-feedback")
+        rec.client.connect("ldsender:RtMidi output", rec.midi_in)
+        time.sleep(0.3)
+        t_start = src.play(sig, delay_frames=4096)
+        for seconds, msg in sends:  # wait until the source has played this long, then send
+            due = t_start + seconds * server.rate
+            wait_until(lambda: rec.client.frame_time >= due, 30, f"t={seconds}")  # noqa: B023
+            sender.send(msg)
+        wait_until(lambda: not src.busy(), 30, "the source to finish")
+        time.sleep(0.3)
+        rc, out, err = finish(p, interrupt=True)
+    finally:
+        if sender is not None:
+            sender.close()
+        captured = rec.stop()
+        src.close()
+    return LiveMidiRun(rc, out, err, captured, rec.t0, t_start, sig, rec.midi_events, sender.feedback)

@@ -22,6 +22,7 @@ from live_support import (  # noqa: F401
     live_model,
     livedemix,
     report_of,
+    run_live_with_midi,
     wait_until,
 )
 from livedemix.audio import ControlQueue
@@ -197,16 +198,6 @@ def test_garbage_is_counted_never_raised(controller):
 # ---- end to end over JACK MIDI ---------------------------------------------------------------
 
 
-def _deviation(captured, rec_t0, sig, t_start, L):
-    """captured output minus the input delayed by L (zero wherever every gain is at unity)."""
-    n = captured.shape[1]
-    ref = np.zeros_like(captured)
-    k0 = t_start + L - rec_t0  # capture index where the input's sample 0 is due
-    a, b = max(0, k0), min(n, k0 + sig.shape[1])
-    ref[:, a:b] = sig[:, a - k0 : b - k0]
-    return np.abs(captured - ref).max(axis=0)
-
-
 @pytest.mark.jack
 @pytest.mark.midi
 def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, live_model, tmp_path):
@@ -215,81 +206,31 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     rate, period = 44100, 256
     audio, sr = sf.read(DEMO, dtype="float32", always_2d=True, start=3 * rate, frames=7 * rate)
     sig = np.ascontiguousarray(audio.T)
-    rec = Recorder(jack_server, "ldcap", seconds=30, midi=True)
-    src = Player(jack_server, "ldsrc")
-    sender = None
-    try:
-        p = livedemix(
-            "live",
-            "--device",
-            "ldcap",
-            "--input-device",
-            "ldsrc",
-            "--model",
-            str(live_model),
-            "--preset",
-            str(preset),
-            "--midi",
-            "--no-ui",
-            "--json",
-            "--deadline",
-            "0",
-        )
-        wait_until(lambda: (rec.connected() and src.connected()) or p.poll() is not None, 60, "livedemix's ports")
-        assert p.poll() is None, p.communicate()[1]
-        sender = MidiPeer("livedemix-midi:livedemix", listen="livedemix-feedback")
-        # The recorder hears what the sender sends, stamped with the frame time of the JACK
-        # cycle that carried it: the moment livedemix's MIDI port got it too.
-        rec.client.connect("ldsender:RtMidi output", rec.midi_in)
-        time.sleep(0.3)
-        t_start = src.play(sig, delay_frames=4096)
-
-        def at(seconds):  # wait until the source has played this long
-            wait_until(lambda: rec.client.frame_time >= t_start + seconds * rate, 30, f"t={seconds}")
-
-        at(0.6)
-        sender.send([0xB0, 0, 0])  # soft takeover: far from 0 dB, ignored
-        at(1.0)
-        sender.send([0xB0, 0, 100])  # still below
-        at(1.3)
-        sender.send([0xB0, 0, 127])  # reaches 0 dB: picked up, no change
-        at(1.8)
-        sender.send([0xB0, 0, 0])  # vocals off
-        at(2.8)
-        sender.send([0xB0, 0, 127])  # vocals back to 0 dB
-        at(3.6)
-        sender.send([0x90, 36, 100])  # note toggles mute on
-        at(3.8)
-        sender.send([0x80, 36, 0])  # note-off: ignored by a toggle
-        at(4.6)
-        garbage = [[0x3C, 0x40], [0x90, 0x3C], [0xB0, 200, 5], [0xF4], [0xF7], [0xFF], [0xF0, 1, 2], [0xF0, 0x7E, 0xF7]]
-        for g in garbage:
-            sender.send(g)
-        sender.send([0x90, 36, 100])  # toggles mute off: the garbage did no harm
-        at(5.6)
-        sender.send([0x91, 36, 1])  # mute again (channel 2: the map says any channel)
-        wait_until(lambda: not src.busy(), 30, "the source to finish")
-        time.sleep(0.3)
-        rc, out, err = finish(p, interrupt=True)
-    finally:
-        if sender is not None:
-            sender.close()
-        captured = rec.stop()
-        src.close()
+    garbage = [[0x3C, 0x40], [0x90, 0x3C], [0xB0, 200, 5], [0xF4], [0xF7], [0xFF], [0xF0, 1, 2], [0xF0, 0x7E, 0xF7]]
+    run = run_live_with_midi(
+        jack_server,
+        live_model,
+        preset,
+        sig,
+        [
+            (0.6, [0xB0, 0, 0]),  # soft takeover: far from 0 dB, ignored
+            (1.0, [0xB0, 0, 100]),  # still below
+            (1.3, [0xB0, 0, 127]),  # reaches 0 dB: picked up, no change
+            (1.8, [0xB0, 0, 0]),  # vocals off
+            (2.8, [0xB0, 0, 127]),  # vocals back to 0 dB
+            (3.6, [0x90, 36, 100]),  # note toggles mute on
+            (3.8, [0x80, 36, 0]),  # note-off: ignored by a toggle
+            *[(4.6, g) for g in garbage],
+            (4.6, [0x90, 36, 100]),  # toggles mute off: the garbage did no harm
+            (5.6, [0x91, 36, 1]),  # mute again (channel 2: the map says any channel)
+        ],
+    )
+    rc, out, err = run.rc, run.out, run.err
     assert rc == 0, err
     assert "Traceback" not in err
     r = report_of(out)
     L = r["latency_samples"]
-    # frame time of each control's JACK cycle, matched in order of sending
-    events = list(rec.midi_events)
-
-    def carried(msg):
-        for i, (t, data) in enumerate(events):
-            if list(data) == msg:
-                del events[: i + 1]
-                return t
-        raise AssertionError(f"the recorder never saw {msg}")
-
+    carried = run.carried  # frame time of each control's JACK cycle, matched in order of sending
     carried([0xB0, 0, 0])  # refused by soft takeover
     carried([0xB0, 0, 127])  # the pickup at 0 dB
     t_off = carried([0xB0, 0, 0])
@@ -297,8 +238,8 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     t_mute = carried([0x90, 36, 100])
     t_unmute = carried([0x90, 36, 100])
     t_mute2 = carried([0x91, 36, 1])
-    dev = _deviation(captured, rec.t0, sig, t_start, L)
-    idx = lambda t: t - rec.t0  # noqa: E731 — frame time → capture index
+    dev = run.deviation(L)
+    idx = run.index
     eps = 1e-4
     ramp = math.ceil(RAMP_SECONDS * rate / 256) * 256
     # From the JACK cycle that carried the message: livedemix's audio callback of the next cycle
@@ -309,7 +250,7 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     hop = 256
     respond = 3 * period
     settle = respond + ramp + hop
-    start = idx(t_start + L)
+    start = idx(run.t_start + L)
     assert dev[start : idx(t_off)].max() < eps, "a CC before soft takeover changed the sound"
     onset_off = idx(t_off) + int(np.argmax(dev[idx(t_off) :] > eps))
     onset_mute = idx(t_mute) + int(np.argmax(dev[idx(t_mute) :] > eps))
@@ -329,7 +270,7 @@ def test_midi_end_to_end_cc_gain_note_mute_feedback_and_garbage(jack_server, liv
     # between the note-off (ignored) and the unmute the vocals stay muted: the deviation persists
     assert dev[onset_mute + settle : idx(t_unmute)].mean() > 10 * eps
     # Feedback: the LED of note 36 followed mute → unmute → mute.
-    leds = [m[2] for m in sender.feedback if m[:2] == [0x90, 36]]
+    leds = [m[2] for m in run.feedback if m[:2] == [0x90, 36]]
     assert leds[-3:] == [127, 0, 127]
     m = r["midi"]
     for reason in ("running status", "truncated", "data out of range", "undefined status", "sysex"):

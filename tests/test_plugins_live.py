@@ -21,6 +21,7 @@ from live_support import (  # noqa: F401
     live_model,
     livedemix,
     report_of,
+    run_live_with_midi,
     wait_until,
 )
 from plugin_support import AMP, FILTER, require_plugins
@@ -53,16 +54,6 @@ params = {{ gain = 0.0 }}
 """
 
 
-def _deviation(captured, rec_t0, sig, t_start, L):
-    """|captured − input delayed by L| per sample: zero while the vocals' amp is at 0 dB."""
-    n = captured.shape[1]
-    ref = np.zeros_like(captured)
-    k0 = t_start + L - rec_t0
-    a, b = max(0, k0), min(n, k0 + sig.shape[1])
-    ref[:, a:b] = sig[:, a - k0 : b - k0]
-    return np.abs(captured - ref).max(axis=0)
-
-
 def test_a_cc_from_a_second_midi_client_moves_a_plugin_parameter_audibly(jack_server, live_model, tmp_path):
     require_plugins(AMP)
     preset = tmp_path / "fx-live.toml"
@@ -70,78 +61,36 @@ def test_a_cc_from_a_second_midi_client_moves_a_plugin_parameter_audibly(jack_se
     rate, period = 44100, 256
     audio, _ = sf.read(DEMO, dtype="float32", always_2d=True, start=3 * rate, frames=5 * rate)
     sig = np.ascontiguousarray(audio.T)
-    rec = Recorder(jack_server, "ldcap", seconds=20, midi=True)
-    src = Player(jack_server, "ldsrc")
-    sender = None
-    try:
-        p = livedemix(
-            "live",
-            "--device",
-            "ldcap",
-            "--input-device",
-            "ldsrc",
-            "--model",
-            str(live_model),
-            "--preset",
-            str(preset),
-            "--midi",
-            "--no-ui",
-            "--json",
-            "--deadline",
-            "0",
-        )
-        wait_until(lambda: (rec.connected() and src.connected()) or p.poll() is not None, 60, "livedemix's ports")
-        assert p.poll() is None, p.communicate()[1]
-        sender = MidiPeer("livedemix-midi:livedemix", listen="livedemix-feedback")
-        rec.client.connect("ldsender:RtMidi output", rec.midi_in)
-        time.sleep(0.3)
-        t_start = src.play(sig, delay_frames=4096)
-
-        def at(seconds):
-            wait_until(lambda: rec.client.frame_time >= t_start + seconds * rate, 30, f"t={seconds}")
-
-        at(0.8)
-        sender.send([0xB0, 21, 0])  # soft takeover: the amp sits at 0 dB (CC 127), ignored
-        at(1.4)
-        sender.send([0xB0, 21, 127])  # picked up at 0 dB: no change
-        at(2.0)
-        sender.send([0xB0, 21, 0])  # -90 dB: the vocals leave the mix
-        at(3.0)
-        sender.send([0x90, 40, 100])  # bypass the amp: the vocals come back
-        wait_until(lambda: not src.busy(), 30, "the source to finish")
-        time.sleep(0.3)
-        rc, out, err = finish(p, interrupt=True)
-    finally:
-        if sender is not None:
-            sender.close()
-        captured = rec.stop()
-        src.close()
-    assert rc == 0, err
-    assert "Traceback" not in err
-    r = report_of(out)
+    run = run_live_with_midi(
+        jack_server,
+        live_model,
+        preset,
+        sig,
+        [
+            (0.8, [0xB0, 21, 0]),  # soft takeover: the amp sits at 0 dB (CC 127), ignored
+            (1.4, [0xB0, 21, 127]),  # picked up at 0 dB: no change
+            (2.0, [0xB0, 21, 0]),  # -90 dB: the vocals leave the mix
+            (3.0, [0x90, 40, 100]),  # bypass the amp: the vocals come back
+        ],
+        record_seconds=20,
+    )
+    assert run.rc == 0, run.err
+    assert "Traceback" not in run.err
+    r = report_of(run.out)
     L = r["latency_samples"]
-    events = list(rec.midi_events)
-
-    def carried(msg):
-        for i, (t, data) in enumerate(events):
-            if list(data) == msg:
-                del events[: i + 1]
-                return t
-        raise AssertionError(f"the recorder never saw {msg}")
-
-    t_ignored = carried([0xB0, 21, 0])
-    carried([0xB0, 21, 127])
-    t_off = carried([0xB0, 21, 0])
-    t_bypass = carried([0x90, 40, 100])
-    dev = _deviation(captured, rec.t0, sig, t_start, L)
-    idx = lambda t: t - rec.t0  # noqa: E731
+    t_ignored = run.carried([0xB0, 21, 0])
+    run.carried([0xB0, 21, 127])
+    t_off = run.carried([0xB0, 21, 0])
+    t_bypass = run.carried([0x90, 40, 100])
+    dev = run.deviation(L)
+    idx = run.index
     eps = 1e-4
     # The CC's JACK cycle → livedemix's next callback (or the one after, if its MIDI thread
     # waited for the interpreter lock) applies it at the block boundary, and the amp applies
     # the new gain from that block's first sample (a bypass crossfades over one block).
     respond = 3 * period
     settle = respond + period
-    start = idx(t_start + L)
+    start = idx(run.t_start + L)
     assert dev[start : idx(t_off)].max() < eps, "the CC refused by soft takeover changed the sound"
     assert idx(t_ignored) > start
     onset = idx(t_off) + int(np.argmax(dev[idx(t_off) :] > eps))
