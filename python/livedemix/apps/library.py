@@ -458,11 +458,18 @@ def _run_local(todo, settings, on_start, on_result, retries, jobs):
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = new_pool()
     except BaseException:  # Ctrl-C, SIGTERM: stop the workers now (they remove their temporary files)
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
             proc.terminate()
+        # Never wait on the pool's own shutdown here: a signal that lands inside the executor's
+        # machinery can leave it waiting without end. Wait for the processes, bounded, instead.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.kill()
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _probe(address: str, timeout: float = 10.0) -> None:
