@@ -348,6 +348,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--real-fraction", type=float, default=0.25, help="share of each batch from --real")
     p.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also keep every evaluation's checkpoint as stepNNNNNN.pt (to pick a stage on other validations)",
+    )
+    p.add_argument(
         "--real-guitar",
         type=float,
         default=0.0,
@@ -571,6 +576,8 @@ def main(argv=None) -> int:
             save_atomic(ck, last)
             if improved:
                 save_atomic(ck, args.out / "best.pt")
+            if args.snapshots:  # the corpus score alone does not pick a real-music stage
+                save_atomic(ck, args.out / f"step{step:06d}.pt")
             bar.write(
                 f"step {step}: loss {entry['train_loss']:.4f}, valid SDR {scores['mean']:.2f} dB "
                 + " ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "mean")

@@ -27,6 +27,7 @@ from . import loudness as L
 from . import material as M
 from . import production as P
 from . import render as R
+from . import timbres as T
 from . import voice as V
 
 VERSION = 1
@@ -43,19 +44,27 @@ def make_planner(seed: int, cache_dir, song_seconds: float | None = None) -> A.P
     return A.Planner(seed, pools, M.MaterialCache(cache_dir), song_seconds)
 
 
-def render_stems(song: A.Song, soundfont: str, workdir: Path) -> tuple[dict, dict]:
-    """Raw (unproduced) stems as float64 (2, n), and what the vocal synths did."""
+def render_stems(song: A.Song, soundfont: str, workdir: Path, timbres: T.Timbres | None = None) -> tuple[dict, dict]:
+    """Raw (unproduced) stems as float64 (2, n), and what the vocal synths did (and, with a
+    timbre pool, which library played each stem)."""
     n = song.n_samples
     stems = {s: np.zeros((2, n)) for s in STEMS}
     info: dict = {}
     (workdir / "midi").mkdir(parents=True, exist_ok=True)
-    for stem in STEMS:
+    for k, stem in enumerate(STEMS):
         parts = [p for p in song.parts if p.stem == stem]
         fluid = [p for p in parts if p.synth == "fluid"]
         if fluid:
             mid = workdir / "midi" / f"{stem}.mid"
+            sf2 = soundfont
+            if timbres is not None and timbres.pool != "single":
+                choice = timbres.pick(song.seed, song.index, k, stem == "drums")
+                sf2 = choice.soundfont
+                if choice.kit:  # the kit soundfont has one bank-0 preset: play the drums there
+                    fluid = [T.as_kit_part(p) if p.channel == 9 else p for p in fluid]
+                info.setdefault("soundfonts", {})[stem] = Path(sf2).name
             R.write_midi(fluid, mid)
-            stems[stem] += R.render_midi(mid, n, soundfont, SR)
+            stems[stem] += R.render_midi(mid, n, sf2, SR)
         for p in parts:
             if p.synth == "formant":
                 female = p.info["singer"] in ("alto", "mezzo", "soprano")
@@ -115,11 +124,14 @@ def quantize(stems: dict) -> dict:
     return {k: v.astype(np.int16) for k, v in q.items()}
 
 
-def render_song(song: A.Song, soundfont: str, out_dir: Path, fmt: str = "flac") -> dict:
+def render_song(
+    song: A.Song, soundfont: str, out_dir: Path, fmt: str = "flac", timbres: T.Timbres | None = None
+) -> dict:
     """Render, produce, level, quantize and write one song into out_dir (created)."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw, vinfo = render_stems(song, soundfont, out_dir)
+    raw, vinfo = render_stems(song, soundfont, out_dir, timbres)
+    soundfonts = vinfo.pop("soundfonts", None)
     rng = np.random.default_rng(np.random.SeedSequence([song.seed, song.index, 0x9D]))
     produced, prod = P.produce(raw, rng, song.tempo)
     leveled, levels = mix_levels(produced, rng)
@@ -141,6 +153,8 @@ def render_song(song: A.Song, soundfont: str, out_dir: Path, fmt: str = "flac") 
             "silent": silent,
         }
     entry = song_entry(song, vinfo, prod, levels, stem_stats, ext)
+    if soundfonts:
+        entry["soundfonts"] = soundfonts
     (out_dir / "song.json").write_text(json.dumps(entry, indent=1, sort_keys=True))
     return entry | {"_render_s": time.perf_counter() - t0}
 
@@ -203,9 +217,15 @@ def song_entry(song, vinfo, prod, levels, stem_stats, ext) -> dict:
 _WORKER = {}
 
 
-def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None):
+def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None, pool="single"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER.update(planner=make_planner(seed, cache_dir, song_seconds), soundfont=soundfont, out=Path(out), fmt=fmt)
+    _WORKER.update(
+        planner=make_planner(seed, cache_dir, song_seconds),
+        soundfont=soundfont,
+        timbres=T.Timbres(pool, soundfont),
+        out=Path(out),
+        fmt=fmt,
+    )
 
 
 def _build_one(index: int) -> dict:
@@ -225,7 +245,7 @@ def _build_one_unsafe(index: int) -> dict:
         return json.loads((final / "song.json").read_text())
     tmp = w["out"] / ".tmp" / f"{song.id}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    entry = render_song(song, w["soundfont"], tmp, w["fmt"])
+    entry = render_song(song, w["soundfont"], tmp, w["fmt"], w["timbres"])
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
     return entry
@@ -269,6 +289,7 @@ def build(
     cache_dir=None,
     song_seconds: float | None = None,
     splits=None,
+    timbres: str = "single",
 ) -> dict:
     """Render the songs of the plan for ``hours`` that are not done yet; with ``splits`` (e.g.
     ``("test",)``) only those splits' songs, which are the same songs a full build makes, so a
@@ -279,6 +300,7 @@ def build(
         if bad:
             raise ValueError(f"unknown split {', '.join(bad)}; use some of {', '.join(sorted(known))}.")
     sf2 = R.check_tools(soundfont)  # before anything is written
+    pool = T.Timbres(timbres, sf2)
     out = Path(out)
     config = {
         "generator": "livedemix.engine.corpus",
@@ -289,7 +311,7 @@ def build(
         "format": fmt,
         "bit_depth": 16,
         "soundfont": Path(sf2).name,
-    }
+    } | pool.describe()
     if song_seconds:
         config["song_seconds"] = song_seconds
     cfg_path = out / "corpus.json"
@@ -351,14 +373,14 @@ def build(
                 )
 
         if workers <= 1:
-            _init_worker(seed, cache_dir, sf2, out, fmt, song_seconds)
+            _init_worker(seed, cache_dir, sf2, out, fmt, song_seconds, timbres)
             for i in todo:
                 record(_build_one(i))
         else:
             from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
             with ProcessPoolExecutor(
-                workers, initializer=_init_worker, initargs=(seed, cache_dir, sf2, str(out), fmt, song_seconds)
+                workers, initializer=_init_worker, initargs=(seed, cache_dir, sf2, str(out), fmt, song_seconds, timbres)
             ) as ex:
                 pending, it = set(), iter(todo)
                 for i in it:  # keep a short queue: resumable, low memory

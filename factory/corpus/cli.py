@@ -15,6 +15,13 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--soundfont", default=None)
+    b.add_argument(
+        "--timbres",
+        choices=("single", "diverse"),
+        default="single",
+        help="single: every stem from --soundfont; diverse: each stem draws a GM bank or sampled kit "
+        "(factory/corpus/timbres.py)",
+    )
     b.add_argument("--format", choices=("flac", "wav"), default="flac")
     b.add_argument("--force", action="store_true", help="overwrite a corpus built with other settings")
     b.add_argument("--no-progress", action="store_true")
@@ -55,6 +62,7 @@ def main(argv=None) -> int:
                 progress=not args.no_progress,
                 song_seconds=args.song_seconds,
                 splits=args.splits.split(",") if args.splits else None,
+                timbres=args.timbres,
             )
             print(
                 f"{r['songs']} songs, {r['hours']:.2f} h of audio in {args.out} "

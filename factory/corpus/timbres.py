@@ -1,0 +1,97 @@
+"""Which sound library renders each stem of a song.
+
+One soundfont for every song teaches a separator that library's timbres rather than
+instruments in general. A *timbre pool* names several libraries; each stem of each song draws
+one, from a generator seeded by the song alone, so a build stays byte-reproducible.
+
+``single``   the one soundfont of ``--soundfont`` (FluidR3 by default): the corpus as it was.
+``diverse``  General MIDI banks Debian ships (FluidR3, csound's sf_GMbank, the OPL3 FM bank) and,
+             for drums, two multi-sampled acoustic kits (avldrums' Black Pearl, Red Zeppelin).
+             TimGM6mb is left out on purpose: the unseen-library validation renders with it
+             (``factory.unseen``). MuseScore General is never used: a held-out evaluation
+             renders with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+SF2 = Path("/usr/share/sounds/sf2")
+FLUID = SF2 / "FluidR3_GM.sf2"
+
+# (file, Debian package, licence, weight). Weights favour the realistic banks.
+DIVERSE_GM = (
+    (FLUID, "fluid-soundfont-gm", "MIT", 0.45),
+    (SF2 / "sf_GMbank.sf2", "csound-soundfont", "public domain", 0.40),
+    (SF2 / "OPL-3_FM_128M.sf2", "opl3-soundfont", "CC-BY-SA-4.0", 0.15),
+)
+# Single-preset kits (bank 0, program 0) with General MIDI note numbers.
+DIVERSE_KITS = (
+    (SF2 / "Black_Pearl_4_LV2.sf2", "avldrums.lv2-soundfont", "CC-BY-SA-3.0", 0.5),
+    (SF2 / "Red_Zeppelin_4_LV2.sf2", "avldrums.lv2-soundfont", "CC-BY-SA-3.0", 0.5),
+)
+# Share of drum stems played by a sampled kit rather than a GM bank's drum set.
+KIT_SHARE = 0.5
+# The library of the unseen-library validation: never in a training pool.
+UNSEEN = SF2 / "TimGM6mb.sf2"
+POOLS = ("single", "diverse")
+
+
+@dataclass(frozen=True)
+class Choice:
+    soundfont: str
+    kit: bool  # a single-preset kit: the drum part plays on a melodic channel, program 0
+
+
+class Timbres:
+    """Picks the library for one stem of one song (``pick``)."""
+
+    def __init__(self, pool: str, single: str):
+        if pool not in POOLS:
+            raise ValueError(f"unknown timbre pool {pool!r}; use one of {', '.join(POOLS)}.")
+        self.pool = pool
+        self.single = single
+        if pool == "diverse":
+            missing = [str(p) for p, *_ in DIVERSE_GM + DIVERSE_KITS if not p.is_file()]
+            if missing:
+                from .render import MissingTool
+
+                raise MissingTool(
+                    f"the diverse timbre pool needs {', '.join(missing)}: install the Debian packages "
+                    "`csound-soundfont opl3-soundfont avldrums.lv2-soundfont` (or build with --timbres single)."
+                )
+
+    def describe(self) -> dict:
+        """What corpus.json records (nothing new for the single pool, so old builds still match)."""
+        if self.pool == "single":
+            return {}
+        return {
+            "timbres": self.pool,
+            "soundfonts": [p.name for p, *_ in DIVERSE_GM],
+            "drum_kits": [p.name for p, *_ in DIVERSE_KITS],
+        }
+
+    def licences(self) -> list[dict]:
+        rows = DIVERSE_GM + DIVERSE_KITS if self.pool == "diverse" else ((Path(self.single), "", "", 1.0),)
+        return [{"file": p.name, "package": pkg, "licence": lic} for p, pkg, lic, _ in rows]
+
+    def pick(self, song_seed: int, song_index: int, stem_index: int, is_drums: bool) -> Choice:
+        if self.pool == "single":
+            return Choice(self.single, False)
+        rng = np.random.default_rng(np.random.SeedSequence([song_seed, song_index, 0x7B, stem_index]))
+        if is_drums and rng.random() < KIT_SHARE:
+            return Choice(str(_draw(DIVERSE_KITS, rng)), True)
+        return Choice(str(_draw(DIVERSE_GM, rng)), False)
+
+
+def _draw(rows, rng) -> Path:
+    w = np.array([r[3] for r in rows])
+    return rows[int(rng.choice(len(rows), p=w / w.sum()))][0]
+
+
+def as_kit_part(part):
+    """A drum part moved to a melodic channel so a bank-0 kit soundfont plays it."""
+    return replace(part, channel=0, program=0)
