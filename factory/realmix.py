@@ -242,6 +242,14 @@ def describe(root) -> dict:
         "instrumentals": sum(s["kind"] == "instrumental" for s in src),
         "licences": sorted({s["licence"] for s in src}),
         "songs": sorted(s["song"] for s in src),
+        # one row per song: what a model card lists (title, how it was used, licence, origin)
+        "sources": sorted(
+            (
+                {"song": s["song"], "kind": s["kind"], "licence": s["licence"], "source": s.get("source", "")}
+                for s in src
+            ),
+            key=lambda r: (r["kind"], r["song"]),
+        ),
     }
 
 

@@ -208,6 +208,17 @@ def add_real_guitar(batch: np.ndarray, real, rng, prob: float) -> np.ndarray:
     return out
 
 
+def corpus_timbres(data: Path) -> dict:
+    """The sound libraries a synthesized corpus was rendered with (its corpus.json)."""
+    cfg = Path(data) / "corpus.json"
+    if not cfg.is_file():
+        return {}
+    c = json.loads(cfg.read_text())
+    return {"pool": c.get("timbres", "single"), "soundfonts": c.get("soundfonts", [c.get("soundfont")])} | (
+        {"drum_kits": c["drum_kits"]} if "drum_kits" in c else {}
+    )
+
+
 def save_atomic(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -471,6 +482,7 @@ def main(argv=None) -> int:
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
+            "corpus_timbres": corpus_timbres(args.data),
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
