@@ -221,6 +221,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    from .model_info import cmd_model as run
+
+    return run(args)
+
+
 def cmd_plugins(args) -> int:
     from ..plugins import cli as plugins_cli
 
@@ -493,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=_seconds, default=2.0, help="audio per timing round (default 2)")
     bench.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bench.set_defaults(func=cmd_bench)
+
+    model = sub.add_parser("model", help="what a separator model is and what it was trained on (data, licences)")
+    model.add_argument("model", nargs="?", default=None, help="shipped name or card path (default: the default model)")
+    model.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    model.set_defaults(func=cmd_model)
 
     plug = sub.add_parser("plugins", help="list the installed LV2 effects, or show one's parameters")
     plug.add_argument("action", choices=["list", "show"])
