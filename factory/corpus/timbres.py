@@ -7,9 +7,9 @@ one, from a generator seeded by the song alone, so a build stays byte-reproducib
 ``single``   the one soundfont of ``--soundfont`` (FluidR3 by default): the corpus as it was.
 ``diverse``  General MIDI banks Debian ships (FluidR3, csound's sf_GMbank, the OPL3 FM bank) and,
              for drums, two multi-sampled acoustic kits (avldrums' Black Pearl, Red Zeppelin).
-             TimGM6mb is left out on purpose: the unseen-library validation renders with it
-             (``factory.unseen``). MuseScore General is never used: a held-out evaluation
-             renders with it.
+             TimGM6mb is left out on purpose: the unseen-library validation renders the test
+             songs with it (``--soundfont TimGM6mb.sf2 --splits test``, docs/EVALUATION.md).
+             MuseScore General is never used: a held-out evaluation renders with it.
 """
 
 from __future__ import annotations
