@@ -170,3 +170,19 @@ def test_bench_pipeline_reports_budget_shares(model):
     assert "mask power 2" in format_pipeline(report) and "µs CPU per hop" in format_pipeline(report)
     report["engine"]["machine"] = {"load_1min": 9.0, "cores": 2, "busy": True}
     assert format_pipeline(report).startswith("warning: this machine is busy (load 9.0 on 2 cores)")
+
+
+def test_bench_pipeline_step_against_a_baseline_model(model):
+    """The step of one model against another's in one process, as a ratio; the 0.9 M-parameter
+    default costs several times the tiny test model's step (best of alternating rounds)."""
+    from livedemix.apps.bench_pipeline import format_pipeline, step_against_baseline
+
+    same = step_against_baseline(model, model, frames=100, rounds=3)
+    assert same["model"] == same["baseline"] and same["ratio"] == same["model_step_us"] / same["baseline_step_us"]
+    big = step_against_baseline(None, model, frames=100, rounds=3)
+    assert big["model"] == "default" and big["ratio"] > 1.0
+    r = run("bench", "pipeline", "--model", model, "--baseline-model", model, "--seconds", "0.2", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)["pipeline"]
+    assert set(report["step_vs_baseline"]) == {"model", "baseline", "model_step_us", "baseline_step_us", "ratio"}
+    assert "separator step against" in format_pipeline(report)

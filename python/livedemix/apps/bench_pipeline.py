@@ -197,8 +197,40 @@ def _audio(n: int, sr: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(x, (1, reps))[:, :n])
 
 
-def bench_pipeline(seconds: float = 20.0, model=None) -> dict:
-    return {"engine": bench_engine(seconds, model, paced_seconds=min(10.0, seconds))}
+def step_against_baseline(model, baseline, frames: int = 400, rounds: int = 7) -> dict:
+    """The separator step of ``model`` against ``baseline``'s on the same frames, timed in
+    alternating rounds in one process (best of rounds each), so that load on a shared machine
+    hits both alike: the ratio is the figure, not the microseconds."""
+    engines = {name: Engine(model=m, block_size=256) for name, m in (("model", model), ("baseline", baseline))}
+    first = engines["model"]
+    ana = dsp.StftAnalyzer(first.stft_config, first.channels, first.stft_config.hop)
+    hop = first.stft_config.hop
+    audio = _audio(frames * hop, first.sample_rate)
+    X = np.concatenate([ana.process(np.ascontiguousarray(audio[:, i : i + hop])) for i in range(0, frames * hop, hop)])
+    best = {name: np.inf for name in engines}
+    mags = {name: e.separator.inputs_of(X) for name, e in engines.items()}
+    for _ in range(rounds):
+        for name, e in engines.items():
+            sep = e.separator
+            sep.reset()
+            t0 = time.perf_counter()
+            for m in mags[name]:
+                sep.step(m)
+            best[name] = min(best[name], 1e6 * (time.perf_counter() - t0) / len(mags[name]))
+    return {
+        "model": engines["model"].separator.card_path.stem,
+        "baseline": engines["baseline"].separator.card_path.stem,
+        "model_step_us": best["model"],
+        "baseline_step_us": best["baseline"],
+        "ratio": best["model"] / best["baseline"],
+    }
+
+
+def bench_pipeline(seconds: float = 20.0, model=None, baseline_model=None) -> dict:
+    out = {"engine": bench_engine(seconds, model, paced_seconds=min(10.0, seconds))}
+    if baseline_model is not None:
+        out["step_vs_baseline"] = step_against_baseline(model, baseline_model)
+    return out
 
 
 def format_pipeline(r: dict) -> str:
@@ -219,6 +251,12 @@ def format_pipeline(r: dict) -> str:
         + (f" (of which onnxruntime call overhead {ov:.0f} µs)" if ov is not None else "")
         + f", phase recovery {e['phase_us']:.0f} µs, STFT + mixer + ISTFT + Python {e['rest_us']:.0f} µs",
     ]
+    if "step_vs_baseline" in r:
+        b = r["step_vs_baseline"]
+        lines.append(
+            f"  separator step against {b['baseline']}: {b['model_step_us']:.0f} µs vs {b['baseline_step_us']:.0f} µs "
+            f"= {b['ratio']:.2f}x (alternating rounds, same process)"
+        )
     m = e.get("machine")
     if m and m["busy"]:
         lines.insert(

@@ -98,7 +98,9 @@ def cmd_bench(args) -> int:
         from . import bench_pipeline
 
         results["pipeline"] = bench_pipeline.bench_pipeline(
-            max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10, model=args.model
+            max(args.seconds, 10.0) if args.what == "all" else args.seconds * 10,
+            model=args.model,
+            baseline_model=args.baseline_model,
         )
     if args.what in ("inserts", "all"):
         from . import bench_inserts
@@ -493,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-memory", action="store_true", help="offline: skip the 10-minute memory measurement (~20 s)"
     )
     bench.add_argument("--model", default=None, help="pipeline: model name or card (default: the shipped default)")
+    bench.add_argument(
+        "--baseline-model",
+        default=None,
+        help="pipeline: also time the separator step against this model's (a card), as a ratio",
+    )
     bench.add_argument(
         "--config", default="reference", help="STFT configuration for `stft` (default: reference 1024/256)"
     )
