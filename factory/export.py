@@ -271,6 +271,24 @@ def load_checkpoint(path: Path) -> tuple[WaveNetSeparator, dict]:
     return net.eval(), ckpt
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def portable_paths(value, base: Path = REPO.parent):
+    """The training record with paths under the folder that holds the repository written
+    relative to the repository (``../data/...``, ``../shared/...``): a card names its data, not
+    the machine it was trained on."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v, base) for v in value]
+    if isinstance(value, str) and value.startswith(str(REPO) + os.sep):
+        return value[len(str(REPO)) + 1 :]
+    if isinstance(value, str) and value.startswith(str(base) + os.sep):
+        return "../" + value[len(str(base)) + 1 :]
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m factory.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -282,6 +300,12 @@ def main(argv=None) -> int:
         type=Path,
         metavar="CARD",
         help="only add the sequence graph to this existing card (its step ONNX and other fields stay as they are)",
+    )
+    p.add_argument(
+        "--default-phase",
+        choices=("wiener", "pu-iter", "anisotropic"),
+        default=None,
+        help="the card's default reconstruction mode (default: the checkpoint's, else pu-iter)",
     )
     args = p.parse_args(argv)
     net, ckpt = load_checkpoint(args.checkpoint)
@@ -297,9 +321,9 @@ def main(argv=None) -> int:
         stft=ckpt["stft"],
         sample_rate=ckpt.get("sample_rate", 44100),
         stem_names=tuple(ckpt.get("stems", STEMS)),
-        training=ckpt.get("training", {}),
+        training=portable_paths(ckpt.get("training", {})),
         scores=scores,
-        default_phase=ckpt.get("default_phase", "pu-iter"),
+        default_phase=args.default_phase or ckpt.get("default_phase", "pu-iter"),
     )
     print(f"wrote {card} and {card.with_suffix('.onnx')}")
     return 0

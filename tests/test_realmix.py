@@ -137,3 +137,19 @@ def test_train_with_real_material_runs_and_records_it(material, tmp_path):
     assert ck["training"]["real_guitar"] == 1.0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["train_loss"]) for e in log)
+
+
+def test_card_names_data_relative_to_the_repository():
+    """The training record in an exported card holds no machine's absolute paths."""
+    from factory.export import portable_paths
+
+    repo = Path(__file__).resolve().parents[1]
+    rec = {
+        "real": {"sources": [{"source": str(repo.parent / "shared" / "realmusic" / "sung" / "A - B")}]},
+        "stages": [{"data": str(repo.parent / "data" / "corpus-div"), "init_from": str(repo / "factory" / "x.pt")}],
+        "teacher": "spleeter",
+    }
+    out = portable_paths(rec)
+    assert out["real"]["sources"][0]["source"] == "../shared/realmusic/sung/A - B"
+    assert out["stages"][0] == {"data": "../data/corpus-div", "init_from": "factory/x.pt"}
+    assert out["teacher"] == "spleeter"
