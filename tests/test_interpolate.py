@@ -1,0 +1,59 @@
+"""factory.interpolate: the straight line between a base and a fine-tuned checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the factory needs torch")
+from factory.interpolate import interpolate, main  # noqa: E402
+from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
+
+pytestmark = pytest.mark.factory
+
+
+def _ckpt(seed: int, **kw) -> dict:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(bins=9, residual=4, skip=4, hidden=4, dilations=(1, 2), **kw)
+    net = WaveNetSeparator(cfg)
+    return {"model_config": cfg.to_dict(), "state_dict": net.state_dict(), "training": {"steps": 10 * seed}}
+
+
+def test_ends_and_midpoint_and_the_record():
+    base, tuned = _ckpt(1), _ckpt(2)
+    for t in (0.0, 0.5, 1.0):
+        mixed = interpolate(base, tuned, t)["state_dict"]
+        for k, v in mixed.items():
+            if v.is_floating_point():
+                assert torch.allclose(v, base["state_dict"][k] * (1 - t) + tuned["state_dict"][k] * t, atol=1e-6)
+    out = interpolate(base, tuned, 0.25)
+    assert out["training"]["interpolation"] == {
+        "base_steps": 10,
+        "tuned_steps": 20,
+        "t": 0.25,
+        "rule": "(1 - t) * base + t * tuned, every floating-point tensor",
+    }
+    WaveNetSeparator(ModelConfig.from_dict(out["model_config"])).load_state_dict(out["state_dict"])
+
+
+def test_refuses_other_networks_and_bad_t(tmp_path, capsys):
+    with pytest.raises(ValueError, match="different networks"):
+        interpolate(_ckpt(1), _ckpt(2, local=4), 0.5)
+    with pytest.raises(ValueError, match="outside"):
+        interpolate(_ckpt(1), _ckpt(2), 1.5)
+    for name, seed in (("a.pt", 1), ("b.pt", 2)):
+        torch.save(_ckpt(seed, local=4 if name == "b.pt" else 0), tmp_path / name)
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "--base",
+                str(tmp_path / "a.pt"),
+                "--tuned",
+                str(tmp_path / "b.pt"),
+                "--t",
+                "0.5",
+                "--out",
+                str(tmp_path / "c.pt"),
+            ]
+        )
+    assert e.value.code == 2 and "different networks" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt").exists()
