@@ -6,8 +6,8 @@ in one basin (the second started from the first), so the straight line between t
 ``(1 - t) * base + t * tuned``, trades the two smoothly; often a point on it is better on both
 than either end (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022).
 
-    python -m factory.interpolate --base factory/checkpoints/default.pt \\
-        --tuned ../runs/real-stage2/last.pt --t 0.5 --out ../runs/mix-0.5.pt
+    python -m factory.interpolate --base factory/checkpoints/synthetic-v1.pt \\
+        --tuned factory/checkpoints/real-stage2.pt --t 0.4 --out factory/checkpoints/default.pt
 
 The result is a weights-only checkpoint with the tuned one's config and training record, plus
 ``training.interpolation`` (both sources and t), so an exported card says what it is.

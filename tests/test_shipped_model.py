@@ -38,9 +38,10 @@ def test_the_default_model_ships_with_a_complete_card():
     assert card["default_phase"] in ("wiener", "pu-iter", "anisotropic")
     for key in ("parameters", "flops_per_frame", "training", "scores", "state_pairs", "lookahead_frames"):
         assert key in card, key
-    # the recipe fits the "≤ 2 hours on this 2-core CPU" (older cards: 1 thread, CPU = wall)
+    # the recipe fits "≤ 10 hours of wall time on this 2-core CPU", all stages together
+    # (older cards: 1 thread, CPU = wall)
     t = card["training"]
-    assert t.get("wall_minutes", t["cpu_minutes"]) <= 120
+    assert t.get("wall_minutes", t["cpu_minutes"]) <= 600
 
 
 @pytest.mark.factory

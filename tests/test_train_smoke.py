@@ -295,7 +295,7 @@ def test_removed_experiments_are_refused_and_the_shipped_config_still_loads(stem
     shipped and were removed (git tag experiments-before-cleanup): the shipped checkpoint, which
     records them switched off, still loads; a config that switches one on is refused in one
     sentence, and the options are gone from the command line."""
-    shipped = torch.load(ROOT / "factory" / "checkpoints" / "default.pt", map_location="cpu", weights_only=False)
+    shipped = torch.load(ROOT / "factory" / "checkpoints" / "synthetic-v1.pt", map_location="cpu", weights_only=False)
     cfg = ModelConfig.from_dict(shipped["model_config"])
     assert cfg.local == 16 and cfg.local_patches == ((5, 3),)
     WaveNetSeparator(cfg).load_state_dict(shipped["state_dict"])  # every weight fits, none is left over
