@@ -430,3 +430,24 @@ def test_replacing_a_chain_with_a_plugin_that_cant_run_keeps_the_old_chain():
     assert (
         e.insert_chain(bus="main").latency == 10 and e.latency_samples == Engine(model=TINY_MODEL).latency_samples + 10
     )
+
+
+def test_a_broken_bundle_in_the_lv2_path_does_not_leak_into_error_messages(tmp_path):
+    """A folder in the LV2 path without manifest.ttl (Debian's avldrums.lv2-soundfont installs
+    one) makes lilv print to stderr while it loads; the user still gets one sentence."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "broken.lv2").mkdir()
+    (tmp_path / "broken.lv2" / "kit.sf2").write_bytes(b"RIFF")
+    env = dict(os.environ, LV2_PATH=f"{tmp_path}:/usr/lib/lv2")
+    res = subprocess.run(
+        [sys.executable, "-m", "livedemix.apps.cli", "plugins", "show", "http://example.org/not-installed"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert res.returncode != 0
+    assert res.stderr.count("\n") == 1 and "is not installed" in res.stderr, res.stderr

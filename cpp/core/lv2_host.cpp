@@ -8,10 +8,12 @@
 #include <lv2/parameters/parameters.h>
 #include <lv2/port-props/port-props.h>
 #include <lv2/urid/urid.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 
@@ -33,12 +35,52 @@ struct PluginDenormalGuard {
   ~PluginDenormalGuard() { _mm_setcsr(saved); }
 #endif
 };
+
+// lilv reports a broken bundle in the LV2 path (e.g. the folder Debian's avldrums.lv2-soundfont
+// installs under /usr/lib/lv2 without a manifest.ttl) on stderr, and cannot be told not to: on a
+// user's machine those lines would land in the middle of livedemix's one-sentence errors. While
+// the world loads (once per process, never on the audio path) stderr goes to a temporary file,
+// whose text is kept for diagnosis instead.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    tmp_ = std::tmpfile();
+    if (!tmp_) return;
+    saved_ = dup(2);
+    if (saved_ < 0 || dup2(fileno(tmp_), 2) < 0) {
+      if (saved_ >= 0) close(saved_);
+      std::fclose(tmp_);
+      tmp_ = nullptr;
+    }
+  }
+  ~StderrCapture() { finish(); }
+  std::string finish() {
+    std::string text;
+    if (!tmp_) return text;
+    std::fflush(stderr);
+    dup2(saved_, 2);
+    close(saved_);
+    std::rewind(tmp_);
+    char buf[4096];
+    size_t n;
+    while (text.size() < 65536 && (n = std::fread(buf, 1, sizeof buf, tmp_)) > 0) text.append(buf, n);
+    std::fclose(tmp_);
+    tmp_ = nullptr;
+    return text;
+  }
+
+ private:
+  std::FILE* tmp_ = nullptr;
+  int saved_ = -1;
+};
 }  // namespace
 
 // ---- world ------------------------------------------------------------------------------
 
 struct Lv2World::Impl {
   LilvWorld* world = nullptr;
+  std::string load_messages;  // what lilv printed while loading the LV2 path (broken bundles)
   LilvNode *audio = nullptr, *control = nullptr, *input = nullptr, *output = nullptr, *atom = nullptr, *cv = nullptr,
            *latency = nullptr, *toggled = nullptr, *integer = nullptr, *enumeration = nullptr, *logarithmic = nullptr,
            *optional = nullptr;
@@ -195,7 +237,11 @@ Lv2World& Lv2World::instance() {
 Lv2World::Lv2World() : impl_(new Impl) {
   Impl& I = *impl_;
   I.world = lilv_world_new();
-  lilv_world_load_all(I.world);
+  {
+    StderrCapture quiet;
+    lilv_world_load_all(I.world);
+    I.load_messages = quiet.finish();
+  }
   I.audio = lilv_new_uri(I.world, LV2_CORE__AudioPort);
   I.control = lilv_new_uri(I.world, LV2_CORE__ControlPort);
   I.input = lilv_new_uri(I.world, LV2_CORE__InputPort);
