@@ -461,6 +461,8 @@ def main(argv=None) -> int:
     # A second stage reports its first stage's training too, and the totals.
     previous = first_stage["training"] if first_stage is not None else None
 
+    timbres = corpus_timbres(args.data)
+
     def checkpoint(scores):
         stage = {
             "data": str(args.data),
@@ -482,7 +484,7 @@ def main(argv=None) -> int:
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
-            "corpus_timbres": corpus_timbres(args.data),
+            "corpus_timbres": timbres,
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]

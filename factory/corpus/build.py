@@ -217,12 +217,12 @@ def song_entry(song, vinfo, prod, levels, stem_stats, ext) -> dict:
 _WORKER = {}
 
 
-def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None, pool="single"):
+def _init_worker(seed, cache_dir, soundfont, out, fmt, song_seconds=None, timbres="single"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER.update(
         planner=make_planner(seed, cache_dir, song_seconds),
         soundfont=soundfont,
-        timbres=T.Timbres(pool, soundfont),
+        timbres=T.Timbres(timbres, soundfont),
         out=Path(out),
         fmt=fmt,
     )

@@ -74,10 +74,6 @@ class Timbres:
             "drum_kits": [p.name for p, *_ in DIVERSE_KITS],
         }
 
-    def licences(self) -> list[dict]:
-        rows = DIVERSE_GM + DIVERSE_KITS if self.pool == "diverse" else ((Path(self.single), "", "", 1.0),)
-        return [{"file": p.name, "package": pkg, "licence": lic} for p, pkg, lic, _ in rows]
-
     def pick(self, song_seed: int, song_index: int, stem_index: int, is_drums: bool) -> Choice:
         if self.pool == "single":
             return Choice(self.single, False)

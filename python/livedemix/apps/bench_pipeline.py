@@ -117,13 +117,7 @@ def bench_engine(seconds: float = 20.0, model=None, rounds: int = 3, paced_secon
     frames = np.concatenate([ana.process(b) for b in blocks[:400]])
     sep = eng.separator
     mags = sep.inputs_of(frames)
-    step_us = np.inf
-    for _ in range(rounds):  # best of rounds, like the whole engine's figure
-        sep.reset()
-        t0 = time.perf_counter()
-        for m in mags:
-            sep.step(m)
-        step_us = min(step_us, 1e6 * (time.perf_counter() - t0) / len(mags))
+    step_us = min(_step_us(sep, mags) for _ in range(rounds))  # best of rounds, like the whole engine's figure
     V = sep.run(mags)
     out = np.empty((len(eng.stems), eng.channels, eng.stft_config.bins), np.complex64)
     phase_us = np.inf
@@ -197,6 +191,15 @@ def _audio(n: int, sr: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(x, (1, reps))[:, :n])
 
 
+def _step_us(sep, mags) -> float:
+    """One round of the separator's streaming step over ``mags`` from a reset: µs per frame."""
+    sep.reset()
+    t0 = time.perf_counter()
+    for m in mags:
+        sep.step(m)
+    return 1e6 * (time.perf_counter() - t0) / len(mags)
+
+
 def step_against_baseline(model, baseline, frames: int = 400, rounds: int = 7) -> dict:
     """The separator step of ``model`` against ``baseline``'s on the same frames, timed in
     alternating rounds in one process (best of rounds each), so that load on a shared machine
@@ -211,12 +214,7 @@ def step_against_baseline(model, baseline, frames: int = 400, rounds: int = 7) -
     mags = {name: e.separator.inputs_of(X) for name, e in engines.items()}
     for _ in range(rounds):
         for name, e in engines.items():
-            sep = e.separator
-            sep.reset()
-            t0 = time.perf_counter()
-            for m in mags[name]:
-                sep.step(m)
-            best[name] = min(best[name], 1e6 * (time.perf_counter() - t0) / len(mags[name]))
+            best[name] = min(best[name], _step_us(e.separator, mags[name]))
     return {
         "model": engines["model"].separator.card_path.stem,
         "baseline": engines["baseline"].separator.card_path.stem,
