@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from livedemix import STEMS
+from livedemix.phase import MODES
 from livedemix.separator import sha256_of
 from torch.nn import functional as F
 
@@ -303,7 +304,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--default-phase",
-        choices=("wiener", "pu-iter", "anisotropic"),
+        choices=MODES,
         default=None,
         help="the card's default reconstruction mode (default: the checkpoint's, else pu-iter)",
     )
