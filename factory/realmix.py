@@ -272,6 +272,30 @@ def two_stem_loss(V, S2, X, complex_weight: float, mask_power: float = 2.0, voca
     return loss
 
 
+def anchored_split_loss(V, S2, X, V_anchor, complex_weight: float, mask_power: float = 2.0, vocals: int = 0):
+    """The loss on how a 2-stem example's accompaniment splits into drums, bass and other,
+    which the teacher's labels leave free: each of those stems' target is the teacher's
+    accompaniment times the anchor model's share of it, V_a,j^p / Σ_k≠vocals V_a,k^p (V_anchor:
+    a frozen 4-stem model's magnitudes on the same example; factory.train --anchor). Without
+    it every real-music stage drifted from the 4-stem split it had learned on the corpus.
+    Same terms as the corpus loss, averaged over the three stems: L1 on magnitudes plus
+    ``complex_weight`` times the L1 distance of each stem's mask estimate to its target."""
+    import torch
+
+    from factory.train import wiener_mask
+
+    rest = [j for j in range(V.shape[1]) if j != vocals]
+    p = V_anchor[:, rest].clamp_min(0) ** mask_power
+    share = p / (p.sum(1, keepdim=True) + 1e-8)  # (B, 3, C, F, T)
+    loss = (V[:, rest] - share * S2[:, 1].abs().unsqueeze(1)).abs().mean()
+    target = share.unsqueeze(-1) * torch.view_as_real(S2[:, 1]).unsqueeze(1)  # real views (..., 2)
+    if complex_weight:
+        m = wiener_mask(V, mask_power=mask_power)[:, rest].unsqueeze(-1)
+        d = m * torch.view_as_real(X).unsqueeze(1) - target
+        loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()
+    return loss
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m factory.realmix", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

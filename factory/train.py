@@ -219,6 +219,17 @@ def corpus_timbres(data: Path) -> dict:
     )
 
 
+def load_anchor(path: Path) -> WaveNetSeparator:
+    """A trained WaveNet checkpoint as a frozen network in eval mode (for --anchor)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    net = WaveNetSeparator(ModelConfig.from_dict(ck["model_config"]))
+    net.load_state_dict(ck["state_dict"])
+    net.eval()
+    for w in net.parameters():
+        w.requires_grad_(False)
+    return net
+
+
 def save_atomic(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -369,7 +380,17 @@ def main(argv=None) -> int:
         default=0.0,
         help="probability that a corpus example gets a real guitar part (from --real) added to its 'other'",
     )
+    p.add_argument(
+        "--anchor",
+        type=Path,
+        default=None,
+        help="a trained 4-stem checkpoint (e.g. factory/checkpoints/synthetic-v1.pt): on --real examples, "
+        "drums, bass and other learn its split of the teacher's accompaniment (realmix.anchored_split_loss)",
+    )
+    p.add_argument("--anchor-weight", type=float, default=1.0, help="weight of the --anchor term")
     args = p.parse_args(argv)
+    if args.anchor is not None and (args.real is None or args.arch != "wavenet"):
+        p.error("--anchor needs --real and the WaveNet: it only shapes the real examples' accompaniment")
     if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
         p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
     if not 0.25 <= args.mask_power <= 8:
@@ -389,7 +410,7 @@ def main(argv=None) -> int:
     sampler = ExampleSampler(train_songs, int(args.seconds * SAMPLE_RATE))
     real, n_real, real_info = None, 0, None
     if args.real is not None:
-        from .realmix import RealSampler, describe, two_stem_loss
+        from .realmix import RealSampler, anchored_split_loss, describe, two_stem_loss
 
         real = RealSampler(args.real, int(args.seconds * SAMPLE_RATE))
         n_real = min(args.batch - 1, max(1, round(args.batch * args.real_fraction)))
@@ -420,6 +441,7 @@ def main(argv=None) -> int:
         )
         model_config = net.config
     print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
+    anchor = load_anchor(args.anchor) if args.anchor is not None else None
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
 
     def lr_factor(s: int) -> float:
@@ -485,6 +507,7 @@ def main(argv=None) -> int:
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
             "corpus_timbres": timbres,
+            "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor else None,
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
@@ -516,6 +539,9 @@ def main(argv=None) -> int:
     train_net, train_loss = (
         (forward, loss_of) if args.no_compile else (compiled(forward, "the network"), compiled(loss_of, "the loss"))
     )
+    if anchor is not None:
+        anchor_forward = anchor if args.precision == "fp32" else autocast_forward(anchor, torch.bfloat16)
+        anchor_net = anchor_forward if args.no_compile else compiled(anchor_forward, "the anchor")
     log = open(args.out / "log.jsonl", "a")
     net.train()
     losses = []
@@ -539,6 +565,9 @@ def main(argv=None) -> int:
             mag, S, X = strided_spectra(stft, stems, stride, offset)
             if real is not None:
                 mag2, S2, X2 = strided_spectra(stft, real_stems, stride, offset)
+                if anchor is not None:
+                    with torch.no_grad():
+                        V_anchor = anchor_net(mag2, stride, offset)
                 mag = torch.cat([mag, mag2])
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
@@ -547,6 +576,9 @@ def main(argv=None) -> int:
             if real is not None:
                 S2 = stft(real_stems)
                 X2 = S2.sum(1)
+                if anchor is not None:
+                    with torch.no_grad():
+                        V_anchor = anchor_net(X2.abs())
             V = train_net(torch.cat([X, X2]).abs() if real is not None else X.abs())
         if real is None:
             loss = train_loss(V, S, X, args.complex_weight)
@@ -556,6 +588,11 @@ def main(argv=None) -> int:
                 b * train_loss(V[:b], S, X, args.complex_weight)
                 + n_real * two_stem_loss(V[b:], S2, X2, args.complex_weight, args.mask_power, STEMS.index("vocals"))
             ) / (b + n_real)
+            if anchor is not None:
+                split = anchored_split_loss(
+                    V[b:], S2, X2, V_anchor, args.complex_weight, args.mask_power, STEMS.index("vocals")
+                )
+                loss = loss + args.anchor_weight * n_real * split / (b + n_real)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
