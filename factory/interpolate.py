@@ -65,6 +65,7 @@ def main(argv=None) -> int:
         ck = interpolate(load(args.base), load(args.tuned), args.t)
     except ValueError as e:
         p.exit(2, f"python -m factory.interpolate: {e}\n")
+    ck["training"]["interpolation"] |= {"base": str(args.base), "tuned": str(args.tuned)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     torch.save(ck, tmp)

@@ -57,3 +57,12 @@ def test_refuses_other_networks_and_bad_t(tmp_path, capsys):
         )
     assert e.value.code == 2 and "different networks" in capsys.readouterr().err
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_command_writes_the_mix_and_names_its_sources(tmp_path):
+    for name, seed in (("a.pt", 1), ("b.pt", 2)):
+        torch.save(_ckpt(seed), tmp_path / name)
+    a, b, c = (str(tmp_path / n) for n in ("a.pt", "b.pt", "c.pt"))
+    assert main(["--base", a, "--tuned", b, "--t", "0.3", "--out", c]) == 0
+    rec = torch.load(c, weights_only=False)["training"]["interpolation"]
+    assert rec["t"] == 0.3 and rec["base"] == a and rec["tuned"] == b

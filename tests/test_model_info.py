@@ -33,6 +33,10 @@ def test_shipped_model_lists_its_training_data():
         assert row["song"] != "not recorded" and row["licence"] != "not recorded"
     text = _run().stdout
     assert "synthesized songs" in text and ("real recordings: none" in text) == (not t["real"])
+    vocals = card["scores"]["real_2stem_validation"]["vocals_sdr"]
+    assert info["scores"]["real_vocals_sdr"] == f"{vocals:.2f}" and f"vocals {vocals:.2f} dB" in text
+    mix = card["training"].get("interpolation")
+    assert ("weights: t = " in text) == bool(mix)
 
 
 def test_hostile_training_record_prints_safely(tmp_path):
@@ -43,7 +47,9 @@ def test_hostile_training_record_prints_safely(tmp_path):
         "steps": "\x1b]0;owned\x07",
         "stages": [{"corpus_timbres": {"soundfonts": ["a\x1b[2Jb", 7, None]}}, "not a stage"],
         "real": {"sources": [{"song": "x" * 5000, "licence": ["list"]}, 3], "teacher": {"nested": 1}},
+        "interpolation": {"t": float("nan"), "base": "\x1b[31mred", "tuned": ["x"]},
     }
+    card["scores"] = {"test": {"irm_share": "1e999"}, "real_2stem_validation": [1, 2], "unseen_library": None}
     (tmp_path / "tiny.json").write_text(json.dumps(card))
     res = _run(str(tmp_path / "tiny.json"))
     assert res.returncode == 0, res.stderr

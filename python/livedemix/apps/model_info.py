@@ -8,6 +8,7 @@ missing or odd field prints as "not recorded" rather than failing.
 from __future__ import annotations
 
 import json
+import math
 
 from ..separator import load_card, resolve_model
 from ..validate import has_control_chars
@@ -28,6 +29,11 @@ def _dict(value) -> dict:
 
 def _list(value) -> list:
     return value if isinstance(value, list) else []
+
+
+def _number(value, fmt: str = "{:.2f}") -> str:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return fmt.format(value) if ok else "not recorded"
 
 
 def _architecture(arch) -> str:
@@ -63,13 +69,30 @@ def training_summary(card: dict) -> dict:
     ]
     if not sources:  # older records: song names and the set of licences only
         sources = [{"song": _text(x), "kind": "", "licence": "", "source": ""} for x in _list(real.get("songs"))]
+    mix = _dict(t.get("interpolation"))
     return {
         "steps": t.get("steps"),
         "cpu_minutes": t.get("cpu_minutes"),
+        # weights made by factory.interpolate: (1 - t) * base + t * tuned
+        "interpolation": {"t": _number(mix.get("t")), "base": _text(mix.get("base")), "tuned": _text(mix.get("tuned"))}
+        if mix
+        else None,
         "synthesized": corpus,
         "real": sources,
         "real_licences": [_text(x) for x in _list(real.get("licences"))],
         "teacher": _text(real.get("teacher")) if real else None,
+    }
+
+
+def scores_summary(card: dict) -> dict:
+    """The card's held-out scores (factory's evaluations), the measures a user compares models by."""
+    sc = _dict(card.get("scores"))
+    real = _dict(sc.get("real_2stem_validation"))
+    return {
+        "real_vocals_sdr": _number(real.get("vocals_sdr")),
+        "real_accompaniment_sdr": _number(real.get("accompaniment_sdr")),
+        "unseen_library_irm_share": _number(_dict(sc.get("unseen_library")).get("irm_share"), "{:.1%}"),
+        "corpus_test_irm_share": _number(_dict(sc.get("test")).get("irm_share"), "{:.1%}"),
     }
 
 
@@ -83,6 +106,7 @@ def cmd_model(args) -> int:
         "parameters": card.get("parameters") if isinstance(card.get("parameters"), int) else None,
         "lookahead_frames": card.get("lookahead_frames"),
         "training": training_summary(card),
+        "scores": scores_summary(card),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -97,6 +121,15 @@ def cmd_model(args) -> int:
         return 0
     if tr["steps"] is not None:
         print(f"  training: {_text(tr['steps'])} steps, {_text(tr['cpu_minutes'])} CPU minutes")
+    if tr["interpolation"]:
+        m = tr["interpolation"]
+        print(f"  weights: t = {m['t']} of {m['tuned']}, the rest {m['base']} (factory.interpolate)")
+    sc = summary["scores"]
+    print(
+        f"  scores: real 2-stem validation vocals {sc['real_vocals_sdr']} dB, accompaniment "
+        f"{sc['real_accompaniment_sdr']} dB; share of the ideal mask's gain: unseen library "
+        f"{sc['unseen_library_irm_share']}, corpus test {sc['corpus_test_irm_share']}"
+    )
     print("  synthesized songs (factory.corpus), per stage:")
     for c in tr["synthesized"]:
         kits = f"; drum kits {', '.join(c['drum_kits'])}" if c["drum_kits"] else ""
