@@ -27,6 +27,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -219,11 +220,24 @@ def corpus_timbres(data: Path) -> dict:
     )
 
 
-def load_anchor(path: Path) -> WaveNetSeparator:
-    """A trained WaveNet checkpoint as a frozen network in eval mode (for --anchor)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    net = WaveNetSeparator(ModelConfig.from_dict(ck["model_config"]))
-    net.load_state_dict(ck["state_dict"])
+def load_anchor(path: Path, bins: int) -> WaveNetSeparator:
+    """A trained WaveNet checkpoint as a frozen network in eval mode (for --anchor); one clear
+    sentence when it is not one, or was trained on other STFT bins than this run's."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = ModelConfig.from_dict(ck["model_config"])
+        net = WaveNetSeparator(cfg)
+        net.load_state_dict(ck["state_dict"])
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise SystemExit(
+            f"--anchor {path}: not a WaveNet checkpoint of factory.train ({type(e).__name__}); "
+            "give one, e.g. factory/checkpoints/synthetic-v1.pt"
+        ) from None
+    if cfg.bins != bins:
+        raise SystemExit(
+            f"--anchor {path}: its network has {cfg.bins} STFT bins, this run {bins}; "
+            "give an anchor trained with the same --stft"
+        )
     net.eval()
     for w in net.parameters():
         w.requires_grad_(False)
@@ -441,7 +455,7 @@ def main(argv=None) -> int:
         )
         model_config = net.config
     print(f"{args.arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
-    anchor = load_anchor(args.anchor) if args.anchor is not None else None
+    anchor = load_anchor(args.anchor, stft.cfg.bins) if args.anchor is not None else None
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
 
     def lr_factor(s: int) -> float:

@@ -168,6 +168,11 @@ def test_train_with_real_material_runs_and_records_it(material, tmp_path):
     assert ck["training"]["anchor"] == {"checkpoint": str(run / "last.pt"), "weight": 1.0}
     log = [json.loads(line) for line in (anchored / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["train_loss"]) for e in log)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="not a WaveNet checkpoint"):
+        train.load_anchor(tmp_path / "junk.pt", 513)
+    with pytest.raises(SystemExit, match="STFT bins"):
+        train.load_anchor(run / "last.pt", 2049)
 
 
 def test_card_names_data_relative_to_the_repository():
