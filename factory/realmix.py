@@ -288,8 +288,8 @@ def anchored_split_loss(V, S2, X, V_anchor, complex_weight: float, mask_power: f
     p = V_anchor[:, rest].clamp_min(0) ** mask_power
     share = p / (p.sum(1, keepdim=True) + 1e-8)  # (B, 3, C, F, T)
     loss = (V[:, rest] - share * S2[:, 1].abs().unsqueeze(1)).abs().mean()
-    target = share.unsqueeze(-1) * torch.view_as_real(S2[:, 1]).unsqueeze(1)  # real views (..., 2)
     if complex_weight:
+        target = share.unsqueeze(-1) * torch.view_as_real(S2[:, 1]).unsqueeze(1)  # real views (..., 2)
         m = wiener_mask(V, mask_power=mask_power)[:, rest].unsqueeze(-1)
         d = m * torch.view_as_real(X).unsqueeze(1) - target
         loss = loss + complex_weight * torch.sqrt((d * d).sum(-1) + 1e-20).mean()

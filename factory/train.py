@@ -521,7 +521,7 @@ def main(argv=None) -> int:
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
             "corpus_timbres": timbres,
-            "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor else None,
+            "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor is not None else None,
         }
         if previous is not None:
             stages = previous.get("stages", [previous]) + [stage]
@@ -573,15 +573,12 @@ def main(argv=None) -> int:
         stems = torch.from_numpy(batch)
         if real is not None:  # 2-stem examples (vocals, accompaniment) after the corpus's
             real_stems = torch.from_numpy(real.batch(np.random.default_rng([args.seed, step, 1]), n_real))
-        stride = args.frame_stride
+        stride, offset = args.frame_stride, 0
         if stride > 1:
             offset = int(rng.integers(stride))
             mag, S, X = strided_spectra(stft, stems, stride, offset)
             if real is not None:
                 mag2, S2, X2 = strided_spectra(stft, real_stems, stride, offset)
-                if anchor is not None:
-                    with torch.no_grad():
-                        V_anchor = anchor_net(mag2, stride, offset)
                 mag = torch.cat([mag, mag2])
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
         else:
@@ -590,10 +587,8 @@ def main(argv=None) -> int:
             if real is not None:
                 S2 = stft(real_stems)
                 X2 = S2.sum(1)
-                if anchor is not None:
-                    with torch.no_grad():
-                        V_anchor = anchor_net(X2.abs())
-            V = train_net(torch.cat([X, X2]).abs() if real is not None else X.abs())
+                mag2 = X2.abs()
+            V = train_net(torch.cat([X.abs(), mag2]) if real is not None else X.abs())
         if real is None:
             loss = train_loss(V, S, X, args.complex_weight)
         else:
@@ -602,7 +597,9 @@ def main(argv=None) -> int:
                 b * train_loss(V[:b], S, X, args.complex_weight)
                 + n_real * two_stem_loss(V[b:], S2, X2, args.complex_weight, args.mask_power, STEMS.index("vocals"))
             ) / (b + n_real)
-            if anchor is not None:
+            if anchor is not None:  # the frozen model on the same input (stride 1 is the whole pass)
+                with torch.no_grad():
+                    V_anchor = anchor_net(mag2, stride, offset)
                 split = anchored_split_loss(
                     V[b:], S2, X2, V_anchor, args.complex_weight, args.mask_power, STEMS.index("vocals")
                 )
