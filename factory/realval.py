@@ -99,11 +99,11 @@ def confident_windows(
     return sorted(chosen)
 
 
-def _instrumental_pool(songs: list[rm.Song]) -> list[tuple[rm.Song, list[Path], Path]]:
-    """(song, files to sum, the file the teacher checks for singing) for valid instrumentals."""
+def _instrumental_pool(songs: list[rm.Song], split: str = "valid") -> list[tuple[rm.Song, list[Path], Path]]:
+    """(song, files to sum, the file the teacher checks for singing) for the split's instrumentals."""
     pool = []
     for s in songs:
-        if s.split != "valid":
+        if s.split != split:
             continue
         if "instrumental" in s.files:
             for f in s.files["instrumental"]:
@@ -119,10 +119,14 @@ def instrumental_files(songs: list[rm.Song]) -> list[Path]:
     return [check for _, _, check in _instrumental_pool(songs)]
 
 
-def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progress=print) -> dict:
+def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progress=print, split="valid") -> dict:
     """Write ``out/<clip>/{mixture,vocals,accompaniment}.flac`` + ``clip.json`` and
     ``out/manifest.json``; the same inputs give the same set. Runs the teacher (cached) on
-    whatever valid song or instrumental it has not seen yet."""
+    whatever song or instrumental of the split it has not seen yet.
+
+    ``split="train"`` builds the same kind of set from the training songs: not a validation,
+    a diagnostic. A model that gains much more over the mixture there than on the valid set has
+    learned its training songs rather than singing."""
     import soundfile as sf
 
     out = Path(out).resolve()
@@ -130,11 +134,11 @@ def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progr
         raise RealValError(f"{out} is inside the repository; build the validation set in a folder outside it.")
     cache = cache or tch.TeacherCache()
     songs = rm.scan(sung, debian)
-    vocal_songs = [s for s in songs if s.split == "valid" and s.has_vocals]
-    pool = _instrumental_pool(songs)
+    vocal_songs = [s for s in songs if s.split == split and s.has_vocals]
+    pool = _instrumental_pool(songs, split)
     if not vocal_songs or not pool:
         raise RealValError(
-            f"need valid sung songs and valid instrumentals (found {len(vocal_songs)} and {len(pool)}): "
+            f"need {split} sung songs and {split} instrumentals (found {len(vocal_songs)} and {len(pool)}): "
             "check --sung, and fetch the Debian music with `python -m factory.realmusic fetch-debian DIR`."
         )
     tch.run_files([f for s in vocal_songs for f in s.files["mixture"]] + [c for _, _, c in pool], cache)
@@ -193,6 +197,7 @@ def build(out, sung=rm.DEFAULT_SUNG, debian=rm.DEFAULT_DEBIAN, cache=None, progr
     man = {
         "version": VERSION,
         "clip_s": CLIP_S,
+        "split": split,
         "thresholds": {
             "sure_mask": SURE_MASK,
             "purity": PURITY,
@@ -447,6 +452,12 @@ def main(argv=None) -> int:
     b.add_argument("--sung", type=Path, default=rm.DEFAULT_SUNG)
     b.add_argument("--debian", type=Path, default=rm.DEFAULT_DEBIAN)
     b.add_argument("--cache", type=Path, default=tch.DEFAULT_CACHE)
+    b.add_argument(
+        "--from-split",
+        choices=("valid", "train"),
+        default="valid",
+        help="train: the same kind of set from the training songs, to tell learning songs from learning singing",
+    )
     e = sub.add_parser("eval", help="score a runtime model (default: the shipped one) and the teacher on it")
     e.add_argument("--data", type=Path, required=True)
     e.add_argument(
@@ -470,7 +481,9 @@ def main(argv=None) -> int:
             where = f"corpus {args.split} (first 30 s)" if args.corpus else "real 2-stem validation"
             print(karaoke_table(karaoke_report(items, args.model), where))
         elif args.cmd == "build":
-            man = build(args.out, args.sung, args.debian, tch.TeacherCache(args.cache / "teacher"))
+            man = build(
+                args.out, args.sung, args.debian, tch.TeacherCache(args.cache / "teacher"), split=args.from_split
+            )
             songs = sorted({c["vocals"]["song"] for c in man["clips"]})
             instr = sorted({c["accompaniment"]["song"] for c in man["clips"]})
             print(

@@ -209,6 +209,8 @@ def test_real_validation_build_is_exact_deterministic_and_held_out(teacher, tmp_
     deb.mkdir(parents=True)
     track = _valid_key("singularity-music/track").split("/", 1)[1]
     sf.write(deb / f"{track}.flac", acc[:, ::-1].T.copy(), SR, subtype="PCM_24")  # another accompaniment
+    train_track = _valid_key("singularity-music/track", "train").split("/", 1)[1]
+    sf.write(deb / f"{train_track}.flac", acc.T, SR, subtype="PCM_24")
     monkeypatch.setattr(rv, "CLIPS_PER_SONG", 2)
     cache = tch.TeacherCache(tmp_path / "cache")
     a = rv.build(tmp_path / "a", sung, tmp_path / "debian", cache, progress=lambda s: None)
@@ -216,6 +218,7 @@ def test_real_validation_build_is_exact_deterministic_and_held_out(teacher, tmp_
     assert a["clips"], "the demo's vocals are confident enough for at least one clip"
     assert a["clips"] == b["clips"]
     assert {c["vocals"]["song"] for c in a["clips"]} == {"Demo - Sung"}
+    assert {c["accompaniment"]["song"] for c in a["clips"]} == {f"singularity-music/{track}"}
     for c in a["clips"]:
         d1, d2 = tmp_path / "a" / c["clip"], tmp_path / "b" / c["clip"]
         for n in ("mixture", "vocals", "accompaniment"):
@@ -224,6 +227,11 @@ def test_real_validation_build_is_exact_deterministic_and_held_out(teacher, tmp_
         assert np.abs(m - (v + s)).max() < 3 / 2**23  # exact up to 24-bit rounding
     res = rv.evaluate(tmp_path / "a", with_teacher=False, progress=False)
     assert len(res["scores"]["shipped model"]["vocals"]) == len(a["clips"])
+    # the diagnostic twin from the training songs: train vocals over train instrumentals only
+    t = rv.build(tmp_path / "t", sung, tmp_path / "debian", cache, progress=lambda s: None, split="train")
+    assert t["clips"] and t["split"] == "train"
+    assert {c["vocals"]["song"] for c in t["clips"]} == {_valid_key("Train Song ", "train")}
+    assert {c["accompaniment"]["song"] for c in t["clips"]} == {f"singularity-music/{train_track}"}
 
 
 def test_realval_cli_says_how_to_build_a_missing_set(tmp_path, capsys):
