@@ -151,14 +151,20 @@ class RealSampler:
     """Draws 2-stem examples (2 = vocals, accompaniment; 2 channels; length) float32 from a
     folder written by :func:`build`: a real mix with probability ``mix_prob``, else a remix of
     confident teacher vocals over a clean instrumental excerpt (both with a random gain in
-    ``gain_range`` and a random channel swap)."""
+    ``gain_range`` and a random channel swap).
 
-    def __init__(self, root, length: int, *, mix_prob=0.5, gain_range=(0.25, 1.25), swap_prob=0.5):
+    ``vocal_shift`` > 0 stretches the few sung songs into more voices: a remix's vocals are
+    resampled by a ratio drawn uniformly in ±``vocal_shift`` semitones (pitch, formants and
+    tempo move together, as a tape played faster or slower). Only the remixes: their targets
+    stay exact; a real mix is a record and stays as it was."""
+
+    def __init__(self, root, length: int, *, mix_prob=0.5, gain_range=(0.25, 1.25), swap_prob=0.5, vocal_shift=0.0):
         root = Path(root)
         if not (root / "manifest.json").exists():
             raise RealMixError(f"{root} holds no real training material: python -m factory.realmix build --out {root}")
         man = json.loads((root / "manifest.json").read_text())
         self.length, self.mix_prob, self.gain_range, self.swap_prob = length, mix_prob, gain_range, swap_prob
+        self.vocal_shift = float(vocal_shift)
         self.frames = -(-length // tch.HOP)
         self.mixes, self.instr, self.guitars = [], [], []
         for s in man["sources"]:
@@ -201,6 +207,19 @@ class RealSampler:
         y = y * rng.uniform(*self.gain_range)
         return y[::-1] if rng.random() < self.swap_prob else y
 
+    def _shifted_vocals(self, rng, voc: np.ndarray, start: int) -> np.ndarray:
+        """``length`` samples of ``voc`` from ``start``, played ``2^(s/12)`` times as fast."""
+        import soxr
+
+        ratio = 2.0 ** (rng.uniform(-self.vocal_shift, self.vocal_shift) / 12.0)
+        need = min(int(np.ceil(self.length * ratio)) + 64, voc.shape[1] - start)
+        x = np.asarray(voc[:, start : start + need], np.float32) / 32767.0
+        y = soxr.resample(np.ascontiguousarray(x.T), SR * ratio, SR, quality="HQ").T[:, : self.length]
+        if y.shape[1] < self.length:  # the song ended: pad the tail with silence
+            y = np.pad(y, ((0, 0), (0, self.length - y.shape[1])))
+        y = np.ascontiguousarray(y, np.float32) * rng.uniform(*self.gain_range)
+        return y[::-1] if rng.random() < self.swap_prob else y
+
     def guitar(self, rng: np.random.Generator) -> np.ndarray:
         """An excerpt (2, length) of a real isolated guitar part, audible in ≥ half its frames,
         with a random gain and channel swap: to add to a synthesized song's 'other' stem."""
@@ -219,7 +238,8 @@ class RealSampler:
                 out[j] = y[::-1] if swap else y
         else:
             voc, _, starts = self.vocal_sources[int(rng.integers(len(self.vocal_sources)))]
-            out[0] = self._part(rng, voc, int(starts[rng.integers(len(starts))]) * tch.HOP)
+            start = int(starts[rng.integers(len(starts))]) * tch.HOP
+            out[0] = self._shifted_vocals(rng, voc, start) if self.vocal_shift > 0 else self._part(rng, voc, start)
             x, starts = self.instr[int(rng.integers(len(self.instr)))]
             out[1] = self._part(rng, x, int(starts[rng.integers(len(starts))]) * tch.HOP)
         peak = np.abs(out.sum(axis=0)).max()

@@ -395,6 +395,12 @@ def main(argv=None) -> int:
         help="probability that a corpus example gets a real guitar part (from --real) added to its 'other'",
     )
     p.add_argument(
+        "--real-vocal-shift",
+        type=float,
+        default=0.0,
+        help="shift the remixed real vocals by up to ± this many semitones (resampled: more voices from few songs)",
+    )
+    p.add_argument(
         "--anchor",
         type=Path,
         default=None,
@@ -426,7 +432,7 @@ def main(argv=None) -> int:
     if args.real is not None:
         from .realmix import RealSampler, anchored_split_loss, describe, two_stem_loss
 
-        real = RealSampler(args.real, int(args.seconds * SAMPLE_RATE))
+        real = RealSampler(args.real, int(args.seconds * SAMPLE_RATE), vocal_shift=args.real_vocal_shift)
         n_real = min(args.batch - 1, max(1, round(args.batch * args.real_fraction)))
         real_info = dict(describe(args.real), per_batch=n_real)
         print(f"real: {real_info['mixes']} songs, {real_info['instrumentals']} instrumentals; {n_real} per batch")
@@ -520,6 +526,7 @@ def main(argv=None) -> int:
             "augmentation": "remix across songs p=0.5, gain U(0.25,1.25) per stem, channel swap p=0.5",
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
+            "real_vocal_shift": args.real_vocal_shift if real is not None else 0.0,
             "corpus_timbres": timbres,
             "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor is not None else None,
         }

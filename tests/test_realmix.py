@@ -90,6 +90,28 @@ def test_sampler_draws_both_kinds_deterministically(material):
     assert all(np.abs(x).max() > 1e-3 for x in (mixes[:, 0], mixes[:, 1], remixes[:, 0], remixes[:, 1]))
 
 
+def test_vocal_shift_moves_the_pitch_of_remixed_vocals_both_ways(material):
+    """--real-vocal-shift: a 440 Hz tone as the 'vocals' comes out between 440 · 2^(∓3/12) Hz,
+    above and below 440 over several draws, at full length; remixes stay in range."""
+    out, _, _ = material
+    s = rmx.RealSampler(out, SR, vocal_shift=3.0, swap_prob=0.0)
+    t = np.arange(3 * SR) / SR
+    tone = (np.stack([np.sin(2 * np.pi * 440 * t)] * 2) * 16000).astype(np.int16)
+    rng = np.random.default_rng(0)
+    peaks = []
+    for _ in range(8):
+        y = s._shifted_vocals(rng, tone, 0)
+        assert y.shape == (2, SR) and y.dtype == np.float32 and np.isfinite(y).all()
+        spec = np.abs(np.fft.rfft(y[0, 2000:-2000] * np.hanning(SR - 4000)))
+        peaks.append(np.argmax(spec) * SR / (SR - 4000))
+    assert all(440 * 2 ** (-3.05 / 12) < f < 440 * 2 ** (3.05 / 12) for f in peaks), peaks
+    assert min(peaks) < 430 and max(peaks) > 450, peaks
+    near_end = s._shifted_vocals(np.random.default_rng(1), tone, tone.shape[1] - SR)  # runs out: padded
+    assert near_end.shape == (2, SR)
+    remixes = rmx.RealSampler(out, SR, mix_prob=0.0, vocal_shift=3.0).batch(np.random.default_rng(2), 4)
+    assert np.abs(remixes.sum(axis=1)).max() <= 1.0 + 1e-6 and np.abs(remixes[:, 0]).max() > 1e-3
+
+
 def test_real_guitar_is_added_to_other_only_and_keeps_the_mixture_in_range(material):
     out, _, _ = material
     s = rmx.RealSampler(out, SR)
