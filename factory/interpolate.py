@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from factory.train import save_atomic
+
 
 def interpolate(base: dict, tuned: dict, t: float) -> dict:
     """The tuned checkpoint with weights (1 - t) * base + t * tuned; the configs must match."""
@@ -67,9 +69,7 @@ def main(argv=None) -> int:
         p.exit(2, f"python -m factory.interpolate: {e}\n")
     ck["training"]["interpolation"] |= {"base": str(args.base), "tuned": str(args.tuned)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    torch.save(ck, tmp)
-    tmp.replace(args.out)
+    save_atomic(ck, args.out)
     print(f"wrote {args.out} (t = {args.t:g})")
     return 0
 

@@ -156,7 +156,8 @@ class RealSampler:
     ``vocal_shift`` > 0 stretches the few sung songs into more voices: a remix's vocals are
     resampled by a ratio drawn uniformly in ±``vocal_shift`` semitones (pitch, formants and
     tempo move together, as a tape played faster or slower). Only the remixes: their targets
-    stay exact; a real mix is a record and stays as it was."""
+    stay exact; a real mix is a record and stays as it was. (±3 measured worse than none:
+    docs/EVALUATION.md.)"""
 
     def __init__(self, root, length: int, *, mix_prob=0.5, gain_range=(0.25, 1.25), swap_prob=0.5, vocal_shift=0.0):
         root = Path(root)
@@ -203,7 +204,9 @@ class RealSampler:
         return starts[starts * tch.HOP + self.length <= n]
 
     def _part(self, rng, x: np.ndarray, start: int) -> np.ndarray:
-        y = np.asarray(x[:, start : start + self.length], np.float32) / 32767.0
+        return self._gain_and_swap(rng, np.asarray(x[:, start : start + self.length], np.float32) / 32767.0)
+
+    def _gain_and_swap(self, rng, y: np.ndarray) -> np.ndarray:
         y = y * rng.uniform(*self.gain_range)
         return y[::-1] if rng.random() < self.swap_prob else y
 
@@ -217,8 +220,7 @@ class RealSampler:
         y = soxr.resample(np.ascontiguousarray(x.T), SR * ratio, SR, quality="HQ").T[:, : self.length]
         if y.shape[1] < self.length:  # the song ended: pad the tail with silence
             y = np.pad(y, ((0, 0), (0, self.length - y.shape[1])))
-        y = np.ascontiguousarray(y, np.float32) * rng.uniform(*self.gain_range)
-        return y[::-1] if rng.random() < self.swap_prob else y
+        return self._gain_and_swap(rng, np.ascontiguousarray(y, np.float32))
 
     def guitar(self, rng: np.random.Generator) -> np.ndarray:
         """An excerpt (2, length) of a real isolated guitar part, audible in ≥ half its frames,

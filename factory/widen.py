@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from factory.model import ModelConfig
+from factory.train import save_atomic
 
 SCALE = 0.5  # new random weights: this times the standard deviation of the tensor's trained part
 
@@ -107,9 +108,7 @@ def main(argv=None) -> int:
         p.exit(2, f"python -m factory.widen: {args.checkpoint}: {e}\n")
     wide["training"]["widened"]["checkpoint"] = str(args.checkpoint)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    torch.save(wide, tmp)
-    tmp.replace(args.out)
+    save_atomic(wide, args.out)
     print(f"wrote {args.out} (residual {args.residual}, hidden {args.hidden})")
     return 0
 
