@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch", reason="the factory needs torch")
-from factory.interpolate import interpolate, main  # noqa: E402
+from factory.interpolate import interpolate, main, soup  # noqa: E402
 from factory.model import ModelConfig, WaveNetSeparator  # noqa: E402
 
 pytestmark = pytest.mark.factory
@@ -66,3 +66,56 @@ def test_command_writes_the_mix_and_names_its_sources(tmp_path):
     assert main(["--base", a, "--tuned", b, "--t", "0.3", "--out", c]) == 0
     rec = torch.load(c, weights_only=False)["training"]["interpolation"]
     assert rec["t"] == 0.3 and rec["base"] == a and rec["tuned"] == b
+
+
+def test_soup_is_the_weighted_sum_and_keeps_the_most_trained_record():
+    a, b, c = _ckpt(1), _ckpt(2), _ckpt(3)
+    c["training"]["stages"] = ["the chain of a, b and c"]
+    out = soup([a, b, c], [0.2, 0.3, 0.5])
+    for k, v in out["state_dict"].items():
+        want = 0.2 * a["state_dict"][k] + 0.3 * b["state_dict"][k] + 0.5 * c["state_dict"][k]
+        assert torch.allclose(v, want, atol=1e-6)
+    assert out["training"] == c["training"]  # 30 steps: the most trained source
+    line = interpolate(a, b, 0.4)["state_dict"]
+    two = soup([a, b], [0.6, 0.4])["state_dict"]
+    assert all(torch.allclose(line[k], two[k], atol=1e-7) for k in line)
+    WaveNetSeparator(ModelConfig.from_dict(out["model_config"])).load_state_dict(out["state_dict"])
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [([0.5, 0.6], "add up to 1"), ([1.2, -0.2], ">= 0"), ([float("nan"), 1.0], "add up to 1"), ([1.0], "one weight")],
+)
+def test_soup_refuses_bad_weights(weights, match):
+    with pytest.raises(ValueError, match=match):
+        soup([_ckpt(1), _ckpt(2)], weights)
+
+
+def test_soup_refuses_other_networks():
+    with pytest.raises(ValueError, match="different networks"):
+        soup([_ckpt(1), _ckpt(2), _ckpt(3, local=4)], [0.3, 0.3, 0.4])
+
+
+def test_soup_command_records_every_source(tmp_path, capsys):
+    for name, seed in (("a.pt", 1), ("b.pt", 2), ("c.pt", 3)):
+        torch.save(_ckpt(seed), tmp_path / name)
+    a, b, c, out = (str(tmp_path / n) for n in ("a.pt", "b.pt", "c.pt", "soup.pt"))
+    assert main(["--soup", f"{a}=0.25", "--soup", f"{b}=0.25", "--soup", f"{c}=0.5", "--out", out]) == 0
+    rec = torch.load(out, weights_only=False)["training"]
+    assert rec["steps"] == 30 and "interpolation" not in rec
+    assert rec["soup"]["sources"] == [
+        {"file": "a.pt", "steps": 10, "weight": 0.25},
+        {"file": "b.pt", "steps": 20, "weight": 0.25},
+        {"file": "c.pt", "steps": 30, "weight": 0.5},
+    ]
+    capsys.readouterr()
+    for argv, said in (
+        (["--soup", f"{a}=0.5", "--soup", f"{b}=0.6"], "add up to 1"),
+        (["--soup", f"{a}=half", "--soup", f"{b}=0.5"], "is not PATH=WEIGHT"),
+        (["--soup", f"{a}=0.5", "--soup", f"{b}=0.5", "--t", "0.5"], "not both"),
+        (["--soup", f"{a}=0.5", "--soup", str(tmp_path / "missing.pt") + "=0.5"], "missing.pt"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--out", str(tmp_path / "bad.pt")])
+        assert e.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()

@@ -37,6 +37,10 @@ def test_shipped_model_lists_its_training_data():
     assert info["scores"]["real_vocals_sdr"] == f"{vocals:.2f}" and f"vocals {vocals:.2f} dB" in text
     mix = card["training"].get("interpolation")
     assert ("weights: t = " in text) == bool(mix)
+    soup = (card["training"].get("soup") or {}).get("sources") or []
+    assert ("weights: a soup" in text) == bool(soup)
+    for src in soup:  # each source named with its share
+        assert f"{src['weight']:.2f} × {src['file']}" in text
 
 
 def test_hostile_training_record_prints_safely(tmp_path):
@@ -48,6 +52,7 @@ def test_hostile_training_record_prints_safely(tmp_path):
         "stages": [{"corpus_timbres": {"soundfonts": ["a\x1b[2Jb", 7, None]}}, "not a stage"],
         "real": {"sources": [{"song": "x" * 5000, "licence": ["list"]}, 3], "teacher": {"nested": 1}},
         "interpolation": {"t": float("nan"), "base": "\x1b[31mred", "tuned": ["x"]},
+        "soup": {"sources": [{"file": "\x1b[2Ja.pt", "steps": [1], "weight": "0.5"}, "odd"] * 50},
     }
     card["scores"] = {"test": {"irm_share": "1e999"}, "real_2stem_validation": [1, 2], "unseen_library": None}
     (tmp_path / "tiny.json").write_text(json.dumps(card))

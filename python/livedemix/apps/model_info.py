@@ -70,6 +70,7 @@ def training_summary(card: dict) -> dict:
     if not sources:  # older records: song names and the set of licences only
         sources = [{"song": _text(x), "kind": "", "licence": "", "source": ""} for x in _list(real.get("songs"))]
     mix = _dict(t.get("interpolation"))
+    soup = [_dict(x) for x in _list(_dict(t.get("soup")).get("sources"))][:20]
     return {
         "steps": t.get("steps"),
         "cpu_minutes": t.get("cpu_minutes"),
@@ -77,6 +78,11 @@ def training_summary(card: dict) -> dict:
         "interpolation": {"t": _number(mix.get("t")), "base": _text(mix.get("base")), "tuned": _text(mix.get("tuned"))}
         if mix
         else None,
+        # weights made by factory.interpolate --soup: sum of weight * source
+        "soup": [
+            {"file": _text(x.get("file")), "steps": _text(x.get("steps")), "weight": _number(x.get("weight"))}
+            for x in soup
+        ],
         "synthesized": corpus,
         "real": sources,
         "real_licences": [_text(x) for x in _list(real.get("licences"))],
@@ -124,6 +130,10 @@ def cmd_model(args) -> int:
     if tr["interpolation"]:
         m = tr["interpolation"]
         print(f"  weights: t = {m['t']} of {m['tuned']}, the rest {m['base']} (factory.interpolate)")
+    if tr["soup"]:
+        print("  weights: a soup, the weighted average of (factory.interpolate --soup):")
+        for x in tr["soup"]:
+            print(f"    {x['weight']} × {x['file']} ({x['steps']} steps)")
     sc = summary["scores"]
     print(
         f"  scores: real 2-stem validation vocals {sc['real_vocals_sdr']} dB, accompaniment "
