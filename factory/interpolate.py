@@ -32,9 +32,10 @@ LINE_RULE = "(1 - t) * base + t * tuned, every floating-point tensor"
 SOUP_RULE = "sum of weight * checkpoint, every floating-point tensor"
 
 
-def soup(checkpoints: list[dict], weights: list[float]) -> dict:
-    """sum_i weights[i] * checkpoints[i] (weights >= 0, summing to 1), with the training record of
-    the source with the most steps; the networks must be the same."""
+def soup(checkpoints: list[dict], weights: list[float], lead: int | None = None) -> dict:
+    """sum_i weights[i] * checkpoints[i] (weights >= 0, summing to 1), with the config and training
+    record of checkpoints[lead] (by default the source with the most steps); the networks must be
+    the same."""
     from factory.model import ModelConfig
 
     if len(checkpoints) != len(weights) or not checkpoints:
@@ -50,10 +51,12 @@ def soup(checkpoints: list[dict], weights: list[float]) -> dict:
         sd = c["state_dict"]
         if sd.keys() != first.keys() or any(sd[k].shape != first[k].shape for k in first):
             raise ValueError("the checkpoints' weights do not line up (names or shapes differ)")
-    steps = [c.get("training", {}).get("steps") or 0 for c in checkpoints]
-    lead = checkpoints[max(range(len(checkpoints)), key=lambda i: (steps[i], weights[i]))]
+    if lead is None:
+        steps = [c.get("training", {}).get("steps") or 0 for c in checkpoints]
+        lead = max(range(len(checkpoints)), key=lambda i: (steps[i], weights[i]))
+    head = checkpoints[lead]
     mixed = {}
-    for k, v in lead["state_dict"].items():
+    for k, v in head["state_dict"].items():
         if v.is_floating_point():
             acc = torch.zeros_like(v, dtype=torch.float64)
             for w, c in zip(weights, checkpoints):
@@ -62,13 +65,13 @@ def soup(checkpoints: list[dict], weights: list[float]) -> dict:
         else:
             mixed[k] = v
     keep = ("model_config", "arch", "stft", "sample_rate", "stems", "step")
-    return {k: lead[k] for k in keep if k in lead} | {
+    return {k: head[k] for k in keep if k in head} | {
         "state_dict": mixed,
-        "training": dict(lead.get("training", {})),
+        "training": dict(head.get("training", {})),
         "scores": {},
         "best": float("nan"),
-        "elapsed_s": lead.get("elapsed_s", 0.0),
-        "wall_s": lead.get("wall_s", 0.0),
+        "elapsed_s": head.get("elapsed_s", 0.0),
+        "wall_s": head.get("wall_s", 0.0),
     }
 
 
@@ -76,8 +79,7 @@ def interpolate(base: dict, tuned: dict, t: float) -> dict:
     """The tuned checkpoint with weights (1 - t) * base + t * tuned; the configs must match."""
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"t = {t:g} is outside [0, 1]: give the tuned weights' share, e.g. 0.5")
-    out = soup([base, tuned], [1.0 - t, t])
-    out["training"] = dict(tuned.get("training", {}))
+    out = soup([base, tuned], [1.0 - t, t], lead=1)  # the tuned one's config and record
     out["training"]["interpolation"] = {
         "base_steps": base.get("training", {}).get("steps"),
         "tuned_steps": tuned.get("training", {}).get("steps"),
