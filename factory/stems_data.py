@@ -85,6 +85,23 @@ def load_split(root: Path, split: str, limit: int | None = None, cache: Path | N
     return songs
 
 
+def load_splits(roots: list[Path], split: str, limit: int | None = None, cache: Path | None = None) -> list[Song]:
+    """A split of several stems folders, in the order given (``limit`` counts over all of them).
+    Songs are named ``<folder>/<song>`` when there is more than one folder, so names and cache
+    files from different corpora cannot collide."""
+    roots = list(roots)
+    if len(roots) == 1:
+        return load_split(roots[0], split, limit, cache)
+    songs: list[Song] = []
+    for root in roots:
+        left = None if not limit else limit - len(songs)
+        if left == 0:
+            break
+        sub = load_split(root, split, left, None if cache is None else Path(cache) / Path(root).name)
+        songs += [Song(f"{Path(root).name}/{s.name}", s.stems, s.sample_rate) for s in sub]
+    return songs
+
+
 class ExampleSampler:
     """Draws training examples (J, 2, length) float32 stems; the mixture is their sum."""
 

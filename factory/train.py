@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from .model import ModelConfig, WaveNetSeparator
-from .stems_data import STEMS, BatchPrefetcher, ExampleSampler, load_split
+from .stems_data import STEMS, BatchPrefetcher, ExampleSampler, load_splits
 
 SAMPLE_RATE = 44100
 
@@ -220,6 +220,20 @@ def corpus_timbres(data: Path) -> dict:
     )
 
 
+def corpora_timbres(folders: list[Path]) -> dict:
+    """corpus_timbres over several corpora trained on together: pools joined by '+', the
+    libraries of all of them (each once, in order)."""
+    parts = [t for t in (corpus_timbres(d) for d in folders) if t]
+    if len(parts) <= 1:
+        return parts[0] if parts else {}
+    merged = {"pool": "+".join(t["pool"] for t in parts)}
+    for key in ("soundfonts", "drum_kits"):
+        names = [n for t in parts for n in t.get(key, [])]
+        if names:
+            merged[key] = list(dict.fromkeys(names))
+    return merged
+
+
 def load_anchor(path: Path, bins: int) -> WaveNetSeparator:
     """A trained WaveNet checkpoint as a frozen network in eval mode (for --anchor); one clear
     sentence when it is not one, or was trained on other STFT bins than this run's."""
@@ -274,7 +288,13 @@ def keep_freed_memory() -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m factory.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="stems folder (<root>/<split>/<song>/<stem>.flac)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="stems folder (<root>/<split>/<song>/<stem>.flac); several folders train on all their songs",
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, log)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--valid-split", default="valid", help="'valid' for the corpus, 'test' for MUSDB18-HQ")
@@ -423,8 +443,8 @@ def main(argv=None) -> int:
     from livedemix import dsp
 
     stft = TorchStft(**dsp.SHIPPED_CONFIGS[args.stft])
-    train_songs = load_split(args.data, args.train_split, args.limit_songs, args.cache)
-    valid_songs = load_split(args.data, args.valid_split, args.valid_songs, args.cache)
+    train_songs = load_splits(args.data, args.train_split, args.limit_songs, args.cache)
+    valid_songs = load_splits(args.data, args.valid_split, args.valid_songs, args.cache)
     train_seconds = sum(s.frames for s in train_songs) / SAMPLE_RATE
     print(f"train: {len(train_songs)} songs, {train_seconds / 60:.1f} min; valid: {len(valid_songs)} songs")
     sampler = ExampleSampler(train_songs, int(args.seconds * SAMPLE_RATE))
@@ -503,11 +523,11 @@ def main(argv=None) -> int:
     # A second stage reports its first stage's training too, and the totals.
     previous = first_stage["training"] if first_stage is not None else None
 
-    timbres = corpus_timbres(args.data)
+    timbres = corpora_timbres(args.data)
 
     def checkpoint(scores):
         stage = {
-            "data": str(args.data),
+            "data": str(args.data[0]) if len(args.data) == 1 else [str(d) for d in args.data],
             "train_songs": len(train_songs),
             "train_minutes": round(train_seconds / 60, 1),
             "steps": step,

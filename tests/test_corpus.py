@@ -334,6 +334,44 @@ def test_diverse_timbres_draw_libraries_per_stem_reproducibly(tmp_path):
         T.Timbres("every", str(T.FLUID))
 
 
+HAVE_WIDE = HAVE_DIVERSE and all(p.is_file() for p, *_ in T.WIDE_GM)
+
+
+@pytest.mark.skipif(not HAVE_WIDE, reason="needs the diverse pool's packages and minuet-data, denemo-data")
+def test_wide_pool_adds_two_gm_sets_and_leaves_the_diverse_pool_alone(tmp_path):
+    """The wide pool draws every one of its libraries (the two new GM sets play audible stems);
+    the diverse pool never draws them, so its builds reproduce; neither draws a held-out library."""
+    wide, diverse = T.Timbres("wide", str(T.FLUID)), T.Timbres("diverse", str(T.FLUID))
+    draws = {
+        pool.pool: {
+            Path(pool.pick(0, song, stem, stem == 1).soundfont).name for song in range(200) for stem in range(4)
+        }
+        for pool in (wide, diverse)
+    }
+    new = {p.name for p, *_ in T.WIDE_GM} - {p.name for p, *_ in T.DIVERSE_GM}
+    assert new == {"GeneralUser-v1.47.sf2", "A320U.sf2"}
+    assert draws["wide"] == {p.name for p, *_ in T.WIDE_GM + T.DIVERSE_KITS}
+    assert not draws["diverse"] & new
+    for names in draws.values():
+        assert T.UNSEEN.name not in names and not any("musescore" in n.lower() for n in names)
+    hours = 8 * (SONG_S + A.TAIL_S) / 3600
+    B.build(
+        tmp_path / "w", hours, seed=5, progress=False, cache_dir=tmp_path / "cache", song_seconds=SONG_S, timbres="wide"
+    )
+    cfg = json.loads((tmp_path / "w" / "corpus.json").read_text())
+    assert cfg["timbres"] == "wide" and set(cfg["soundfonts"]) >= new
+    heard = set()
+    for song_json in (tmp_path / "w").glob("*/*/song.json"):
+        e = json.loads(song_json.read_text())
+        for stem, name in e["soundfonts"].items():
+            if name in new and e["stems"][stem]["active_fraction"] > 0.3:
+                x, _ = sf.read(song_json.parent / f"{stem}.flac")
+                assert np.abs(x).max() > 0.01, (name, stem)
+                heard.add(name)
+    assert heard, "no stem of the build was played by a new library"
+    assert Vf.verify(tmp_path / "w")
+
+
 @needs_renderers
 def test_single_pool_records_nothing_new():
     """Corpora built before timbre pools keep matching their corpus.json (no new keys)."""

@@ -416,3 +416,27 @@ def test_warmup_raises_the_learning_rate_linearly_into_the_cosine(stems_folder, 
     cosine = 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * 2 / 4))  # the schedule after 2 of 4 steps
     assert log[0]["step"] == 2 and log[0]["lr"] == pytest.approx(2e-3 * cosine * 3 / 4)
     assert torch.load(out / "last.pt", weights_only=False)["training"]["warmup_steps"] == 4
+
+
+def test_training_on_several_corpora_draws_from_all_and_records_them(stems_folder, tmp_path):
+    """--data A B: songs of both folders (named apart, so the decode cache cannot mix them up),
+    --valid-songs counted over both in order, and a record naming both corpora's libraries."""
+    import shutil
+
+    from factory.stems_data import load_splits
+
+    other = tmp_path / "other"
+    shutil.copytree(stems_folder, other)
+    (other / "corpus.json").write_text(json.dumps({"timbres": "wide", "soundfonts": ["A.sf2", "B.sf2"]}))
+    songs = load_splits([stems_folder, other], "train", cache=tmp_path / "cache")
+    assert [s.name for s in songs] == [f"{r.name}/song{i}" for r in (stems_folder, other) for i in range(3)]
+    assert len(load_splits([stems_folder, other], "train", limit=4)) == 4
+    assert len(load_splits([stems_folder, other], "valid", limit=1)) == 1
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6
+
+    out = tmp_path / "both"
+    assert train.main(["--data", str(stems_folder), str(other), "--out", str(out), *ARGS]) == 0
+    rec = torch.load(out / "last.pt", weights_only=False)["training"]
+    assert rec["train_songs"] == 6 and rec["data"] == [str(stems_folder), str(other)]
+    assert rec["corpus_timbres"] == {"pool": "wide", "soundfonts": ["A.sf2", "B.sf2"]}
+    assert train.corpora_timbres([other, other]) == {"pool": "wide+wide", "soundfonts": ["A.sf2", "B.sf2"]}

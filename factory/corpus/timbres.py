@@ -10,6 +10,9 @@ one, from a generator seeded by the song alone, so a build stays byte-reproducib
              TimGM6mb is left out on purpose: the unseen-library validation renders the test
              songs with it (``--soundfont TimGM6mb.sf2 --splits test``, docs/EVALUATION.md).
              MuseScore General is never used: a held-out evaluation renders with it.
+``wide``     the diverse pool plus two more full General MIDI sets with their own GS drum kits:
+             GeneralUser GS (shipped by Debian's ``minuet-data``) and A320U (``denemo-data``).
+             The diverse pool stays as it was, so its builds reproduce.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ DIVERSE_GM = (
     (SF2 / "sf_GMbank.sf2", "csound-soundfont", "public domain", 0.40),
     (SF2 / "OPL-3_FM_128M.sf2", "opl3-soundfont", "CC-BY-SA-4.0", 0.15),
 )
+WIDE_GM = (
+    (FLUID, "fluid-soundfont-gm", "MIT", 0.25),
+    (SF2 / "sf_GMbank.sf2", "csound-soundfont", "public domain", 0.20),
+    (SF2 / "OPL-3_FM_128M.sf2", "opl3-soundfont", "CC-BY-SA-4.0", 0.10),
+    (Path("/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2"), "minuet-data", "GeneralUser GS licence v1.47", 0.30),
+    (SF2 / "A320U.sf2", "denemo-data", "GPL-2", 0.15),
+)
 # Single-preset kits (bank 0, program 0) with General MIDI note numbers.
 DIVERSE_KITS = (
     (SF2 / "Black_Pearl_4_LV2.sf2", "avldrums.lv2-soundfont", "CC-BY-SA-3.0", 0.5),
@@ -37,7 +47,8 @@ DIVERSE_KITS = (
 KIT_SHARE = 0.5
 # The library of the unseen-library validation: never in a training pool.
 UNSEEN = SF2 / "TimGM6mb.sf2"
-POOLS = ("single", "diverse")
+POOLS = ("single", "diverse", "wide")
+PACKAGES = "csound-soundfont opl3-soundfont avldrums.lv2-soundfont minuet-data denemo-data"
 
 
 @dataclass(frozen=True)
@@ -54,14 +65,15 @@ class Timbres:
             raise ValueError(f"unknown timbre pool {pool!r}; use one of {', '.join(POOLS)}.")
         self.pool = pool
         self.single = single
-        if pool == "diverse":
-            missing = [str(p) for p, *_ in DIVERSE_GM + DIVERSE_KITS if not p.is_file()]
+        self.gm = WIDE_GM if pool == "wide" else DIVERSE_GM
+        if pool != "single":
+            missing = [str(p) for p, *_ in self.gm + DIVERSE_KITS if not p.is_file()]
             if missing:
                 from .render import MissingTool
 
                 raise MissingTool(
-                    f"the diverse timbre pool needs {', '.join(missing)}: install the Debian packages "
-                    "`csound-soundfont opl3-soundfont avldrums.lv2-soundfont` (or build with --timbres single)."
+                    f"the {pool} timbre pool needs {', '.join(missing)}: install the Debian packages "
+                    f"`{PACKAGES}` (or build with --timbres single)."
                 )
 
     def describe(self) -> dict:
@@ -70,7 +82,7 @@ class Timbres:
             return {}
         return {
             "timbres": self.pool,
-            "soundfonts": [p.name for p, *_ in DIVERSE_GM],
+            "soundfonts": [p.name for p, *_ in self.gm],
             "drum_kits": [p.name for p, *_ in DIVERSE_KITS],
         }
 
@@ -80,7 +92,7 @@ class Timbres:
         rng = np.random.default_rng(np.random.SeedSequence([song_seed, song_index, 0x7B, stem_index]))
         if is_drums and rng.random() < KIT_SHARE:
             return Choice(str(_draw(DIVERSE_KITS, rng)), True)
-        return Choice(str(_draw(DIVERSE_GM, rng)), False)
+        return Choice(str(_draw(self.gm, rng)), False)
 
 
 def _draw(rows, rng) -> Path:
