@@ -259,10 +259,19 @@ def load_anchor(path: Path, bins: int) -> WaveNetSeparator:
 
 
 def save_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    """torch.save through a temporary file and a rename: never half-written. A replaced file
+    keeps its permissions; a new one is readable by all (mkstemp alone makes it private)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def keep_freed_memory() -> None:

@@ -440,3 +440,17 @@ def test_training_on_several_corpora_draws_from_all_and_records_them(stems_folde
     assert rec["train_songs"] == 6 and rec["data"] == [str(stems_folder), str(other)]
     assert rec["corpus_timbres"] == {"pool": "wide", "soundfonts": ["A.sf2", "B.sf2"]}
     assert train.corpora_timbres([other, other]) == {"pool": "wide+wide", "soundfonts": ["A.sf2", "B.sf2"]}
+
+
+def test_checkpoints_are_written_whole_and_readable_like_other_outputs(tmp_path):
+    """save_atomic: a new checkpoint is readable by all (not mkstemp's private 0600), a replaced
+    one keeps its mode, and a failed save leaves the old file and no temporary behind."""
+    path = tmp_path / "c.pt"
+    train.save_atomic({"a": torch.zeros(3)}, path)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    train.save_atomic({"a": torch.ones(3)}, path)
+    assert path.stat().st_mode & 0o777 == 0o640 and torch.load(path)["a"].sum() == 3
+    with pytest.raises(Exception):
+        train.save_atomic({"f": lambda: 0}, path)  # a lambda cannot be pickled
+    assert torch.load(path)["a"].sum() == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
