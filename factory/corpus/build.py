@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import soundfile as sf
 from livedemix import STEMS
 
 from . import arrange as A
+from . import hydrogen as H
 from . import loudness as L
 from . import material as M
 from . import production as P
@@ -63,8 +65,26 @@ def render_stems(song: A.Song, soundfont: str, workdir: Path, timbres: T.Timbres
                 if choice.kit:  # the kit soundfont has one bank-0 preset: play the drums there
                     fluid = [T.as_kit_part(p) if p.channel == 9 else p for p in fluid]
                 info.setdefault("soundfonts", {})[stem] = Path(sf2).name
-            R.write_midi(fluid, mid)
-            stems[stem] += R.render_midi(mid, n, sf2, SR)
+                if choice.hydrogen:
+                    # A Hydrogen kit plays the percussion notes it has; the GM bank plays the rest
+                    # (shakers, congas, …). The stem's MIDI file stays the score of all of it.
+                    has = H.playable(choice.hydrogen)
+                    kit = [replace(p, notes=[x for x in p.notes if x[2] in has]) for p in fluid if p.channel == 9]
+                    seed = np.random.SeedSequence([song.seed, song.index, 0x4B17])
+                    stems[stem] += H.render(kit, n, choice.hydrogen, seed)
+                    info["soundfonts"][stem] = f"hydrogen:{Path(choice.hydrogen).name}"
+                    R.write_midi(fluid, mid)
+                    rest = [
+                        replace(p, notes=[x for x in p.notes if x[2] not in has]) if p.channel == 9 else p
+                        for p in fluid
+                    ]
+                    fluid = [p for p in rest if p.notes]
+                    mid = workdir / "midi" / f".{stem}.rest.mid"
+            if fluid:
+                R.write_midi(fluid, mid)
+                stems[stem] += R.render_midi(mid, n, sf2, SR)
+                if mid.name.startswith("."):
+                    mid.unlink()
         for p in parts:
             if p.synth == "formant":
                 female = p.info["singer"] in ("alto", "mezzo", "soprano")

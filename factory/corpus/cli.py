@@ -17,10 +17,11 @@ def main(argv=None) -> int:
     b.add_argument("--soundfont", default=None)
     b.add_argument(
         "--timbres",
-        choices=("single", "diverse", "wide"),
+        choices=("single", "diverse", "wide", "widest"),
         default="single",
         help="single: every stem from --soundfont; diverse: each stem draws a GM bank or sampled kit; "
-        "wide: the diverse pool plus GeneralUser GS and A320U (factory/corpus/timbres.py)",
+        "wide: the diverse pool plus GeneralUser GS and A320U; widest: wide plus Hydrogen's drum kits "
+        "(factory/corpus/timbres.py)",
     )
     b.add_argument("--format", choices=("flac", "wav"), default="flac")
     b.add_argument("--force", action="store_true", help="overwrite a corpus built with other settings")

@@ -13,6 +13,8 @@ one, from a generator seeded by the song alone, so a build stays byte-reproducib
 ``wide``     the diverse pool plus two more full General MIDI sets with their own GS drum kits:
              GeneralUser GS (shipped by Debian's ``minuet-data``) and A320U (``denemo-data``).
              The diverse pool stays as it was, so its builds reproduce.
+``widest``   the wide pool, with half the drum stems played by one of Hydrogen's recorded or
+             electronic kits (``hydrogen-drumkits``, ``hydrogen-data``; factory/corpus/hydrogen.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ DIVERSE_KITS = (
 KIT_SHARE = 0.5
 # The library of the unseen-library validation: never in a training pool.
 UNSEEN = SF2 / "TimGM6mb.sf2"
-POOLS = ("single", "diverse", "wide")
+# widest: shares of the drum stems played by an avldrums kit and by a Hydrogen kit.
+WIDEST_KIT_SHARES = (0.2, 0.5)
+POOLS = ("single", "diverse", "wide", "widest")
 PACKAGES = "csound-soundfont opl3-soundfont avldrums.lv2-soundfont minuet-data denemo-data"
 
 
@@ -55,6 +59,7 @@ PACKAGES = "csound-soundfont opl3-soundfont avldrums.lv2-soundfont minuet-data d
 class Choice:
     soundfont: str
     kit: bool  # a single-preset kit: the drum part plays on a melodic channel, program 0
+    hydrogen: str = ""  # a Hydrogen kit folder: the drum part is played by factory.corpus.hydrogen
 
 
 class Timbres:
@@ -65,15 +70,25 @@ class Timbres:
             raise ValueError(f"unknown timbre pool {pool!r}; use one of {', '.join(POOLS)}.")
         self.pool = pool
         self.single = single
-        self.gm = WIDE_GM if pool == "wide" else DIVERSE_GM
+        self.gm = WIDE_GM if pool in ("wide", "widest") else DIVERSE_GM
+        self.hydrogen = ()
         if pool != "single":
+            from .render import MissingTool
+
             missing = [str(p) for p, *_ in self.gm + DIVERSE_KITS if not p.is_file()]
             if missing:
-                from .render import MissingTool
-
                 raise MissingTool(
                     f"the {pool} timbre pool needs {', '.join(missing)}: install the Debian packages "
                     f"`{PACKAGES}` (or build with --timbres single)."
+                )
+        if pool == "widest":
+            from . import hydrogen as H
+
+            self.hydrogen = H.available_kits()
+            if not self.hydrogen:
+                raise MissingTool(
+                    f"the widest timbre pool needs Hydrogen's drum kits in {H.KIT_ROOT}: install the Debian "
+                    f"packages `{H.PACKAGES}` (or build with --timbres wide)."
                 )
 
     def describe(self) -> dict:
@@ -83,13 +98,20 @@ class Timbres:
         return {
             "timbres": self.pool,
             "soundfonts": [p.name for p, *_ in self.gm],
-            "drum_kits": [p.name for p, *_ in DIVERSE_KITS],
+            "drum_kits": [p.name for p, *_ in DIVERSE_KITS] + [f"hydrogen:{p.name}" for p in self.hydrogen],
         }
 
     def pick(self, song_seed: int, song_index: int, stem_index: int, is_drums: bool) -> Choice:
         if self.pool == "single":
             return Choice(self.single, False)
         rng = np.random.default_rng(np.random.SeedSequence([song_seed, song_index, 0x7B, stem_index]))
+        if is_drums and self.hydrogen:
+            u, (kits, hydrogen) = rng.random(), WIDEST_KIT_SHARES
+            if u < hydrogen:
+                return Choice(str(FLUID), False, str(self.hydrogen[int(rng.integers(len(self.hydrogen)))]))
+            if u < hydrogen + kits:
+                return Choice(str(_draw(DIVERSE_KITS, rng)), True)
+            return Choice(str(_draw(self.gm, rng)), False)
         if is_drums and rng.random() < KIT_SHARE:
             return Choice(str(_draw(DIVERSE_KITS, rng)), True)
         return Choice(str(_draw(self.gm, rng)), False)
