@@ -20,7 +20,8 @@ case "$MODE" in demo | test) ;; *) echo "usage: bootstrap.sh [demo|test]" >&2; e
 # clang-format (the C++ style check).
 BUILD_DEBS=(build-essential cmake ninja-build pkg-config libfftw3-dev libsndfile1 libportaudio2 liblilv-dev lv2-dev)
 DEBS=("${BUILD_DEBS[@]}" jackd2 fluidsynth fluid-soundfont-gm sox espeak-ng ffmpeg lv2-examples mda-lv2 x42-plugins
-      clang-format csound-soundfont opl3-soundfont avldrums.lv2-soundfont timgm6mb-soundfont minuet-data denemo-data)
+      clang-format csound-soundfont opl3-soundfont avldrums.lv2-soundfont timgm6mb-soundfont minuet-data denemo-data
+      hydrogen-drumkits hydrogen-data)
 [ "$MODE" = demo ] && DEBS=("${BUILD_DEBS[@]}")
 
 missing=()
