@@ -16,8 +16,9 @@ case "$MODE" in demo | test) ;; *) echo "usage: bootstrap.sh [demo|test]" >&2; e
 # sounddevice). For the tests as well: JACK (live-audio tests), fluidsynth with the FluidR3 GM
 # soundfont (rendered test material and the training corpus), sox, espeak-ng, ffmpeg (decoding
 # in the corpus loaders), the plugins the tests host: lv2-examples (eg-amp), mda-lv2
-# (RezFilter, Ambience) and x42-plugins (nodelay: a plugin that reports its latency), and
-# clang-format (the C++ style check).
+# (RezFilter, Ambience) and x42-plugins (nodelay: a plugin that reports its latency),
+# clang-format (the C++ style check), and the sound libraries of the corpus's timbre pools
+# (factory/corpus/timbres.py: GM soundfonts, avldrums' and Hydrogen's drum kits).
 BUILD_DEBS=(build-essential cmake ninja-build pkg-config libfftw3-dev libsndfile1 libportaudio2 liblilv-dev lv2-dev)
 DEBS=("${BUILD_DEBS[@]}" jackd2 fluidsynth fluid-soundfont-gm sox espeak-ng ffmpeg lv2-examples mda-lv2 x42-plugins
       clang-format csound-soundfont opl3-soundfont avldrums.lv2-soundfont timgm6mb-soundfont minuet-data denemo-data
