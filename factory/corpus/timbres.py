@@ -37,7 +37,12 @@ WIDE_GM = (
     (FLUID, "fluid-soundfont-gm", "MIT", 0.25),
     (SF2 / "sf_GMbank.sf2", "csound-soundfont", "public domain", 0.20),
     (SF2 / "OPL-3_FM_128M.sf2", "opl3-soundfont", "CC-BY-SA-4.0", 0.10),
-    (Path("/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2"), "minuet-data", "GeneralUser GS licence v1.47", 0.30),
+    (
+        Path("/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2"),
+        "minuet-data",
+        "GeneralUser GS License v2.0 (free use)",
+        0.30,
+    ),
     (SF2 / "A320U.sf2", "denemo-data", "GPL-2", 0.15),
 )
 # Single-preset kits (bank 0, program 0) with General MIDI note numbers.
