@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import json
 import math
-import os
 import pickle
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .export import atomic_write_bytes
 from .model import ModelConfig, WaveNetSeparator
 from .stems_data import STEMS, BatchPrefetcher, ExampleSampler, load_splits
 
@@ -259,19 +259,11 @@ def load_anchor(path: Path, bins: int) -> WaveNetSeparator:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save through a temporary file and a rename: never half-written. A replaced file
-    keeps its permissions; a new one is readable by all (mkstemp alone makes it private)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save through export.atomic_write_bytes: never half-written, a new file readable by
+    all, a replaced one keeping its mode."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def keep_freed_memory() -> None:

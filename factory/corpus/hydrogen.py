@@ -132,8 +132,10 @@ def _float(text, default: float) -> float:
     return v if np.isfinite(v) else default
 
 
+@functools.lru_cache(maxsize=64)
 def parse_kit(folder) -> Kit:
-    """A kit's instruments with their sample layers (only samples that exist)."""
+    """A kit's instruments with their sample layers (only samples that exist); read once per
+    process, as every drum stem a kit plays asks for it twice (playable, render)."""
     folder = Path(folder)
     root = ET.parse(folder / "drumkit.xml").getroot()
     instruments = []
