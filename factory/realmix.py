@@ -36,6 +36,7 @@ import numpy as np
 from factory import realmusic as rm
 from factory import realval as rv
 from factory import teacher as tch
+from factory.voice_shift import preserve_formants
 
 SR = 44100
 VERSION = 1
@@ -155,17 +156,29 @@ class RealSampler:
 
     ``vocal_shift`` > 0 stretches the few sung songs into more voices: a remix's vocals are
     resampled by a ratio drawn uniformly in ±``vocal_shift`` semitones (pitch, formants and
-    tempo move together, as a tape played faster or slower). Only the remixes: their targets
-    stay exact; a real mix is a record and stays as it was. (±3 measured worse than none:
-    docs/EVALUATION.md.)"""
+    tempo move together, as a tape played faster or slower); with ``vocal_formants`` the
+    formants are then moved back (factory.voice_shift): the same singer at another pitch. Only
+    the remixes: their targets stay exact; a real mix is a record and stays as it was.
+    (docs/EVALUATION.md has what each measured.)"""
 
-    def __init__(self, root, length: int, *, mix_prob=0.5, gain_range=(0.25, 1.25), swap_prob=0.5, vocal_shift=0.0):
+    def __init__(
+        self,
+        root,
+        length: int,
+        *,
+        mix_prob=0.5,
+        gain_range=(0.25, 1.25),
+        swap_prob=0.5,
+        vocal_shift=0.0,
+        vocal_formants=False,
+    ):
         root = Path(root)
         if not (root / "manifest.json").exists():
             raise RealMixError(f"{root} holds no real training material: python -m factory.realmix build --out {root}")
         man = json.loads((root / "manifest.json").read_text())
         self.length, self.mix_prob, self.gain_range, self.swap_prob = length, mix_prob, gain_range, swap_prob
         self.vocal_shift = float(vocal_shift)
+        self.vocal_formants = bool(vocal_formants)
         self.frames = -(-length // tch.HOP)
         self.mixes, self.instr, self.guitars = [], [], []
         for s in man["sources"]:
@@ -217,7 +230,10 @@ class RealSampler:
         ratio = 2.0 ** (rng.uniform(-self.vocal_shift, self.vocal_shift) / 12.0)
         need = min(int(np.ceil(self.length * ratio)) + 64, voc.shape[1] - start)
         x = np.asarray(voc[:, start : start + need], np.float32) / 32767.0
-        y = soxr.resample(np.ascontiguousarray(x.T), SR * ratio, SR, quality="HQ").T[:, : self.length]
+        y = soxr.resample(np.ascontiguousarray(x.T), SR * ratio, SR, quality="HQ").T
+        if self.vocal_formants:
+            y = preserve_formants(np.ascontiguousarray(y), ratio)
+        y = y[:, : self.length]
         if y.shape[1] < self.length:  # the song ended: pad the tail with silence
             y = np.pad(y, ((0, 0), (0, self.length - y.shape[1])))
         return self._gain_and_swap(rng, np.ascontiguousarray(y, np.float32))

@@ -422,6 +422,11 @@ def main(argv=None) -> int:
         help="shift the remixed real vocals by up to ± this many semitones (resampled: more voices from few songs)",
     )
     p.add_argument(
+        "--real-vocal-formants",
+        action="store_true",
+        help="with --real-vocal-shift: move the shifted vocals' formants back (the same voice at another pitch)",
+    )
+    p.add_argument(
         "--anchor",
         type=Path,
         default=None,
@@ -432,6 +437,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.anchor is not None and (args.real is None or args.arch != "wavenet"):
         p.error("--anchor needs --real and the WaveNet: it only shapes the real examples' accompaniment")
+    if args.real_vocal_formants and not (args.real is not None and args.real_vocal_shift > 0):
+        p.error(
+            "--real-vocal-formants keeps the formants of shifted vocals: give it with --real and --real-vocal-shift"
+        )
     if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
         p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
     if not 0.25 <= args.mask_power <= 8:
@@ -453,7 +462,12 @@ def main(argv=None) -> int:
     if args.real is not None:
         from .realmix import RealSampler, anchored_split_loss, describe, two_stem_loss
 
-        real = RealSampler(args.real, int(args.seconds * SAMPLE_RATE), vocal_shift=args.real_vocal_shift)
+        real = RealSampler(
+            args.real,
+            int(args.seconds * SAMPLE_RATE),
+            vocal_shift=args.real_vocal_shift,
+            vocal_formants=args.real_vocal_formants,
+        )
         n_real = min(args.batch - 1, max(1, round(args.batch * args.real_fraction)))
         real_info = dict(describe(args.real), per_batch=n_real)
         print(f"real: {real_info['mixes']} songs, {real_info['instrumentals']} instrumentals; {n_real} per batch")
@@ -548,6 +562,7 @@ def main(argv=None) -> int:
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
             "real_vocal_shift": args.real_vocal_shift if real is not None else 0.0,
+            "real_vocal_formants": bool(args.real_vocal_formants and real is not None and args.real_vocal_shift > 0),
             "corpus_timbres": timbres,
             "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor is not None else None,
         }

@@ -211,3 +211,24 @@ def test_card_names_data_relative_to_the_repository():
     assert out["real"]["sources"][0]["source"] == "../shared/realmusic/sung/A - B"
     assert out["stages"][0] == {"data": "../data/corpus-div", "init_from": "factory/x.pt"}
     assert out["teacher"] == "spleeter"
+
+
+def test_vocal_formants_change_only_the_shifted_remixes(material):
+    """--real-vocal-formants: the shifted vocals differ from the plain tape shift with the same
+    draws (the envelope moved back), keep their length and range, and real mixes are untouched."""
+    out, _, _ = material
+    tape = rmx.RealSampler(out, SR, vocal_shift=3.0, swap_prob=0.0)
+    kept = rmx.RealSampler(out, SR, vocal_shift=3.0, vocal_formants=True, swap_prob=0.0)
+    t = np.arange(3 * SR) / SR
+    voice = (np.stack([np.sign(np.sin(2 * np.pi * 150 * t))] * 2) * 8000).astype(np.int16)  # rich in harmonics
+    a = tape._shifted_vocals(np.random.default_rng(3), voice, 0)
+    b = kept._shifted_vocals(np.random.default_rng(3), voice, 0)
+    assert a.shape == b.shape == (2, SR) and b.dtype == np.float32 and np.isfinite(b).all()
+    assert np.abs(a - b).max() > 1e-3
+    mixes_a = rmx.RealSampler(out, SR, mix_prob=1.0, vocal_shift=3.0).batch(np.random.default_rng(4), 3)
+    mixes_b = rmx.RealSampler(out, SR, mix_prob=1.0, vocal_shift=3.0, vocal_formants=True).batch(
+        np.random.default_rng(4), 3
+    )
+    np.testing.assert_array_equal(mixes_a, mixes_b)
+    with pytest.raises(SystemExit):
+        train.main(["--data", str(out), "--real-vocal-formants", "--steps", "1"])
