@@ -9,8 +9,8 @@ offline path feeds it long chunks and carries the causal context over. `--add-se
 to a model exported before it existed, leaving the step graph byte for byte as it was.
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
-and the state tensors (`conv_state`, and `mag_state` with lookahead); outputs `stems`
-(1, J, C, F) and the next states (`conv_state_out`, `mag_state_out`). The card (JSON) says
+and the state tensors (`conv_state`, `mag_state` with lookahead, `feat_state` with the local refiner); outputs `stems`
+(1, J, C, F) and the next states (`conv_state_out`, …). The card (JSON) says
 everything the runtime checks before it runs the model: sample rate, STFT, stems, feature,
 state names and shapes, lookahead, size and cost, training data and scores, and the ONNX
 file's sha256.
@@ -42,7 +42,7 @@ class SequenceStep(torch.nn.Module):
     """Many frames of `WaveNetSeparator` per call with the streaming step's explicit state.
 
     Inputs: mag (T, C, F) (T consecutive frames, any T ≥ 1) and the same states as
-    `StreamingStep` (conv_state (1, Σ d, R); mag_state or feat_state); outputs stems
+    `StreamingStep` (conv_state (1, Σ d, R); then mag_state, feat_state where the model has them); outputs stems
     (T, J, C, F) (row t: what the step would return for the t-th frame) and the states after the
     last frame, in the step's layout. So a song can be fed in chunks with the causal context
     carried over, and a chunk's states can be handed to the step graph and back.
@@ -56,8 +56,10 @@ class SequenceStep(torch.nn.Module):
         self.step = step
         self.cfg = step.cfg
 
-    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
+    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, *extra_states: torch.Tensor):
         st, cfg = self.step, self.cfg
+        mag_state = extra_states[0] if cfg.lookahead else None
+        feat_state = extra_states[-1] if cfg.local else None
         r = cfg.residual
         T = mag.shape[0]
         feat = torch.log1p(mag).reshape(T, -1) * st.in_scale + st.in_bias  # (T, C·F)
@@ -77,21 +79,23 @@ class SequenceStep(torch.nn.Module):
         conv_state_out = torch.cat(new_segments, dim=0).unsqueeze(0)
         h = F.relu(F.linear(F.relu(skip), st.head1_w, st.head1_b))  # (T, H)
         logits = F.linear(h, st.head2_w, st.head2_b)  # (T, J·C·F)
+        outs = [conv_state_out]
         if cfg.local:
             feat_t = feat.reshape(T, cfg.channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)  # (1, C, F, T)
-            window = torch.cat([extra_state, feat_t], dim=3)
+            window = torch.cat([feat_state, feat_t], dim=3)
             lg = logits.reshape(T, cfg.stems * cfg.channels, cfg.bins).permute(1, 2, 0).unsqueeze(0)
             lg = st.refiner(window, lg, pad_time=False)  # (1, J·C, F, T)
             logits = lg[0].permute(2, 0, 1)
         masks = torch.sigmoid(logits).reshape(T, cfg.stems, cfg.channels, cfg.bins)
+        target = mag
         if cfg.lookahead:
             L = cfg.lookahead
-            ext = torch.cat([extra_state, mag.permute(1, 2, 0).unsqueeze(0)], dim=3)  # (1, C, F, L + T)
+            ext = torch.cat([mag_state, mag.permute(1, 2, 0).unsqueeze(0)], dim=3)  # (1, C, F, L + T)
             target = ext[0, :, :, :-L].permute(2, 0, 1)  # frame t - L for output t
-            return masks * target.unsqueeze(1), conv_state_out, ext[..., -L:]
+            outs.append(ext[..., -L:])
         if cfg.local:
-            return masks * mag.unsqueeze(1), conv_state_out, window[..., -(cfg.local_frames - 1) :]
-        return masks * mag.unsqueeze(1), conv_state_out
+            outs.append(window[..., -(cfg.local_frames - 1) :])
+        return (masks * target.unsqueeze(1), *outs)
 
 
 def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> dict:

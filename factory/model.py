@@ -18,7 +18,9 @@ the head's logits at that bin, and a per-bin MLP (weights shared by all bins) th
 logits. Its last layer starts at zero, so training starts from the plain model.
 
 Lookahead L: the output for frame t is computed from frames up to t + L, so the stream emits
-frame t's estimate L frames late. The default model uses L = 0.
+frame t's estimate L frames late. The body and the refiner stay causal in the newest frame; the
+mask they compute at frame t is frame t - L's, so the refiner's patches (ending at frame t) must
+be longer than L to hold the frame they refine. The default model uses L = 0.
 
 Streaming: a kernel-2 dilated causal conv at dilation d needs its input from d frames ago,
 so its state is the last d inputs. `StreamingStep` runs one frame with those caches packed
@@ -82,8 +84,11 @@ class ModelConfig:
         return cls(**d)
 
     def __post_init__(self):
-        if self.local and self.lookahead:
-            raise ValueError("the local refiner is written for lookahead 0")
+        if self.local and self.lookahead >= self.local_frames:
+            raise ValueError(
+                f"the local refiner's patches span {self.local_frames} frames: a lookahead of {self.lookahead} "
+                "would leave the frame it refines outside them; give a lookahead below that or longer patches"
+            )
         if any(b % 2 == 0 for b, _ in self.local_patches):
             raise ValueError("the local refiner's patches need an odd number of bins (centred on the bin)")
 
@@ -191,7 +196,7 @@ class WaveNetSeparator(nn.Module):
     def masks(self, mag: torch.Tensor, stride: int = 1, offset: int = 0) -> torch.Tensor:
         """Masks (B, J, C, F, T) in [0, 1]; mask[..., t] belongs to frame t - lookahead.
 
-        stride s > 1 (training; lookahead 0): masks only for frames offset, offset + s, …
+        stride s > 1 (training): masks only at frames offset, offset + s, …
         The body runs on every frame (each output needs its past), but the per-bin part (the
         head's last layer, the refiner) and the loss then cost 1/s: they are most of a step."""
         cfg = self.cfg
@@ -218,12 +223,12 @@ class WaveNetSeparator(nn.Module):
     def forward(self, mag: torch.Tensor, stride: int = 1, offset: int = 0) -> torch.Tensor:
         """Stem magnitudes (B, J, C, F, T) aligned with `mag` (the last L frames are dropped
         and the first L are zero when lookahead L > 0: they'd need the future). With stride
-        s > 1 (lookahead 0 only), those of frames offset, offset + s, … (see ``masks``)."""
+        s > 1, those of frames offset, offset + s, … that have their L frames of future in
+        ``mag`` (their masks are computed at frames offset + L, offset + L + s, …; see ``masks``)."""
         L = self.cfg.lookahead
         if stride > 1:
-            if L:
-                raise ValueError("a frame stride needs lookahead 0")
-            return self.masks(mag, stride, offset) * mag[..., offset::stride].unsqueeze(1)
+            m = self.masks(mag, stride, offset + L)
+            return m * mag[..., offset::stride][..., : m.shape[-1]].unsqueeze(1)
         m = self.masks(mag)
         if L == 0:
             return m * mag.unsqueeze(1)
@@ -251,8 +256,10 @@ class StreamingStep(nn.Module):
     """One frame of `WaveNetSeparator` with explicit state, for export to ONNX.
 
     Inputs: mag (1, C, F) (the channels' magnitudes); conv_state (1, Σ d, R): layer i's last d_i
-    inputs, oldest first, in rows off_i … off_i + d_i - 1; with lookahead L also mag_state (1, C, F, L).
-    Outputs: stems (1, J, C, F) for frame t - L; the new states.
+    inputs, oldest first, in rows off_i … off_i + d_i - 1; with lookahead L also mag_state
+    (1, C, F, L) (the last L magnitude frames); with the local refiner also feat_state
+    (1, C, F, patch frames - 1) (the last features), in that order.
+    Outputs: stems (1, J, C, F) for frame t - L; the new states, in the same order.
 
     Built from a trained network (it copies the weights, fused for a short ONNX graph: one
     matrix product per gated conv over [x(t-d), x(t)], one for the residual and skip
@@ -318,10 +325,12 @@ class StreamingStep(nn.Module):
             ["conv_state"] + (["mag_state"] if self.cfg.lookahead else []) + (["feat_state"] if self.cfg.local else [])
         )
 
-    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, extra_state: torch.Tensor | None = None):
-        """extra_state: mag_state (1, C, F, L) with lookahead L, feat_state (1, C, F, 2) (the last
-        patch frames - 1 features) with the local refiner; the two don't go together."""
+    def forward(self, mag: torch.Tensor, conv_state: torch.Tensor, *extra_states: torch.Tensor):
+        """extra_states: mag_state (1, C, F, L) with lookahead L, then feat_state (1, C, F, patch
+        frames - 1) with the local refiner."""
         cfg = self.cfg
+        mag_state = extra_states[0] if cfg.lookahead else None
+        feat_state = extra_states[-1] if cfg.local else None
         r = cfg.residual
         feat = torch.log1p(mag).reshape(1, -1) * self.in_scale + self.in_bias
         x = F.linear(feat, self.inp_w, self.inp_b)  # (1, R)
@@ -340,15 +349,16 @@ class StreamingStep(nn.Module):
         logits = F.linear(h, self.head2_w, self.head2_b)
         new_inputs = torch.cat(inputs, dim=0).unsqueeze(0)  # (1, n, R)
         conv_state_out = torch.cat([conv_state, new_inputs], dim=1).index_select(1, self.shift_index)
+        outs = [conv_state_out]
         if cfg.local:
-            window = torch.cat([extra_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, frames)
+            window = torch.cat([feat_state, feat.reshape(1, cfg.channels, cfg.bins, 1)], dim=3)  # (1, C, F, frames)
             lg = logits.reshape(1, cfg.stems * cfg.channels, cfg.bins, 1)
             logits = self.refiner(window, lg, pad_time=False)
         masks = torch.sigmoid(logits).reshape(1, cfg.stems, cfg.channels, cfg.bins)
+        target = mag
         if cfg.lookahead:
-            target = extra_state[..., 0]  # the frame L steps back
-            mag_state_out = torch.cat([extra_state[..., 1:], mag.unsqueeze(-1)], dim=-1)
-            return masks * target.unsqueeze(1), conv_state_out, mag_state_out
+            target = mag_state[..., 0]  # the frame L steps back
+            outs.append(torch.cat([mag_state[..., 1:], mag.unsqueeze(-1)], dim=-1))
         if cfg.local:
-            return masks * mag.unsqueeze(1), conv_state_out, window[..., 1:]
-        return masks * mag.unsqueeze(1), conv_state_out
+            outs.append(window[..., 1:])
+        return (masks * target.unsqueeze(1), *outs)

@@ -441,8 +441,8 @@ def main(argv=None) -> int:
         p.error(
             "--real-vocal-formants keeps the formants of shifted vocals: give it with --real and --real-vocal-shift"
         )
-    if args.frame_stride > 1 and (args.arch != "wavenet" or args.lookahead):
-        p.error("--frame-stride needs the WaveNet with lookahead 0: drop --frame-stride or --lookahead")
+    if args.frame_stride > 1 and args.arch != "wavenet":
+        p.error("--frame-stride needs the WaveNet: drop --frame-stride")
     if not 0.25 <= args.mask_power <= 8:
         p.error(f"--mask-power {args.mask_power:g} is out of range: give a value from 0.25 to 8 (2 is Wiener)")
 
@@ -624,6 +624,11 @@ def main(argv=None) -> int:
                 mag2, S2, X2 = strided_spectra(stft, real_stems, stride, offset)
                 mag = torch.cat([mag, mag2])
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
+            if V.shape[-1] < S.shape[-1]:  # with lookahead: the last chosen frames lack their future
+                n = V.shape[-1]
+                S, X = S[..., :n], X[..., :n]
+                if real is not None:
+                    S2, X2 = S2[..., :n], X2[..., :n]
         else:
             S = stft(stems)  # (B, J, C, F, T)
             X = S.sum(1)
@@ -632,6 +637,13 @@ def main(argv=None) -> int:
                 X2 = S2.sum(1)
                 mag2 = X2.abs()
             V = train_net(torch.cat([X.abs(), mag2]) if real is not None else X.abs())
+            if (
+                args.arch == "wavenet" and args.lookahead
+            ):  # the last L frames have no estimate (their future is not here)
+                n = V.shape[-1] - args.lookahead
+                V, S, X = V[..., :n], S[..., :n], X[..., :n]
+                if real is not None:
+                    S2, X2 = S2[..., :n], X2[..., :n]
         if real is None:
             loss = train_loss(V, S, X, args.complex_weight)
         else:
@@ -642,7 +654,7 @@ def main(argv=None) -> int:
             ) / (b + n_real)
             if anchor is not None:  # the frozen model on the same input (stride 1 is the whole pass)
                 with torch.no_grad():
-                    V_anchor = anchor_net(mag2, stride, offset)
+                    V_anchor = anchor_net(mag2, stride, offset)[..., : V.shape[-1]]
                 split = anchored_split_loss(
                     V[b:], S2, X2, V_anchor, args.complex_weight, args.mask_power, STEMS.index("vocals")
                 )

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.factory
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.parametrize("kw", [dict(lookahead=2), dict(local=8), dict()], ids=["lookahead", "refiner", "plain"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(lookahead=2), dict(local=8), dict(local=8, lookahead=2), dict()],
+    ids=["lookahead", "refiner", "refiner-lookahead", "plain"],
+)
 def test_sequence_graph_equals_step_graph(kw, tmp_path):
     from livedemix.batched import SequenceRunner
     from livedemix.separator import Separator

@@ -39,6 +39,8 @@ VARIANTS = {
     "local": dict(local=6, seed=3),
     # three patches of other shapes: a longer feat_state
     "local-patches": dict(local=6, seed=4, local_patches=((7, 4), (17, 1), (1, 6))),
+    # the refiner with lookahead: both mag_state and feat_state
+    "local-la2": dict(local=6, seed=5, lookahead=2),
 }
 
 

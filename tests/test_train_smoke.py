@@ -224,10 +224,11 @@ def test_input_statistics_normalise_each_feature_of_its_own_bin_and_channel():
     assert torch.allclose(feat.std(dim=(0, 2)), torch.ones(18), atol=1e-2)
 
 
-@pytest.mark.parametrize("local", [0, 4])
-def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local):
+@pytest.mark.parametrize("local,lookahead", [(0, 0), (4, 0), (0, 2), (4, 2)])
+def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local, lookahead):
     """``--frame-stride`` runs the per-bin part on every S-th frame only: those frames' stem
-    magnitudes must be exactly the full pass's (the refiner's causal patch included)."""
+    magnitudes must be exactly the full pass's (the refiner's causal patch included), also with
+    lookahead, where the chosen frames' masks are computed L frames later."""
     torch.manual_seed(0)
     net = WaveNetSeparator(
         ModelConfig(
@@ -238,15 +239,20 @@ def test_frame_stride_gives_the_full_forward_passes_chosen_frames(local):
             dilations=(1, 2, 4),
             local=local,
             local_patches=((5, 3), (3, 1)),
+            lookahead=lookahead,
         )
     )
     if net.refiner is not None:  # its last layer starts at zero: make it count
         torch.nn.init.normal_(net.refiner.out.weight, std=0.3)
     mag = torch.rand(2, 2, 17, 23)
-    full = net(mag)
+    full = net(mag)[..., : 23 - lookahead]  # the last L frames have no estimate
+    assert full.abs().amin(dim=(0, 1, 2, 3)).gt(0).all()
     for stride in (2, 3):
         for offset in range(stride):
-            torch.testing.assert_close(net(mag, stride, offset), full[..., offset::stride], rtol=0, atol=1e-6)
+            got = net(mag, stride, offset)
+            want = full[..., offset::stride]
+            assert got.shape[-1] == want.shape[-1] > 5
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("stride", [2, 3])
@@ -272,22 +278,32 @@ def test_training_with_a_frame_stride_runs_and_records_it(stems_folder, tmp_path
     assert np.isfinite(ck["scores"]["valid_sdr"]["mean"])
 
 
-def test_frame_stride_refuses_a_lookahead(stems_folder, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        train.main(
-            [
-                "--data",
-                str(stems_folder),
-                "--out",
-                str(tmp_path / "x"),
-                *ARGS,
-                "--lookahead",
-                "1",
-                "--frame-stride",
-                "2",
-            ]
-        )
-    assert "--frame-stride needs the WaveNet with lookahead 0" in capsys.readouterr().err
+def test_frame_stride_trains_a_refiner_with_lookahead(stems_folder, tmp_path):
+    """--frame-stride with --lookahead and the local refiner: trains, and the checkpoint records both."""
+    out = tmp_path / "la"
+    train.main(
+        [
+            "--data",
+            str(stems_folder),
+            "--out",
+            str(out),
+            *ARGS,
+            "--lookahead",
+            "2",
+            "--local",
+            "4",
+            "--frame-stride",
+            "2",
+        ]
+    )
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["model_config"]["lookahead"] == 2 and ck["model_config"]["local"] == 4
+    assert ck["training"]["frame_stride"] == 2 and np.isfinite(ck["scores"]["valid_sdr"]["mean"])
+
+
+def test_lookahead_beyond_the_refiners_patch_is_refused():
+    with pytest.raises(ValueError, match="lookahead of 3"):
+        ModelConfig(local=4, lookahead=3)  # the default patch spans 3 frames
 
 
 def test_removed_experiments_are_refused_and_the_shipped_config_still_loads(stems_folder, tmp_path, capsys):
