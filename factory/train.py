@@ -562,7 +562,7 @@ def main(argv=None) -> int:
             "real": real_info,
             "real_guitar": args.real_guitar if real is not None else 0.0,
             "real_vocal_shift": args.real_vocal_shift if real is not None else 0.0,
-            "real_vocal_formants": bool(args.real_vocal_formants and real is not None and args.real_vocal_shift > 0),
+            "real_vocal_formants": args.real_vocal_formants,  # the parser refuses it without a shift
             "corpus_timbres": timbres,
             "anchor": {"checkpoint": str(args.anchor), "weight": args.anchor_weight} if anchor is not None else None,
         }
@@ -624,11 +624,6 @@ def main(argv=None) -> int:
                 mag2, S2, X2 = strided_spectra(stft, real_stems, stride, offset)
                 mag = torch.cat([mag, mag2])
             V = train_net(mag, stride, offset)  # S, X and V: the chosen frames
-            if V.shape[-1] < S.shape[-1]:  # with lookahead: the last chosen frames lack their future
-                n = V.shape[-1]
-                S, X = S[..., :n], X[..., :n]
-                if real is not None:
-                    S2, X2 = S2[..., :n], X2[..., :n]
         else:
             S = stft(stems)  # (B, J, C, F, T)
             X = S.sum(1)
@@ -637,13 +632,13 @@ def main(argv=None) -> int:
                 X2 = S2.sum(1)
                 mag2 = X2.abs()
             V = train_net(torch.cat([X.abs(), mag2]) if real is not None else X.abs())
-            if (
-                args.arch == "wavenet" and args.lookahead
-            ):  # the last L frames have no estimate (their future is not here)
-                n = V.shape[-1] - args.lookahead
-                V, S, X = V[..., :n], S[..., :n], X[..., :n]
-                if real is not None:
-                    S2, X2 = S2[..., :n], X2[..., :n]
+            if args.arch == "wavenet" and args.lookahead:  # the last L frames have no estimate
+                V = V[..., : V.shape[-1] - args.lookahead]
+        if V.shape[-1] < S.shape[-1]:  # with lookahead: the last frames lack their future
+            n = V.shape[-1]
+            S, X = S[..., :n], X[..., :n]
+            if real is not None:
+                S2, X2 = S2[..., :n], X2[..., :n]
         if real is None:
             loss = train_loss(V, S, X, args.complex_weight)
         else:

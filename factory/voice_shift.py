@@ -61,8 +61,9 @@ def _overlap_add(spec: np.ndarray, n: int) -> np.ndarray:
     frames = np.fft.irfft(spec, n=N_FFT, axis=-1) * _WINDOW
     count = frames.shape[1]
     out = np.zeros((spec.shape[0], (count - 1) * HOP + N_FFT), np.float64)
-    for i in range(N_FFT // HOP):  # the frames that do not overlap each other, at once
-        sel = frames[:, i::4]
+    per = N_FFT // HOP  # frames i, i + per, … lie end to end: add each such set at once
+    for i in range(per):
+        sel = frames[:, i::per]
         k = sel.shape[1]
         out[:, i * HOP : i * HOP + k * N_FFT] += sel.reshape(spec.shape[0], -1)
     # Hann² at a quarter hop sums to 1.5 everywhere
