@@ -60,7 +60,7 @@ def calibrate(
             f"the '{split}' split under {data} has no songs: build it first "
             f"(python -m factory.corpus build --out {data} --hours 6 --splits {split})"
         )
-    runner = CardRunner("model", card, list(modes))
+    runner = CardRunner("model", card, list(modes), live=True)  # the card's powers are the live model's
     names = runner.sep.stems
     sums = {(m, p): [[] for _ in names] for m in modes for p in powers}
     t0 = time.perf_counter()

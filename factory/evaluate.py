@@ -16,8 +16,9 @@ Methods, each giving an estimate of every stem:
 - ``IRM oracle``: the ideal ratio mask ``|S_j|²/Σ_k|S_k|²`` of the true stems on the mixture's
   STFT, same STFT as the models (the usual reference ceiling for soft masks with the mixture's
   phase);
-- ``NAME/MODE`` for each ``--model NAME=CARD.json``: the exported ONNX step model run frame by
-  frame with ``Separator.run`` (exactly what the engine runs), phases from ``PhaseRecovery`` in
+- ``NAME/MODE`` for each ``--model NAME=CARD.json``: the card's offline graph over the excerpt
+  where it has one (what ``livedemix separate`` uses; ``--live-graph``: never), else the exported
+  ONNX step model run frame by frame with ``Separator.run`` (exactly what the engine runs), phases from ``PhaseRecovery`` in
   each reconstruction mode (``wiener``, ``pu-iter``, ``anisotropic``; PU-Iter with the engine's
   iteration count), inverse STFT. This is the engine's offline path without the block plumbing:
   ``product_path_check`` measures that both agree (the evaluation runs it for every model on
@@ -73,6 +74,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from livedemix import dsp, metrics  # noqa: E402
+from livedemix.offline_graph import OfflineGraphRunner, has_offline_graph  # noqa: E402
 from livedemix.phase import DEFAULT_MASK_POWER, MODES, PhaseRecovery, card_mask_power, default_n_iter  # noqa: E402
 from livedemix.separator import ModelError, Separator, load_card, resolve_model  # noqa: E402
 
@@ -421,22 +423,31 @@ class _MagnitudeRunner:
 
 
 class CardRunner(_MagnitudeRunner):
-    """An exported ONNX model (card), run frame by frame as the engine runs it."""
+    """An exported ONNX model (card) as `livedemix separate` runs it: its offline graph over the
+    whole excerpt where the card has one (unless ``live``), else the step graph frame by frame
+    as the engine runs it."""
 
     kind = "model"
-    streaming = True
 
-    def __init__(self, name: str, card_path: Path, modes):
+    def __init__(self, name: str, card_path: Path, modes, live: bool = False):
         self.name = name
         self.card_path = resolve_model(card_path)
         self.card = load_card(self.card_path)
         self.cfg = dsp.StftConfig(**self.card["stft"])
         self.sep = Separator(self.card_path, stft=self.cfg)
-        self.lookahead = self.sep.lookahead
+        self.offline = (
+            None if live or not has_offline_graph(self.card) else OfflineGraphRunner(self.card_path, self.card)
+        )
+        self.streaming = self.offline is None  # the offline graph's rows are aligned with X
+        # frames of silence after the excerpt: the model's lookahead, or the offline graph's
+        # context (the render's flush gives the graph that much silence to hear)
+        self.lookahead = self.sep.lookahead if self.streaming else self.offline.context
         self.modes = list(modes)
         self.methods = [f"{name}/{m}" for m in self.modes]
 
     def magnitudes(self, X):
+        if self.offline is not None:
+            return self.offline.run_all(self.sep.inputs_of(X))
         self.sep.reset()
         return self.sep.run(self.sep.inputs_of(X))
 
@@ -449,6 +460,7 @@ class CardRunner(_MagnitudeRunner):
         return {
             "kind": "ONNX model card",
             "path": str(self.card_path),
+            "graph": "offline" if self.offline is not None else "step",
             "architecture": c.get("architecture", {}).get("type"),
             "parameters": c.get("parameters"),
             "lookahead_frames": self.lookahead,
@@ -541,7 +553,8 @@ def product_path_check(card_path: Path, audio: np.ndarray, mode: str, sample_rat
     runner = CardRunner("check", card_path, [mode])
     ctx = SongContext(np.asarray(audio, np.float32)[None], sample_rate)
     fast = runner.run(ctx).estimates[f"check/{mode}"]
-    ref = separate(ctx.mix, sample_rate, model=runner.card_path, phase=mode, exact=True)
+    exact = None if runner.offline is not None else True  # the render that uses the same graph
+    ref = separate(ctx.mix, sample_rate, model=runner.card_path, phase=mode, exact=exact)
     errs = []
     for j, stem in enumerate(runner.sep.stems):
         r = ref[stem].astype(np.float64)
@@ -876,6 +889,11 @@ def _main(argv=None) -> int:
     )
     p.add_argument("--modes", default=",".join(MODES), help="reconstruction modes for --model (default %(default)s)")
     p.add_argument(
+        "--live-graph",
+        action="store_true",
+        help="score each --model's step graph (the live render) even where its card has an offline graph",
+    )
+    p.add_argument(
         "--peer-modes", default="wiener,pu-iter", help="reconstruction modes for --peer (default %(default)s)"
     )
     p.add_argument("--stft", default="quality", help="STFT of the IRM oracle (livedemix.dsp.SHIPPED_CONFIGS)")
@@ -920,7 +938,7 @@ def _main(argv=None) -> int:
     models = {}
     for spec in args.model:
         name, path = _named(spec, "--model")
-        r = CardRunner(name, path, _modes(args.modes))
+        r = CardRunner(name, path, _modes(args.modes), live=args.live_graph)
         runners.append(r)
         models[name] = r
     config = {

@@ -2,11 +2,16 @@
 
     python -m factory.export --checkpoint runs/default/best.pt --out python/livedemix/models --name default
     python -m factory.export --checkpoint factory/checkpoints/default.pt --add-sequence python/livedemix/models/default.json
+    python -m factory.export --checkpoint factory/checkpoints/offline.pt --add-offline python/livedemix/models/default.json
 
 The sequence graph (`<name>.seq.onnx`, the card's `sequence` entry with its own sha256) is the
 same weights over many frames per call, with the step's states in and out (`SequenceStep`): the
 offline path feeds it long chunks and carries the causal context over. `--add-sequence` adds it
 to a model exported before it existed, leaving the step graph byte for byte as it was.
+
+The offline graph (`<name>.offline.onnx`, the card's `offline` entry) is a second network, trained
+with `--backward`, that also hears the future: offline renders use it (`OfflineGraph`,
+livedemix.offline_graph). `--add-offline` puts it beside an existing card.
 
 The ONNX model runs one STFT frame: inputs `mag` (1, C, F) = |X| of the newest mixture frame
 and the state tensors (`conv_state`, `mag_state` with lookahead, `feat_state` with the local refiner); outputs `stems`
@@ -140,6 +145,84 @@ def export_sequence_model(net: WaveNetSeparator, out_dir: Path, name: str) -> di
         "chunk_frames": SEQUENCE_CHUNK_FRAMES,
         "about": "the step's weights over many frames per call (offline); states as the step's",
     }
+
+
+class OfflineGraph(torch.nn.Module):
+    """A model with the backward stack over a window of frames: mag (T, C, F) → stems (T, J, C, F),
+    row t from rows t - R … t + R (zeros beyond the window). No state: the runtime gives each
+    chunk its context (livedemix.offline_graph)."""
+
+    def __init__(self, net: WaveNetSeparator):
+        super().__init__()
+        self.net = net
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        return self.net(mag.permute(1, 2, 0).unsqueeze(0))[0].permute(3, 0, 1, 2)
+
+
+OFFLINE_CHUNK_FRAMES = 512  # estimates per call; each call also gets 2 × context frames around them
+
+
+def card_bytes_like(original: str, card: dict) -> bytes:
+    """The card as JSON, indented as ``original`` was (a card edited in place keeps a small diff)."""
+    lines = original.splitlines()
+    indent = len(lines[1]) - len(lines[1].lstrip(" ")) if len(lines) > 1 and lines[1].startswith(" ") else 2
+    return (json.dumps(card, indent=indent) + "\n").encode()
+
+
+def add_offline_model(
+    net: WaveNetSeparator, card_path: Path, training: dict | None = None, scores: dict | None = None
+) -> Path:
+    """Export an offline-only network (one with the backward stack) as `<name>.offline.onnx`
+    beside an existing card and name it in the card's `offline` entry; the step and sequence
+    graphs and the other fields stay as they are. Refuses a network whose STFT bins, channels
+    or stems differ from the card's."""
+    cfg = net.cfg
+    card_path = Path(card_path)
+    original = card_path.read_text()
+    card = json.loads(original)
+    if not cfg.backward:
+        raise SystemExit(
+            "--add-offline takes a checkpoint trained with --backward (a causal network is the step graph)"
+        )
+    if (cfg.bins, cfg.channels, cfg.stems) != (card["bins"], card["channels"], len(card["stems"])):
+        raise SystemExit(
+            f"{card_path}: the checkpoint has {cfg.bins} bins, {cfg.channels} channels, {cfg.stems} stems; the card "
+            f"{card['bins']}, {card['channels']}, {len(card['stems'])}: give a checkpoint trained like the card's model"
+        )
+    graph = OfflineGraph(net.eval()).eval()
+    path = card_path.parent / f"{card_path.stem}.offline.onnx"
+    with tempfile.TemporaryDirectory(dir=card_path.parent) as tmp:
+        tmp_onnx = Path(tmp) / "model.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                graph,
+                (torch.rand(300, cfg.channels, cfg.bins),),
+                str(tmp_onnx),
+                input_names=["mag"],
+                output_names=["stems"],
+                dynamic_axes={"mag": {0: "frames"}, "stems": {0: "frames"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        atomic_write_bytes(path, tmp_onnx.read_bytes())
+    card["offline"] = {
+        "onnx_file": path.name,
+        "onnx_sha256": sha256_of(path),
+        "context_frames": cfg.receptive_field - 1,
+        "chunk_frames": OFFLINE_CHUNK_FRAMES,
+        "inputs": {"mag": ["frames", cfg.channels, cfg.bins]},
+        "outputs": {"stems": ["frames", cfg.stems, cfg.channels, cfg.bins]},
+        "architecture": {"type": "wavenet-frames", **cfg.to_dict()},
+        "parameters": net.parameter_count(),
+        "flops_per_frame": 2 * net.macs_per_frame(),
+        "training": training or {},
+        "scores": scores or {},
+        "about": "offline renders only: masks from the frames before and after (a causal and a reverse-time "
+        "stack); livedemix separate uses it unless --exact or --batched",
+    }
+    atomic_write_bytes(card_path, card_bytes_like(original, card))
+    return card_path
 
 
 def add_sequence_model(net: WaveNetSeparator, card_path: Path) -> Path:
@@ -312,8 +395,19 @@ def main(argv=None) -> int:
         default=None,
         help="the card's default reconstruction mode (default: the checkpoint's, else pu-iter)",
     )
+    p.add_argument(
+        "--add-offline",
+        type=Path,
+        metavar="CARD",
+        help="add the checkpoint (trained with --backward) as this card's offline graph; the rest stays as it is",
+    )
     args = p.parse_args(argv)
     net, ckpt = load_checkpoint(args.checkpoint)
+    if args.add_offline:
+        scores = json.loads(args.scores.read_text()) if args.scores else {}
+        card = add_offline_model(net, args.add_offline, portable_paths(ckpt.get("training", {})), scores)
+        print(f"wrote {card.with_suffix('.offline.onnx')} and its entry in {card}")
+        return 0
     if args.add_sequence:
         card = add_sequence_model(net, args.add_sequence)
         print(f"wrote {card.with_suffix('.seq.onnx')} and its entry in {card}")

@@ -12,7 +12,9 @@ fine-tuning of zero-shot models", CVPR 2022; "Model soups", ICML 2022).
         --soup factory/checkpoints/real-stage1.pt=0.35 --soup factory/checkpoints/real-stage3.pt=0.35 \\
         --out factory/checkpoints/default.pt
 
-The line is the soup of two, ``(1 - t) * base + t * tuned``. The result is a weights-only
+The line is the soup of two, ``(1 - t) * base + t * tuned``. An offline graph (a network with
+the backward stack, trained from a causal one) takes a causal base as that network's layers
+twice, as its training started. The result is a weights-only
 checkpoint with the config and training record of its most trained source (the chain of stages
 of one lineage is in it), plus ``training.interpolation`` (both sources and t) or
 ``training.soup`` (every source's file, steps and weight), so an exported card says what it is.
@@ -32,6 +34,24 @@ LINE_RULE = "(1 - t) * base + t * tuned, every floating-point tensor"
 SOUP_RULE = "sum of weight * checkpoint, every floating-point tensor"
 
 
+def with_backward_stacks(checkpoints: list[dict]) -> list[dict]:
+    """Where some sources have the backward stack (an offline graph) and others are the causal
+    network they started from, the causal ones as that network's layers twice, as training
+    started (factory.model.with_backward_stack); the others as they are."""
+    from factory.model import ModelConfig, with_backward_stack
+
+    cfgs = [ModelConfig.from_dict(c["model_config"]) for c in checkpoints]
+    if not any(c.backward for c in cfgs):
+        return checkpoints
+    out = []
+    for c, cfg in zip(checkpoints, cfgs):
+        if not cfg.backward:
+            c = dict(c, model_config=dict(c["model_config"], backward=True))
+            c["state_dict"] = with_backward_stack(c["state_dict"])
+        out.append(c)
+    return out
+
+
 def soup(checkpoints: list[dict], weights: list[float], lead: int | None = None) -> dict:
     """sum_i weights[i] * checkpoints[i] (weights >= 0, summing to 1), with the config and training
     record of checkpoints[lead] (by default the source with the most steps); the networks must be
@@ -43,6 +63,7 @@ def soup(checkpoints: list[dict], weights: list[float], lead: int | None = None)
     if any(not math.isfinite(w) or w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
         listed = " + ".join(f"{w:g}" for w in weights)
         raise ValueError(f"the weights {listed} must be >= 0 and add up to 1: give each checkpoint its share")
+    checkpoints = with_backward_stacks(checkpoints)
     cfg = ModelConfig.from_dict(checkpoints[0]["model_config"])
     if any(ModelConfig.from_dict(c["model_config"]) != cfg for c in checkpoints[1:]):
         raise ValueError("the checkpoints are different networks (model_config differs): average like with like")

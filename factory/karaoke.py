@@ -106,7 +106,8 @@ def passes(result: dict) -> tuple[bool, bool]:
 
 def model_magnitudes(runner: CardRunner, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The STFT (T, C, F) of ``mix`` (C, n) and the model's magnitudes V (T, J, C, F) on it,
-    aligned as the engine pairs them (a model with lookahead L answers frame t in row t + L)."""
+    aligned as the engine pairs them (a model with lookahead L answers frame t in row t + L; an
+    offline graph hears L frames of the silence after ``mix``, as the render's flush gives it)."""
     L = runner.lookahead
     x = np.ascontiguousarray(mix, np.float32)
     if L:
@@ -114,7 +115,8 @@ def model_magnitudes(runner: CardRunner, mix: np.ndarray) -> tuple[np.ndarray, n
     Xp = dsp.stft(x, runner.cfg)
     V = runner.magnitudes(Xp)
     T = len(Xp) - L
-    return Xp[:T], V[L : L + T]
+    s = L if runner.streaming else 0  # an offline graph's rows are aligned with its input
+    return Xp[:T], V[s : s + T]
 
 
 def model_weights(runner: CardRunner, mix: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:

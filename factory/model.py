@@ -22,6 +22,14 @@ frame t's estimate L frames late. The body and the refiner stay causal in the ne
 mask they compute at frame t is frame t - L's, so the refiner's patches (ending at frame t) must
 be longer than L to hold the frame they refine. The default model uses L = 0.
 
+Backward stack (`backward`, offline rendering only): a second stack of the same gated layers
+runs over the frames in reverse time, so each frame's mask sees `receptive_field - 1` frames of
+the future as well as of the past; the two stacks' skip sums are averaged before the head. It
+has no streaming step: the runtime runs it as a sequence graph over overlapping chunks of a
+file (see `livedemix.batched`). Started from a causal checkpoint, both stacks take its layers
+(`with_backward_stack`), so training starts from an average of the causal estimate and the
+causal estimate of the time-reversed input.
+
 Streaming: a kernel-2 dilated causal conv at dilation d needs its input from d frames ago,
 so its state is the last d inputs. `StreamingStep` runs one frame with those caches packed
 into one tensor `conv_state` of shape (1, Σ d, residual), time-major (and, with lookahead, `mag_state`,
@@ -60,6 +68,7 @@ class ModelConfig:
     # bin, many frames) horizontal structure (sustained partials), as in harmonic/percussive
     # separation by median filtering (FitzGerald 2010).
     local_patches: tuple = ((5, 3),)
+    backward: bool = False  # a reverse-time stack too (offline only; see the module docstring)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -89,6 +98,8 @@ class ModelConfig:
                 f"the local refiner's patches span {self.local_frames} frames: a lookahead of {self.lookahead} "
                 "would leave the frame it refines outside them; give a lookahead below that or longer patches"
             )
+        if self.backward and self.lookahead:
+            raise ValueError("a model with the backward stack already sees the future: give it no lookahead")
         if any(b % 2 == 0 for b, _ in self.local_patches):
             raise ValueError("the local refiner's patches need an odd number of bins (centred on the bin)")
 
@@ -99,7 +110,8 @@ class ModelConfig:
 
     @property
     def receptive_field(self) -> int:
-        """Frames of past context (including the current one) behind each output."""
+        """Frames of past context (including the current one) behind each output; with the
+        backward stack, as many of the future too."""
         return 1 + sum(self.dilations)
 
 
@@ -175,6 +187,9 @@ class WaveNetSeparator(nn.Module):
         self.in_bias = nn.Parameter(torch.zeros(n_in))
         self.inp = nn.Conv1d(n_in, cfg.residual, 1)
         self.layers = nn.ModuleList(GatedLayer(cfg.residual, cfg.skip, d) for d in cfg.dilations)
+        self.back_layers = (
+            nn.ModuleList(GatedLayer(cfg.residual, cfg.skip, d) for d in cfg.dilations) if cfg.backward else None
+        )
         self.head1 = nn.Conv1d(cfg.skip, cfg.hidden, 1)
         self.head2 = nn.Conv1d(cfg.hidden, cfg.stems * cfg.channels * cfg.bins, 1)
         self.refiner = LocalRefiner(cfg) if cfg.local else None
@@ -202,10 +217,9 @@ class WaveNetSeparator(nn.Module):
         cfg = self.cfg
         feat = self.features(mag)
         x = self.inp(feat)
-        skip = 0
-        for layer in self.layers:
-            x, s = layer(x)
-            skip = skip + s
+        skip = _skip_sum(self.layers, x)
+        if self.back_layers is not None:
+            skip = 0.5 * (skip + _skip_sum(self.back_layers, x.flip(-1)).flip(-1))
         h = F.relu(self.head1(F.relu(skip)))
         if stride > 1:
             h = h[..., offset::stride]
@@ -249,7 +263,25 @@ class WaveNetSeparator(nn.Module):
         n = cfg.stems * cfg.channels
         patches = sum(cfg.channels * pb * pf for pb, pf in cfg.local_patches)
         local = cfg.bins * cfg.local * (patches + n + len(cfg.local_patches) * cfg.local) + cfg.bins * cfg.local * n
-        return n_in * cfg.residual + len(cfg.dilations) * per_layer + head + local
+        stacks = 2 if cfg.backward else 1
+        return n_in * cfg.residual + stacks * len(cfg.dilations) * per_layer + head + local
+
+
+def _skip_sum(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    skip = 0
+    for layer in layers:
+        x, s = layer(x)
+        skip = skip + s
+    return skip
+
+
+def with_backward_stack(state_dict: dict) -> dict:
+    """A causal checkpoint's weights for a model with the backward stack: its layers twice."""
+    out = dict(state_dict)
+    for k, v in state_dict.items():
+        if k.startswith("layers."):
+            out.setdefault("back_" + k, v.clone())
+    return out
 
 
 class StreamingStep(nn.Module):
@@ -276,6 +308,8 @@ class StreamingStep(nn.Module):
     def __init__(self, net: WaveNetSeparator):
         super().__init__()
         cfg = self.cfg = net.cfg
+        if cfg.backward:
+            raise ValueError("a model with the backward stack sees the future and has no streaming step")
         self.offsets = []
         off = 0
         for d in cfg.dilations:

@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from .export import atomic_write_bytes
-from .model import ModelConfig, WaveNetSeparator
+from .model import ModelConfig, WaveNetSeparator, with_backward_stack
 from .stems_data import STEMS, BatchPrefetcher, ExampleSampler, load_splits
 
 SAMPLE_RATE = 44100
@@ -349,6 +349,11 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--dilations", default="1,2,4,8,16,32,1,2,4,8,16,32")
     p.add_argument("--lookahead", type=int, default=0)
+    p.add_argument(
+        "--backward",
+        action="store_true",
+        help="add the reverse-time stack (an offline-only model that sees the future; see factory/model.py)",
+    )
     p.add_argument("--local", type=int, default=0, help="channels of the per-bin local refiner of the masks (0: none)")
     p.add_argument(
         "--local-patches",
@@ -480,6 +485,7 @@ def main(argv=None) -> int:
             hidden=args.hidden,
             dilations=tuple(int(d) for d in args.dilations.split(",")),
             lookahead=args.lookahead,
+            backward=args.backward,
             local=args.local,
             local_patches=tuple(tuple(int(v) for v in p.split("x")) for p in args.local_patches.split(",")),
         )
@@ -520,7 +526,9 @@ def main(argv=None) -> int:
     elif first_stage is not None:
         try:
             if args.arch == "wavenet":
-                ModelConfig.from_dict(first_stage["model_config"])  # refuses a removed experiment's options
+                first_cfg = ModelConfig.from_dict(first_stage["model_config"])  # refuses removed options
+                if mcfg.backward and not first_cfg.backward:  # a causal start: its layers for both stacks
+                    first_stage["state_dict"] = with_backward_stack(first_stage["state_dict"])
             net.load_state_dict(first_stage["state_dict"])
         except (RuntimeError, ValueError) as e:
             raise SystemExit(

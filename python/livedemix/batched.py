@@ -45,47 +45,54 @@ def has_sequence(card: dict) -> bool:
     return isinstance(card.get("sequence"), dict)
 
 
-def _sequence_path(card_path: Path, card: dict) -> Path:
-    entry = card.get("sequence")
+# The graphs a card may name besides its step graph: card key → what messages call it.
+GRAPH_KINDS = {"sequence": "sequence graph", "offline": "offline graph"}
+
+
+def _graph_path(card_path: Path, card: dict, key: str) -> Path:
+    kind = GRAPH_KINDS[key]
+    entry = card.get(key)
     name = entry.get("onnx_file") if isinstance(entry, dict) else None
     # A card is untrusted data: the graph's file is a plain name beside the card, nothing else.
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         raise ModelError(
-            f"model card {card_path.name} names the sequence graph {name!r}, which is not a file name beside "
+            f"model card {card_path.name} names the {kind} {name!r}, which is not a file name beside "
             "the card: re-export the model with `python -m factory.export`"
         )
     if not isinstance(entry.get("onnx_sha256"), str):
         raise ModelError(
-            f"model card {card_path.name} gives no sha256 for its sequence graph: re-export the model "
+            f"model card {card_path.name} gives no sha256 for its {kind}: re-export the model "
             "with `python -m factory.export`"
         )
     return onnx_path_of(card_path, card, name)  # confined to the card's folder, symlinks resolved
 
 
-def load_sequence_session(card_path: Path, card: dict):
-    """The onnxruntime session of the card's sequence graph, checked against the card's sha256;
-    one per process and file (a library worker loads it once, not per song)."""
+def load_sequence_session(card_path: Path, card: dict, key: str = "sequence"):
+    """The onnxruntime session of the card's sequence graph (or, with key="offline", its
+    offline graph), checked against the card's sha256; one per process and file (a library
+    worker loads it once, not per song)."""
     import onnxruntime as ort
 
-    path = _sequence_path(Path(card_path), card)
+    kind = GRAPH_KINDS[key]
+    path = _graph_path(Path(card_path), card, key)
     try:
         st = path.stat()
     except OSError:
         raise ModelError(
-            f"sequence graph {path} named by card {Path(card_path).name} is missing: re-export the model, "
+            f"{kind} {path} named by card {Path(card_path).name} is missing: re-export the model, "
             "or pass --exact to render with the streaming step graph"
         ) from None
-    want = card["sequence"]["onnx_sha256"]
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, want)
+    want = card[key]["onnx_sha256"]
+    cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, want)
     with _SESSIONS_LOCK:
-        sess = _SESSIONS.get(key)
+        sess = _SESSIONS.get(cache_key)
         if sess is not None:
             return sess
         model_bytes = read_model_bytes(path)  # hashed and loaded from the same bytes (docs/SECURITY.md)
         digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != want:
             raise ModelError(
-                f"sequence graph {path.name} does not match its card (sha256 {digest[:12]}… instead of "
+                f"{kind} {path.name} does not match its card (sha256 {digest[:12]}… instead of "
                 f"{want[:12]}…): the file was changed or truncated; re-export or reinstall the model"
             )
         so = ort.SessionOptions()
@@ -101,19 +108,21 @@ def load_sequence_session(card_path: Path, card: dict):
             sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 — InvalidProtobuf, Fail, ... (onnxruntime's own types)
             raise ModelError(
-                f"sequence graph {path.name} is not an ONNX model onnxruntime can load ({type(e).__name__}): "
+                f"{kind} {path.name} is not an ONNX model onnxruntime can load ({type(e).__name__}): "
                 "re-export or reinstall the model, or pass --exact"
             ) from None
         names_in = {i.name for i in sess.get_inputs()}
         names_out = {o.name for o in sess.get_outputs()}
-        pairs = card["sequence"].get("state_pairs") or {}
+        pairs = card[key].get("state_pairs") or {}
+        if not isinstance(pairs, dict):
+            pairs = {}
         missing = sorted(({"mag"} | set(pairs)) - names_in) + sorted(({"stems"} | set(pairs.values())) - names_out)
         if missing:
             raise ModelError(
-                f"sequence graph {path.name} has no tensor(s) {', '.join(map(str, missing))[:200]} that its card "
+                f"{kind} {path.name} has no tensor(s) {', '.join(map(str, missing))[:200]} that its card "
                 "names: re-export the model with `python -m factory.export`"
             )
-        _SESSIONS[key] = sess
+        _SESSIONS[cache_key] = sess
         return sess
 
 
@@ -199,7 +208,7 @@ class SequenceSeparator:
         separator, stft, max_block = engine.separator, engine.stft_config, engine.max_block
         self.engine = engine
         self.base = separator
-        self.runner = SequenceRunner(separator, chunk_frames)
+        self.runner = self._make_runner(separator, chunk_frames)
         self.card, self.card_path = separator.card, separator.card_path
         self.stems, self.lookahead = separator.stems, separator.lookahead
         self.channels, self.bins = separator.channels, separator.bins
@@ -211,11 +220,15 @@ class SequenceSeparator:
         # those before _done are never needed again (a reset restarts at _done).
         self._queue = np.zeros((4 * self.runner.chunk, separator.input_planes, stft.bins), np.float32)
         self._done = self._tail = 0
+        self._dropped = 0  # frames removed from the queue's front since the song began
         self._out = np.zeros((0, len(self.stems), self.channels, self.bins), np.float32)
         self._cursor = 0  # next row of _out that step_spectrum returns
         self.calls = 0  # sequence-graph calls (for tests and the bench)
         self._song_frames = 0  # frames of this song (since restart) returned or skipped
         engine.separator = self
+
+    def _make_runner(self, separator: Separator, chunk_frames: int | None):
+        return SequenceRunner(separator, chunk_frames)
 
     @property
     def output(self) -> np.ndarray:
@@ -224,7 +237,7 @@ class SequenceSeparator:
     def restart(self) -> None:
         """A new song: forget the state, the queue and the analyser's past."""
         self._analyzer.reset()
-        self._done = self._tail = self._song_frames = 0
+        self._done = self._tail = self._song_frames = self._dropped = 0
         self.reset()
 
     def reset(self) -> None:
@@ -247,6 +260,7 @@ class SequenceSeparator:
                 self._queue = bigger
             else:
                 self._queue[:live] = self._queue[self._done : self._tail]
+            self._dropped += self._done
             self._done, self._tail = 0, live
         planes = self._queue[self._tail : self._tail + k]
         X = self._frames[:k]

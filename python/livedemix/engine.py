@@ -250,6 +250,13 @@ class Engine:
         if self._inserts is not None:
             self._inserts.snap()
 
+    def adopt_separator(self, separator) -> None:
+        """Replace the separator with an offline drop-in (livedemix.offline_graph) whose lookahead
+        may differ from the model's: the mixture history is resized to it. Before processing."""
+        self.separator = separator
+        self._history = np.zeros((separator.lookahead + 1, self.channels, self.stft_config.bins), np.complex64)
+        self._frame_index = 0
+
     @property
     def latency_samples(self) -> int:
         """Input-to-output delay of every bus, exact: the STFT round trip plus the model's

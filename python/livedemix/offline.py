@@ -1,7 +1,9 @@
 """Offline separation with the real-time engine: whole arrays or files of any length.
 
-The same :class:`~livedemix.engine.Engine` that runs live does the work, so a file rendered
-here sounds exactly like the live output. Outputs are latency-compensated (sample ``i`` of a
+The same :class:`~livedemix.engine.Engine` that runs live does the work, so presets, phase
+modes and effect inserts apply as they do live. By default the stems' magnitudes come from the
+model's offline graph where its card has one (a network that also hears the future, which live
+cannot: livedemix.offline_graph); ``exact=True`` renders exactly the live output. Outputs are latency-compensated (sample ``i`` of a
 stem lines up with sample ``i`` of the input) and as long as the input. Any sample rate is
 accepted: the audio is resampled to the model's rate with soxr (VHQ) on the way in and back on
 the way out. Mono input is separated as a centred stereo signal and folded back to mono;
@@ -20,6 +22,7 @@ import numpy as np
 
 from .batched import BATCHED_MODES, SequenceSeparator, has_sequence
 from .engine import Engine
+from .offline_graph import OfflineGraphSeparator, has_offline_graph
 from .presets import Preset, load_preset
 from .separator import load_card, resolve_model
 
@@ -66,15 +69,23 @@ class StreamingSeparation:
         if stems is None:
             model_ref = model if model is not None else (preset.engine.model if preset else None)
             stems = list(load_card(resolve_model(model_ref))["stems"])
-        # Batched (the sequence graph, many frames per call) unless asked for the exact streaming
-        # render or the model predates sequence graphs. exact=None: batched where that equals the
-        # live render within -100 dB, the wiener mode (livedemix.batched.BATCHED_MODES).
+        # exact=None: the card's offline graph where it has one (livedemix.offline_graph), else
+        # batched (the sequence graph, many frames per call) where that equals the live render
+        # within -100 dB, the wiener mode (livedemix.batched.BATCHED_MODES). exact=False: the
+        # sequence graph in every mode; exact=True: the streaming step, bit for bit the live output.
         self._want_batched = None if exact is None else not exact
         self._chunk_frames = chunk_frames
         self._engines = [
             self._cached_engine(engine_cache, k, model, preset, phase, stems) for k in range(len(self._pairs))
         ]
         self.batched = isinstance(self._engines[0].separator, SequenceSeparator)
+        sep0 = self._engines[0].separator
+        self._live_lookahead = sep0.base.lookahead if self.batched else sep0.lookahead
+        self.render = (
+            "offline graph"
+            if isinstance(self._engines[0].separator, OfflineGraphSeparator)
+            else ("batched" if self.batched else "streaming")
+        )
         first = self._engines[0]
         self.stems = list(stems)
         self.outputs = self.stems + ([MIX] if preset is not None else [])
@@ -136,20 +147,28 @@ class StreamingSeparation:
             eng._dirty = True
             if preset.buses["main"].inserts:  # the main bus's inserts render on the mix output
                 eng.set_bus_inserts(MIX, preset.buses["main"].inserts)
-        batched = eng.phase.mode in BATCHED_MODES if self._want_batched is None else self._want_batched
-        if batched and has_sequence(eng.separator.card):
-            SequenceSeparator(eng, self._chunk_frames)  # becomes eng.separator
+        if self._want_batched is None and has_offline_graph(eng.separator.card):
+            OfflineGraphSeparator(eng, self._chunk_frames)  # becomes eng.separator: it hears the future
+        else:
+            batched = eng.phase.mode in BATCHED_MODES if self._want_batched is None else self._want_batched
+            if batched and has_sequence(eng.separator.card):
+                SequenceSeparator(eng, self._chunk_frames)  # becomes eng.separator
         eng.reset()  # apply the gains without a ramp
         return eng
 
     def describe(self) -> dict:
-        d = self._engines[0].describe()
+        eng = self._engines[0]
+        d = eng.describe()
+        # What the live engine would delay by: the offline graph's lookahead is not the live model's.
+        live = d["latency_samples"] - (eng.separator.lookahead - self._live_lookahead) * eng.stft_config.hop
         d.update(
+            live_latency_samples=live,
+            live_latency_ms=1000.0 * live / eng.sample_rate,
             input_rate=self.sample_rate,
             input_channels=self.channels,
             outputs=self.outputs,
             resampled=self._in_rs is not None,
-            render="batched" if self.batched else "streaming",
+            render=self.render,
         )
         return d
 
@@ -240,12 +259,14 @@ def separate(
     """Separate a whole signal. ``audio``: float (channels, samples), or (samples,) for mono.
 
     Returns {stem: array shaped like ``audio``} (plus ``"mix"`` with a preset), aligned with
-    the input and of the same length. ``exact=False``: the model's sequence graph computes the
-    stems' magnitudes many frames per call (the network's output equal to the live engine's to
-    float rounding); ``exact=True``: frame by frame with the streaming step, bit for bit the live
-    output; ``None`` (default): batched in the phase modes where that keeps the stems within
-    -100 dB of the live render (``wiener``, the shipped model's), exact in the others, whose
-    peak tracking turns a rounding difference into a -40 dB one (docs/LIBRARY.md).
+    the input and of the same length. ``None`` (default): the model's offline graph where its
+    card has one (a network that also hears the next ~0.7 s: better stems, not the live sound;
+    livedemix.offline_graph), otherwise as the live model renders with ``False`` in the phase
+    modes where that keeps the stems within -100 dB of the live render (``wiener``, the shipped
+    model's) and ``True`` in the others, whose peak tracking turns a rounding difference into a
+    -40 dB one (docs/LIBRARY.md). ``exact=False``: the live model's sequence graph computes the
+    stems' magnitudes many frames per call (equal to the live engine's to float rounding);
+    ``exact=True``: frame by frame with the streaming step, bit for bit the live output.
     """
     a = np.asarray(audio, np.float32)
     mono_1d = a.ndim == 1

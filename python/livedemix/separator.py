@@ -79,6 +79,7 @@ def resolve_model(model: str | Path | None, *, shipped_only: bool = False) -> Pa
 MAX_STEMS = 16
 MAX_TENSOR_ELEMENTS = 1 << 24  # 64 MB of float32 per state tensor; the shipped model's are < 100 KB
 MAX_LOOKAHEAD = 64
+MAX_CONTEXT_FRAMES = 4096  # an offline graph's frames of past and future (about 24 s at hop 256)
 
 
 def load_card(card_path: Path) -> dict:
@@ -197,6 +198,22 @@ def check_card(card, card_path: Path | str) -> dict:
         if not isinstance(seq, dict):
             bad("sequence", f"is {short_repr(seq)}, not an object")
         safe_relative_name(seq.get("onnx_file"), f"{where}: 'sequence.onnx_file'", ModelError)
+    off = card.get("offline")
+    if off is not None:  # the offline graph (livedemix.offline_graph): confined, and its shapes the step's
+        if not isinstance(off, dict):
+            bad("offline", f"is {short_repr(off)}, not an object")
+        safe_relative_name(off.get("onnx_file"), f"{where}: 'offline.onnx_file'", ModelError)
+        osha = off.get("onnx_sha256")
+        if not isinstance(osha, str) or len(osha) != 64 or any(ch not in "0123456789abcdef" for ch in osha):
+            bad("offline.onnx_sha256", f"is {short_repr(osha)}, not 64 lowercase hex digits")
+        integer("offline.context_frames", off.get("context_frames"), 1, MAX_CONTEXT_FRAMES)
+        if "chunk_frames" in off:
+            integer("offline.chunk_frames", off["chunk_frames"], 1, 1 << 16)
+        want_in, want_out = ["frames", mag[1], mag[2]], ["frames", out[1], out[2], out[3]]
+        if not isinstance(off.get("inputs"), dict) or off["inputs"].get("mag") != want_in:
+            bad("offline.inputs", f"is {short_repr(off.get('inputs'))}, not {{'mag': {want_in}}} (the step's planes)")
+        if not isinstance(off.get("outputs"), dict) or off["outputs"].get("stems") != want_out:
+            bad("offline.outputs", f"is {short_repr(off.get('outputs'))}, not {{'stems': {want_out}}}")
     phase = card.get("default_phase", "pu-iter")
     if phase not in MODES:
         bad("default_phase", f"is {short_repr(phase)}, not one of {', '.join(MODES)}")

@@ -1,12 +1,13 @@
-"""`livedemix bench offline`: the batched offline path against the streaming path, same run.
+"""`livedemix bench offline`: the offline render paths against each other, same run.
 
-Both sides separate the bundled demo song (all stems, the model's default phase mode) in this
-process, interleaved in rounds (so frequency scaling and a busy neighbour hit both alike), one
-onnxruntime thread each; the figure is the ratio of the best rounds, and each side's speed as
-a multiple of real time. The memory line streams a 10-minute song (the demo looped) through
-the batched path the way `livedemix separate` does (65536-sample chunks in, each chunk's stems
-out to the writer), in a child process, and reports its peak resident memory above the
-memory it had once the model was loaded.
+The streaming step (one frame per call), the batched sequence graph and, where the model's card
+has one, its offline graph (the default render) each separate the bundled demo song (all stems,
+the model's default phase mode) in this process, interleaved in rounds (so frequency scaling
+and a busy neighbour hit all alike), one onnxruntime thread each; the figures are ratios of the
+best rounds, and each path's speed as a multiple of real time. The memory line streams a
+10-minute song (the demo looped) through the default render the way `livedemix separate` does
+(65536-sample chunks in, each chunk's stems out to the writer), in a child process, and reports
+its peak resident memory above the memory it had once the model was loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ..offline_graph import has_offline_graph
+from ..separator import load_card, resolve_model
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "mixture.flac"
 CHUNK = 65536
@@ -32,7 +36,7 @@ def _demo(seconds: float | None = None) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(x), sr
 
 
-def _render(x: np.ndarray, sr: int, model, exact: bool) -> float:
+def _render(x: np.ndarray, sr: int, model, exact: bool | None) -> float:
     """Seconds to separate x the way the CLI does (chunks in, chunks out), model loaded outside."""
     from ..offline import StreamingSeparation
 
@@ -47,12 +51,15 @@ def _render(x: np.ndarray, sr: int, model, exact: bool) -> float:
 def bench_offline(model=None, rounds: int = 3, memory: bool = True, seconds: float | None = None) -> dict:
     x, sr = _demo(seconds)
     dur = x.shape[1] / sr
-    _render(x[:, : sr * 2], sr, model, True)  # warm-up (caches, the sequence session)
-    _render(x[:, : sr * 2], sr, model, False)
-    times = {"streaming": [], "batched": []}
+    paths = {"streaming": True, "batched": False}
+    if has_offline_graph(load_card(resolve_model(model))):
+        paths["offline graph"] = None  # what `livedemix separate` uses by default
+    for exact in paths.values():  # warm-up (caches, the graphs' sessions)
+        _render(x[:, : sr * 2], sr, model, exact)
+    times = {k: [] for k in paths}
     for _ in range(rounds):
-        times["streaming"].append(_render(x, sr, model, True))
-        times["batched"].append(_render(x, sr, model, False))
+        for k, exact in paths.items():
+            times[k].append(_render(x, sr, model, exact))
     best = {k: min(v) for k, v in times.items()}
     out = {
         "song": DEMO.name,
@@ -63,13 +70,17 @@ def bench_offline(model=None, rounds: int = 3, memory: bool = True, seconds: flo
         "speedup": best["streaming"] / best["batched"],
         "seconds": {k: [round(t, 4) for t in v] for k, v in times.items()},
     }
+    if "offline graph" in best:
+        out["offline_graph_x_realtime"] = dur / best["offline graph"]
+        out["offline_graph_cost_vs_batched"] = best["offline graph"] / best["batched"]
     if memory:
         out["memory_10min"] = memory_for(600.0, model)
     return out
 
 
 def memory_for(seconds: float, model=None) -> dict:
-    """Peak resident memory of the batched path over `seconds` of audio, in a child process."""
+    """Peak resident memory of the default render (`livedemix separate`'s) over `seconds` of audio,
+    in a child process."""
     code = (
         "import json, sys; from livedemix.apps.bench_offline import _memory_child; "
         f"print(json.dumps(_memory_child({seconds!r}, {None if model is None else str(model)!r})))"
@@ -125,10 +136,15 @@ def format_offline(r: dict) -> str:
         f"  batched sequence graph             : {r['batched_x_realtime']:6.1f}x real time   "
         f"= {r['speedup']:.2f}x the streaming path",
     ]
+    if "offline_graph_x_realtime" in r:
+        lines.append(
+            f"  offline graph (the default render)  : {r['offline_graph_x_realtime']:6.1f}x real time   "
+            f"= {r['offline_graph_cost_vs_batched']:.2f}x the batched path's time"
+        )
     m = r.get("memory_10min")
     if m and "error" not in m:
         lines.append(
-            f"  a 10-minute song, batched: peak {m['peak_rss_mb']:.0f} MB resident "
+            f"  a 10-minute song, as `separate` renders it: peak {m['peak_rss_mb']:.0f} MB resident "
             f"({m['rss_after_load_mb']:.0f} MB once loaded, +{m['growth_mb']:.0f} MB while running; "
             f"constant in the song's length), {m['x_realtime']:.1f}x real time"
         )

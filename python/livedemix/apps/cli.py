@@ -449,13 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--exact",
         action="store_true",
-        help="render frame by frame with the streaming step, bit for bit the live output (slower)",
+        help="render with the live model frame by frame, bit for bit the live output (slower; default: the "
+        "model's offline graph, which also hears the next ~0.7 s, where its card has one)",
     )
     render.add_argument(
         "--batched",
         action="store_true",
-        help="the model's sequence graph, many frames per call, in every phase mode (default: in the "
-        "wiener mode only, where it stays within -100 dB of the live render)",
+        help="render with the live model's sequence graph, many frames per call, in every phase mode (within "
+        "-100 dB of the live output in the wiener mode)",
     )
     sep.add_argument("--model", default=None, help="model name or card (default: the shipped default)")
     sep.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="reconstruction (default: the model's best)")

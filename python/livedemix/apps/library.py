@@ -72,7 +72,7 @@ class Settings:
     stems: list[str] | None = None
     phase: str | None = None
     fmt: str = "wav"
-    exact: bool | None = None  # None: batched where it equals the live render within -100 dB
+    exact: bool | None = None  # None: the offline graph, else batched where it equals the live render
     block_size: int = 4096
 
     def fingerprint(self) -> str:
@@ -90,8 +90,11 @@ class Settings:
                 model_ref = p.engine.model
         card = load_card(resolve_model(model_ref))
         seq = card.get("sequence") or {}
+        model = [card["onnx_sha256"], seq.get("onnx_sha256")]
+        if self.exact is None and isinstance(card.get("offline"), dict):  # the default render uses it
+            model.append(card["offline"]["onnx_sha256"])
         what = {
-            "model": [card["onnx_sha256"], seq.get("onnx_sha256")],
+            "model": model,
             "preset": hashlib.sha256(preset_text.encode()).hexdigest() if preset_text else None,
             "stems": self.stems,
             "phase": self.phase,

@@ -42,6 +42,8 @@ def _architecture(arch) -> str:
         return "not recorded"
     layers = len(_list(a.get("dilations")))
     causal = "causal" if a.get("lookahead") == 0 else f"lookahead {_text(a.get('lookahead'))} frames"
+    if a.get("backward") is True:
+        causal = "a causal and a reverse-time stack (hears the future: offline only)"
     return (
         f"{_text(a.get('type'))}, {layers} dilated layers, {_text(a.get('residual'))} residual channels, "
         f"per-bin refiner {_text(a.get('local'))} channels, {causal}"
@@ -114,6 +116,15 @@ def cmd_model(args) -> int:
         "training": training_summary(card),
         "scores": scores_summary(card),
     }
+    off = _dict(card.get("offline"))
+    if off:  # checked by load_card: a confined file, its sha256, sane shapes
+        summary["offline"] = {
+            "architecture": _architecture(off.get("architecture")),
+            "parameters": off.get("parameters") if isinstance(off.get("parameters"), int) else None,
+            "context_frames": off.get("context_frames"),
+            "training": training_summary(off),
+            "scores": scores_summary(off),
+        }
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -151,4 +162,23 @@ def cmd_model(args) -> int:
             print(f"    {r['song']}{kind}: {r['licence']}")
     else:
         print("  real recordings: none")
+    if "offline" in summary:
+        o, hop = summary["offline"], _dict(card.get("stft")).get("hop", 256)
+        ahead = o["context_frames"] * hop / 44100 if isinstance(hop, int) else float("nan")
+        print(f"offline graph (what `livedemix separate` renders with; it hears {ahead:.2f} s ahead):")
+        print(f"  network: {o['architecture']}")
+        if o["parameters"]:
+            print(f"  parameters: {o['parameters']:,}")
+        ot = o["training"]
+        if ot["steps"] is not None:
+            print(f"  training: {_text(ot['steps'])} steps, {_text(ot['cpu_minutes'])} CPU minutes, the same data")
+        if ot["interpolation"]:
+            m = ot["interpolation"]
+            print(f"  weights: t = {m['t']} of {m['tuned']}, the rest {m['base']} (factory.interpolate)")
+        osc = o["scores"]
+        print(
+            f"  scores: real 2-stem validation vocals {osc['real_vocals_sdr']} dB, accompaniment "
+            f"{osc['real_accompaniment_sdr']} dB; share of the ideal mask's gain: unseen library "
+            f"{osc['unseen_library_irm_share']}, corpus test {osc['corpus_test_irm_share']}"
+        )
     return 0
