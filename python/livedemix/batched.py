@@ -126,6 +126,18 @@ def load_sequence_session(card_path: Path, card: dict, key: str = "sequence"):
         return sess
 
 
+def chunk_frames_for(chunk_frames, entry: dict, default: int, model: str) -> int:
+    """Frames per call: the caller's, else the card entry's, else ``default``; checked."""
+    if chunk_frames is None:
+        chunk_frames = entry.get("chunk_frames", default)
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or not 1 <= chunk_frames <= 1 << 16:
+        raise ModelError(
+            f"chunk_frames {chunk_frames!r} for model {model} is not an integer from 1 to 65536: "
+            f"use {default} (the default)"
+        )
+    return chunk_frames
+
+
 class SequenceRunner:
     """The sequence graph over many frames, with the step's states carried between calls.
 
@@ -167,14 +179,7 @@ class SequenceRunner:
                     f"{[d if isinstance(d, int) else '?' for d in dims]} in the file, {list(shape)} in the card: "
                     "re-export the model with `python -m factory.export`"
                 )
-        if chunk_frames is None:
-            chunk_frames = seq.get("chunk_frames", DEFAULT_CHUNK_FRAMES)
-        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or not 1 <= chunk_frames <= 1 << 16:
-            raise ModelError(
-                f"chunk_frames {chunk_frames!r} for model {separator.card_path.stem} is not an integer from 1 to "
-                f"65536: use {DEFAULT_CHUNK_FRAMES} (the default)"
-            )
-        self.chunk = chunk_frames
+        self.chunk = chunk_frames_for(chunk_frames, seq, DEFAULT_CHUNK_FRAMES, separator.card_path.stem)
         self.reset()
 
     def reset(self) -> None:

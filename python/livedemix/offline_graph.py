@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batched import SequenceSeparator, load_sequence_session
+from .batched import SequenceSeparator, chunk_frames_for, load_sequence_session
 from .separator import ModelError, Separator
 
 DEFAULT_OFFLINE_CHUNK = 512  # estimates per call: the 2R context frames around them cost ~1.5x
@@ -52,14 +52,7 @@ class OfflineGraphRunner:
         self.session = load_sequence_session(card_path, card, "offline")
         entry = card["offline"]
         self.context = int(entry["context_frames"])  # checked by separator.check_card
-        if chunk_frames is None:
-            chunk_frames = entry.get("chunk_frames", DEFAULT_OFFLINE_CHUNK)
-        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or not 1 <= chunk_frames <= 1 << 16:
-            raise ModelError(
-                f"chunk_frames {chunk_frames!r} for model {Path(card_path).stem} is not an integer from 1 to "
-                f"65536: use {DEFAULT_OFFLINE_CHUNK} (the default)"
-            )
-        self.chunk = chunk_frames
+        self.chunk = chunk_frames_for(chunk_frames, entry, DEFAULT_OFFLINE_CHUNK, Path(card_path).stem)
         self.calls = 0
 
     def reset(self) -> None:
