@@ -315,7 +315,9 @@ def test_removed_experiments_are_refused_and_the_shipped_config_still_loads(stem
     cfg = ModelConfig.from_dict(shipped["model_config"])
     assert cfg.local == 16 and cfg.local_patches == ((5, 3),)
     WaveNetSeparator(cfg).load_state_dict(shipped["state_dict"])  # every weight fits, none is left over
-    assert set(cfg.to_dict()) == set(shipped["model_config"]) - set(REMOVED_OPTIONS)
+    # options added since (off by default: the same network) are the only new keys
+    assert cfg.backward is False
+    assert set(cfg.to_dict()) - {"backward"} == set(shipped["model_config"]) - set(REMOVED_OPTIONS)
     for key, on in (("local_context", True), ("local_bin_bias", True), ("local_depth", 2), ("side", True)):
         with pytest.raises(ValueError) as e:
             ModelConfig.from_dict(dict(shipped["model_config"], **{key: on}))
