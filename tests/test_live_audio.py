@@ -30,8 +30,9 @@ def db(x: float) -> float:
 
 
 def test_play_through_jack_equals_offline_karaoke(jack_server, live_model):
-    """The captured output of `livedemix play --preset karaoke` is `separate(..., preset='karaoke')['mix']`,
-    delayed by the reported latency, sample for sample."""
+    """The captured output of `livedemix play --preset karaoke` is `separate(..., preset='karaoke',
+    exact=True)['mix']` (the live network's render, not the offline graph's), delayed by the
+    reported latency, sample for sample."""
     rec = Recorder(jack_server, "ldcap", seconds=40)
     try:
         p = livedemix(
@@ -55,7 +56,7 @@ def test_play_through_jack_equals_offline_karaoke(jack_server, live_model):
     assert "Traceback" not in err
     r = report_of(out)
     audio, sr = sf.read(DEMO, dtype="float32", always_2d=True)
-    ref = separate(audio.T, sr, preset="karaoke", model=live_model)["mix"]
+    ref = separate(audio.T, sr, preset="karaoke", model=live_model, exact=True)["mix"]
     L = r["latency_samples"]
     assert L == r["engine_latency_samples"] == 512  # blocksize 0: no buffering beyond the engine's
     # Output sample n of the stream is the engine's output n; the song's sample i is due at
